@@ -1,0 +1,267 @@
+"""AI-VAD feature files: loading, validation and the ragged per-frame layout.
+
+On disk (AI-VAD's format), per split ``DIR/NAME/extracted_features/{train,test}/``:
+
+- ``velocity.npy``      object array, one (n_i, B) float array per frame, n_i >= 1
+- ``deep_features.npy`` object array, one (n_i, 512) array per frame, same objects
+- ``pose.npy``          object array, one (p_i, 34) array per frame, p_i may be 0
+
+plus ``DIR/NAME/test_clip_lengths.npy`` (cumulative frame counts per test video) and the
+test labels in one of the formats :func:`load_labels` reads.
+
+In memory every modality is a :class:`Ragged`: the objects of all frames stacked into one
+(N, d) float32 matrix plus ``offsets`` (F + 1,) so frame ``i`` owns rows
+``offsets[i]:offsets[i+1]``. Every stage works on the stacked matrix, which is what makes
+vectorised and chunked computation possible.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .io import PROJECT_ROOT, InputError
+
+APPEARANCE_DIM = 512  # CLIP ViT-B/16 image embedding width
+POSE_DIM = 34  # 17 COCO keypoints x (x, y)
+SPLITS = ("train", "test")
+MODALITY_FILES = {"velocity": "velocity.npy", "appearance": "deep_features.npy", "pose": "pose.npy"}
+# Where each input comes from, for error messages.
+FEATURE_MAKER = "python extract_features.py --dataset NAME --data-root DIR (or AI-VAD's feature extraction)"
+
+
+@dataclass
+class Ragged:
+    """Per-frame object sets stacked: ``values`` (N, d) float32, ``offsets`` (F + 1,) int64."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(F,) number of objects in each frame."""
+        return np.diff(self.offsets)
+
+    @property
+    def frame_index(self) -> np.ndarray:
+        """(N,) the frame each row belongs to."""
+        return np.repeat(np.arange(self.n_frames), self.counts)
+
+    def frame(self, i: int) -> np.ndarray:
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def with_values(self, values: np.ndarray) -> "Ragged":
+        """Same frame layout, new per-object values (e.g. encoded or pseudo features)."""
+        if len(values) != len(self.values):
+            raise ValueError(f"expected {len(self.values)} rows, got {len(values)}")
+        return Ragged(np.ascontiguousarray(values, dtype=np.float32), self.offsets)
+
+    @staticmethod
+    def from_frames(frames: list[np.ndarray] | np.ndarray, width: int) -> "Ragged":
+        """Stack a list (or object array) of (n_i, width) arrays."""
+        counts = np.fromiter((len(f) for f in frames), dtype=np.int64, count=len(frames))
+        offsets = np.zeros(len(frames) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        values = np.empty((int(offsets[-1]), width), dtype=np.float32)
+        for i, f in enumerate(frames):
+            if counts[i]:
+                values[offsets[i] : offsets[i + 1]] = np.asarray(f, dtype=np.float32).reshape(counts[i], width)
+        return Ragged(values, offsets)
+
+
+def feature_path(root: Path | str, dataset: str, split: str, modality: str) -> Path:
+    return Path(root) / dataset / "extracted_features" / split / MODALITY_FILES[modality]
+
+
+def resolve_data_root(dataset: str, data_root: Path | str) -> Path:
+    """The folder holding ``NAME/extracted_features``: ``data_root`` if it has them, else
+    the project's own ``data/`` (where stage 0 writes features made from raw frames)."""
+    data_root = Path(data_root)
+    if feature_path(data_root, dataset, "train", "velocity").exists():
+        return data_root
+    local = PROJECT_ROOT / "data"
+    if feature_path(local, dataset, "train", "velocity").exists():
+        return local
+    return data_root
+
+
+def load_object_array(path: Path, width: int | None, allow_empty_frames: bool, what: str) -> Ragged:
+    """Read one AI-VAD object array and check it: 2-D per frame, width, finite values.
+
+    ``width=None`` accepts any width that is the same in every frame (velocity bins).
+    """
+    if not path.exists():
+        raise InputError(f"missing {what} file {path}: run `{FEATURE_MAKER}` first")
+    try:
+        arr = np.load(path, allow_pickle=True)
+    except Exception as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    if arr.dtype != object:
+        # A dense (F, n, d) array is a legal special case of the format.
+        if arr.ndim != 3:
+            raise InputError(f"{path}: expected an object array of per-frame (n_i, d) arrays, got dense shape {arr.shape}")
+        arr = list(arr)
+    if len(arr) == 0:
+        raise InputError(f"{path}: empty split (0 frames)")
+    widths = set()
+    for i, f in enumerate(arr):
+        f = np.asarray(f)
+        if f.size == 0 and allow_empty_frames:
+            continue
+        if f.ndim != 2:
+            raise InputError(f"{path}: frame {i} has shape {f.shape}, expected (n_objects, d)")
+        if f.shape[0] == 0 and not allow_empty_frames:
+            raise InputError(f"{path}: frame {i} has no objects; {what} needs at least one row per frame")
+        widths.add(f.shape[1])
+    if not widths:
+        raise InputError(f"{path}: no {what} rows in any frame")
+    if len(widths) > 1:
+        raise InputError(f"{path}: {what} width differs between frames: {sorted(widths)}")
+    got = widths.pop()
+    if width is not None and got != width:
+        raise InputError(f"{path}: {what} features are {got}-d, expected {width}-d")
+    frames = [np.asarray(f).reshape(-1, got) for f in arr]
+    rag = Ragged.from_frames(frames, got)
+    bad = ~np.isfinite(rag.values)
+    if bad.any():
+        row = int(np.argwhere(bad)[0, 0])
+        frame = int(np.searchsorted(rag.offsets, row, side="right") - 1)
+        raise InputError(f"{path}: NaN or inf in {what} (first at frame {frame}, {int(bad.sum())} values)")
+    return rag
+
+
+@dataclass
+class Split:
+    """One split's three modalities. ``velocity`` and ``appearance`` share objects."""
+
+    appearance: Ragged  # (N, 512)
+    velocity: Ragged  # (N, B)
+    pose: Ragged  # (P, 34), frames may hold 0 rows
+
+    @property
+    def n_frames(self) -> int:
+        return self.appearance.n_frames
+
+
+def load_split(root: Path | str, dataset: str, split: str, modalities: tuple[str, ...] = ("appearance", "velocity", "pose")) -> Split:
+    """Load and cross-check one split. Modalities not asked for are left as ``None``."""
+    root = resolve_data_root(dataset, root)
+    rag: dict[str, Ragged | None] = {m: None for m in MODALITY_FILES}
+    if "appearance" in modalities:
+        rag["appearance"] = load_object_array(feature_path(root, dataset, split, "appearance"), APPEARANCE_DIM, False, "appearance (deep_features)")
+    if "velocity" in modalities:
+        rag["velocity"] = load_object_array(feature_path(root, dataset, split, "velocity"), None, False, "velocity")
+    if "pose" in modalities:
+        rag["pose"] = load_object_array(feature_path(root, dataset, split, "pose"), POSE_DIM, True, "pose")
+    loaded = {m: r for m, r in rag.items() if r is not None}
+    counts = {m: r.n_frames for m, r in loaded.items()}
+    if len(set(counts.values())) > 1:
+        raise InputError(f"{root / dataset / 'extracted_features' / split}: frame counts differ between modalities: {counts}")
+    a, v = rag["appearance"], rag["velocity"]
+    if a is not None and v is not None and not np.array_equal(a.offsets, v.offsets):
+        i = int(np.argmax(a.counts != v.counts))
+        raise InputError(f"{root / dataset / 'extracted_features' / split}: frame {i} has {a.counts[i]} appearance rows but {v.counts[i]} velocity rows")
+    return Split(**rag)  # type: ignore[arg-type]
+
+
+def load_clip_lengths(root: Path | str, dataset: str, split: str, n_frames: int) -> np.ndarray:
+    """Cumulative frame counts per video, (V,) int64, checked against ``n_frames``.
+
+    A missing ``train_clip_lengths.npy`` means one video (it is only used for smoothing and
+    validation splits); the test file is required.
+    """
+    root = resolve_data_root(dataset, root)
+    path = Path(root) / dataset / f"{split}_clip_lengths.npy"
+    if not path.exists():
+        if split == "train":
+            return np.array([n_frames], dtype=np.int64)
+        raise InputError(f"missing {path}: cumulative frame count of each test video (AI-VAD's test_clip_lengths.npy)")
+    ends = np.asarray(np.load(path, allow_pickle=True), dtype=np.int64).ravel()
+    if len(ends) == 0 or np.any(np.diff(ends) <= 0) or ends[0] <= 0:
+        raise InputError(f"{path}: clip lengths must be positive and strictly increasing (cumulative ends), got {ends[:5]}...")
+    if ends[-1] != n_frames:
+        raise InputError(f"{path}: clip lengths end at {ends[-1]} frames but the {split} features have {n_frames}")
+    return ends
+
+
+def _labels_from_mat(path: Path, ends: np.ndarray) -> np.ndarray:
+    """Ped2/Avenue ``.mat`` ground truth: ``gt`` cell of (2, k) 1-based inclusive ranges."""
+    from scipy.io import loadmat
+
+    mat = loadmat(path)
+    key = next((k for k in ("gt", "volLabel", "frame_labels") if k in mat), None)
+    if key is None:
+        raise InputError(f"{path}: no 'gt' variable (found {sorted(k for k in mat if not k.startswith('__'))})")
+    cells = mat[key].ravel()
+    if len(cells) != len(ends):
+        raise InputError(f"{path}: {len(cells)} videos in the labels but {len(ends)} in test_clip_lengths.npy")
+    starts = np.concatenate([[0], ends[:-1]])
+    labels = np.zeros(int(ends[-1]), dtype=np.int64)
+    for v, ranges in enumerate(cells):
+        ranges = np.asarray(ranges, dtype=np.int64).reshape(2, -1)
+        for a, b in ranges.T:
+            labels[starts[v] + a - 1 : starts[v] + b] = 1
+    return labels
+
+
+def _labels_from_m(path: Path, ends: np.ndarray) -> np.ndarray:
+    """UCSD's ``UCSDpedN.m``: one ``gt_frame = [a:b, c:d]`` line per video, 1-based."""
+    lines = [l for l in path.read_text().splitlines() if "gt_frame" in l]
+    if len(lines) != len(ends):
+        raise InputError(f"{path}: {len(lines)} videos in the labels but {len(ends)} in test_clip_lengths.npy")
+    starts = np.concatenate([[0], ends[:-1]])
+    labels = np.zeros(int(ends[-1]), dtype=np.int64)
+    for v, line in enumerate(lines):
+        for a, b in re.findall(r"(\d+)\s*:\s*(\d+)", line):
+            labels[starts[v] + int(a) - 1 : starts[v] + int(b)] = 1
+    return labels
+
+
+def label_candidates(root: Path, dataset: str) -> list[Path]:
+    """Label files :func:`load_labels` looks for, in order of preference."""
+    base = root / dataset
+    return [
+        base / "frame_labels.npy",
+        base / f"frame_labels_{dataset}.npy",
+        base / f"{dataset}.mat",
+        base / "testing" / "test_frame_mask",
+        base / "testing" / f"UCSD{dataset}.m",
+    ]
+
+
+def load_labels(root: Path | str, dataset: str, ends: np.ndarray) -> np.ndarray:
+    """Frame-level 0/1 test labels (F,) int64 from the first format found.
+
+    Formats: ``frame_labels.npy`` / ``frame_labels_NAME.npy`` (any shape flattening to one
+    value per frame), ``NAME.mat`` (Ped2/Avenue ``gt`` ranges), ``testing/test_frame_mask/*.npy``
+    (ShanghaiTech, one file per video in sorted order) or UCSD's ``testing/UCSDNAME.m``.
+    """
+    n = int(ends[-1])
+    for root_ in dict.fromkeys([Path(root), resolve_data_root(dataset, root)]):
+        for path in label_candidates(root_, dataset):
+            if not path.exists():
+                continue
+            if path.suffix == ".npy":
+                labels = np.asarray(np.load(path, allow_pickle=True)).ravel()
+            elif path.suffix == ".mat":
+                labels = _labels_from_mat(path, ends)
+            elif path.suffix == ".m":
+                labels = _labels_from_m(path, ends)
+            else:
+                files = sorted(path.glob("*.npy"))
+                if not files:
+                    continue
+                labels = np.concatenate([np.asarray(np.load(f)).ravel() for f in files])
+            if labels.size != n:
+                raise InputError(f"{path}: {labels.size} frame labels but the test split has {n} frames")
+            if not np.isin(labels, (0, 1)).all():
+                raise InputError(f"{path}: labels must be 0 or 1")
+            return labels.astype(np.int64)
+    tried = ", ".join(str(p) for p in label_candidates(Path(root), dataset))
+    raise InputError(f"no test labels for {dataset}: looked for {tried}")

@@ -1,0 +1,100 @@
+"""File I/O shared by every stage: atomic writes, checkpoint paths, clear input errors.
+
+Every output is written to a temporary file in the destination folder and then renamed
+over the final name (``os.replace`` is atomic on POSIX), so an interrupted run never
+leaves a half-written file that a later stage would trust.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_ROOT = PROJECT_ROOT / "checkpoints"
+RESULTS_ROOT = PROJECT_ROOT / "results"
+
+
+class InputError(ValueError):
+    """Bad or missing input. The message names the file and what is wrong."""
+
+
+def checkpoint_dir(dataset: str, root: Path | str | None = None) -> Path:
+    """``checkpoints/<dataset>/`` (created if missing)."""
+    path = Path(root or CHECKPOINT_ROOT) / dataset
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_dir(dataset: str, root: Path | str | None = None) -> Path:
+    """``results/<dataset>/`` (created if missing)."""
+    path = Path(root or RESULTS_ROOT) / dataset
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_npy(path: Path | str, array: np.ndarray) -> None:
+    """Atomically write one array (object arrays allowed) as ``.npy``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=array.dtype == object)
+
+
+def save_torch(path: Path | str, obj: Any) -> None:
+    """Atomically write a ``torch.save`` checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_json(path: Path | str, obj: Any) -> None:
+    """Atomically write pretty-printed JSON."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def require(path: Path | str, made_by: str) -> Path:
+    """Return ``path`` if it exists, else raise naming the stage that makes it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"missing input {path}: run `{made_by}` first")
+    return path
+
+
+def load_npy(path: Path | str, made_by: str, mmap: bool = False) -> np.ndarray:
+    """Load an ``.npy`` written by an earlier stage (``made_by`` names that stage)."""
+    require(path, made_by)
+    try:
+        return np.load(path, allow_pickle=not mmap, mmap_mode="r" if mmap else None)
+    except Exception as exc:  # corrupt or truncated file: say which
+        raise InputError(f"cannot read {path}: {exc}") from exc
+
+
+def load_torch(path: Path | str, made_by: str, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint written by an earlier stage (``made_by`` names that stage)."""
+    require(path, made_by)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:
+        raise InputError(f"cannot read checkpoint {path}: {exc}") from exc

@@ -1,0 +1,67 @@
+"""Frame-level measures used in video anomaly detection: smoothing, micro/macro AUC, EER."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from sklearn.metrics import roc_auc_score, roc_curve
+
+
+def video_slices(ends: np.ndarray) -> list[slice]:
+    """Cumulative clip ends (V,) -> one slice per video."""
+    starts = np.concatenate([[0], ends[:-1]])
+    return [slice(int(a), int(b)) for a, b in zip(starts, ends)]
+
+
+def smooth_scores(scores: np.ndarray, ends: np.ndarray, sigma: float, per_video: bool = True) -> np.ndarray:
+    """Gaussian-smooth frame scores (F,). ``per_video`` keeps one video's scores from
+    bleeding into the next (AI-VAD); ``per_video=False`` smooths the concatenated test
+    sequence as one signal (the reference scripts). ``sigma <= 0`` returns a copy."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if sigma <= 0:
+        return scores.copy()
+    if not per_video:
+        return gaussian_filter1d(scores, sigma)
+    out = np.empty_like(scores)
+    for s in video_slices(ends):
+        out[s] = gaussian_filter1d(scores[s], sigma)
+    return out
+
+
+def micro_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC over all test frames pooled."""
+    return float(roc_auc_score(labels, scores))
+
+
+def macro_auc(scores: np.ndarray, labels: np.ndarray, ends: np.ndarray) -> float:
+    """Mean of per-video AUCs. As in AI-VAD, each video's scores are min-max scaled to
+    [0, 1] and padded with one (label 0, score 0) and one (label 1, score 1) frame, so a
+    video holding a single class still has a defined AUC."""
+    aucs = []
+    for s in video_slices(ends):
+        sc, lb = scores[s], labels[s]
+        lo, hi = sc.min(), sc.max()
+        scaled = (sc - lo) / (hi - lo) if hi > lo else np.zeros_like(sc)
+        aucs.append(roc_auc_score(np.concatenate([lb, [0, 1]]), np.concatenate([scaled, [0.0, 1.0]])))
+    return float(np.mean(aucs))
+
+
+def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
+    """EER: the error rate where false-positive and false-negative rates are equal."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fnr = 1.0 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    # Interpolate between the two ROC points that straddle the crossing.
+    if i + 1 < len(fpr) and (fnr[i] - fpr[i]) * (fnr[i + 1] - fpr[i + 1]) < 0:
+        d0, d1 = fnr[i] - fpr[i], fnr[i + 1] - fpr[i + 1]
+        t = d0 / (d0 - d1)
+        return float(fpr[i] + t * (fpr[i + 1] - fpr[i]))
+    return float((fpr[i] + fnr[i]) / 2)
+
+
+def evaluate(scores: np.ndarray, labels: np.ndarray, ends: np.ndarray) -> dict[str, float]:
+    """All frame-level measures of already-smoothed scores."""
+    return {
+        "micro_auc": micro_auc(scores, labels),
+        "macro_auc": macro_auc(scores, labels, ends),
+        "eer": equal_error_rate(scores, labels),
+    }
