@@ -1,0 +1,188 @@
+"""Velocity attribute (AI-VAD): binned mean optical-flow magnitude inside each object box.
+
+AI-VAD (``feature_extraction.py``) computes, per object box, on the flow from frame t-1
+to frame t (the first frame of a video uses itself as t-1, i.e. zero flow):
+
+- ``mag = |dx| + |dy|`` (L1 magnitude) and ``ang`` = flow orientation in degrees [0, 360)
+  (``cv2.cartToPolar``);
+- for bin i of B equal sectors ``[360 i / B, 360 (i + 1) / B)``: the sum of ``mag`` over the
+  pixels whose orientation falls in that sector, divided by the number of pixels in the box
+  (their ``uniform_filter`` with the crop's full size, read at the crop centre, is exactly
+  that mean). So the B values sum to the mean L1 magnitude; with B = 1 it *is* the mean.
+
+AI-VAD first resizes the flow crop to 224x224 (bilinear) and averages there; here the mean
+is taken over the box's own pixels with one integral image per bin (O(1) per box), which
+differs from the resized mean only by interpolation rounding. The crop is AI-VAD's
+``[ceil(y1):ceil(y2), ceil(x1):ceil(x2)]``.
+
+Flow: AI-VAD uses FlowNet2 (weights, GPU). Here classic OpenCV flow that needs no weights:
+DIS (presets or tuned parameters) or Farneback, optionally on frames upsampled by
+``scale`` (Ped2 is 360x240 and people are ~10x30 px, so upsampling helps the coarse-to-fine
+estimators resolve them) and optionally Gaussian-blurred first (JPEG noise). The flow is
+returned in native-resolution pixels per frame (values divided by ``scale``). The choice of
+default is made by agreement with AI-VAD's FlowNet2 velocity on Ped2 train
+(``bench/velocity_agreement.py``), never by a test score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .frames import crop_bounds
+
+# Named flow settings; FlowConfig(method=..., ...) can be built directly as well.
+DIS_PRESETS = {
+    "dis_ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "dis_fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "dis_medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+FLOW_METHODS = ("dis_ultrafast", "dis_fast", "dis_medium", "dis_fine", "farneback")
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Optical-flow setting.
+
+    method: one of :data:`FLOW_METHODS`. ``dis_fine`` is the DIS medium preset with a
+        smaller patch (6 px), stride 3, more gradient-descent and variational iterations.
+    scale: upsampling factor applied to both frames before the flow (1 = native).
+    blur: Gaussian sigma (native pixels) applied to both frames first; 0 = none.
+    """
+
+    method: str = "dis_medium"
+    scale: float = 1.0
+    blur: float = 0.0
+
+    def label(self) -> str:
+        s = f"{self.method} x{self.scale:g}"
+        return s + (f" blur{self.blur:g}" if self.blur else "")
+
+
+@lru_cache(maxsize=8)
+def _dis(method: str):
+    if method in DIS_PRESETS:
+        return cv2.DISOpticalFlow_create(DIS_PRESETS[method])
+    if method == "dis_fine":
+        d = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        d.setPatchSize(6)
+        d.setPatchStride(3)
+        d.setGradientDescentIterations(50)
+        d.setVariationalRefinementIterations(10)
+        d.setFinestScale(0)
+        return d
+    raise ValueError(f"unknown DIS setting {method!r}; choose from {FLOW_METHODS}")
+
+
+def _prepare(img: np.ndarray, cfg: FlowConfig) -> np.ndarray:
+    g = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    g = np.ascontiguousarray(g, dtype=np.uint8)
+    if cfg.blur > 0:
+        g = cv2.GaussianBlur(g, (0, 0), cfg.blur)
+    if cfg.scale != 1:
+        g = cv2.resize(g, None, fx=cfg.scale, fy=cfg.scale, interpolation=cv2.INTER_CUBIC)
+    return g
+
+
+def compute_flow(prev: np.ndarray, cur: np.ndarray, cfg: FlowConfig = FlowConfig()) -> np.ndarray:
+    """Dense flow from ``prev`` to ``cur``.
+
+    Args:
+        prev, cur: (H, W) uint8 grey or (H, W, 3) uint8 RGB frames of the same size.
+        cfg: flow setting.
+
+    Returns:
+        (H, W, 2) float32 flow (dx, dy) in native pixels per frame, OpenCV's convention:
+        ``prev[y, x] ~ cur[y + dy, x + dx]``.
+    """
+    if prev.shape[:2] != cur.shape[:2]:
+        raise ValueError(f"frame sizes differ: {prev.shape[:2]} vs {cur.shape[:2]}")
+    h, w = prev.shape[:2]
+    a, b = _prepare(prev, cfg), _prepare(cur, cfg)
+    if cfg.method == "farneback":
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 5, 5, 1.1, 0)
+    else:
+        flow = _dis(cfg.method).calc(a, b, None)
+    if cfg.scale != 1:
+        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA) / cfg.scale
+    return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+def orientation_bins(flow: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel L1 magnitude and orientation bin.
+
+    Args:
+        flow: (H, W, 2) float flow.
+        bins: B >= 1 equal sectors of 360/B degrees, bin i = [360 i/B, 360 (i+1)/B).
+
+    Returns:
+        mag (H, W) float64 = |dx| + |dy|; bin (H, W) int64 in [0, B).
+    """
+    dx = np.ascontiguousarray(flow[..., 0], dtype=np.float32)
+    dy = np.ascontiguousarray(flow[..., 1], dtype=np.float32)
+    mag = np.abs(dx).astype(np.float64) + np.abs(dy)
+    if bins == 1:
+        return mag, np.zeros(mag.shape, dtype=np.int64)
+    _, ang = cv2.cartToPolar(dx, dy, angleInDegrees=True)  # [0, 360)
+    idx = np.floor(ang.astype(np.float64) / (360.0 / bins)).astype(np.int64)
+    return mag, np.clip(idx, 0, bins - 1)
+
+
+def box_velocity(flow: np.ndarray, boxes: np.ndarray, bins: int = 1) -> np.ndarray:
+    """AI-VAD velocity of each box.
+
+    Args:
+        flow: (H, W, 2) flow of the frame (native pixels).
+        boxes: (n, 4) checked boxes (see :func:`memfuse.extract.frames.check_boxes`), n >= 1.
+        bins: B orientation bins.
+
+    Returns:
+        (n, B) float32: column i = sum of L1 magnitudes of the box pixels whose orientation
+        is in bin i, divided by the box's pixel count (rows sum to the mean L1 magnitude).
+    """
+    mag, idx = orientation_bins(flow, bins)
+    b = crop_bounds(boxes)
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    area = np.maximum((x1 - x0) * (y1 - y0), 1).astype(np.float64)
+    out = np.empty((len(b), bins), dtype=np.float64)
+    for i in range(bins):
+        m = mag if bins == 1 else np.where(idx == i, mag, 0.0)
+        ii = cv2.integral(m, sdepth=cv2.CV_64F)  # (H+1, W+1)
+        out[:, i] = ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
+    return (out / area[:, None]).astype(np.float32)
+
+
+def box_velocity_resized(flow: np.ndarray, boxes: np.ndarray, bins: int = 1, size: int = 224) -> np.ndarray:
+    """AI-VAD's literal computation (slow; for checking): crop the flow, resize to
+    ``size`` x ``size`` (bilinear), bin and average there. Same shapes as :func:`box_velocity`."""
+    rows = []
+    for x0, y0, x1, y1 in crop_bounds(boxes):
+        c = cv2.resize(np.ascontiguousarray(flow[y0:y1, x0:x1]), (size, size))
+        mag, idx = orientation_bins(c, bins)
+        rows.append([mag[idx == i].sum() / mag.size for i in range(bins)])
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), bins)
+
+
+def video_velocity(frames: list[np.ndarray], boxes: list[np.ndarray], cfg: FlowConfig = FlowConfig(), bins: int = 1) -> list[np.ndarray]:
+    """Velocity of every object of one video.
+
+    Args:
+        frames: T frames, (H, W) uint8 grey (or RGB), in temporal order.
+        boxes: T checked (n_t, 4) box arrays (n_t >= 1).
+        cfg: flow setting; bins: B.
+
+    Returns:
+        T arrays (n_t, B) float32. Frame 0 uses itself as its previous frame: zero flow,
+        so its velocities are exactly 0.
+    """
+    if len(frames) != len(boxes):
+        raise ValueError(f"{len(frames)} frames but {len(boxes)} box arrays")
+    out = []
+    for t, (img, bx) in enumerate(zip(frames, boxes)):
+        if t == 0:
+            out.append(np.zeros((len(bx), bins), dtype=np.float32))
+            continue
+        out.append(box_velocity(compute_flow(frames[t - 1], img, cfg), bx, bins))
+    return out
