@@ -1,0 +1,103 @@
+"""Stage 1: train the appearance autoencoder and compress appearance to 34-d.
+
+Reads  DATA_ROOT/DATASET/extracted_features/{train,test}/deep_features.npy (n_i, 512) per frame
+Writes checkpoints/DATASET/autoencoder.pt             encoder + decoder weights, loss history
+       checkpoints/DATASET/appearance_{train,test}.npy (N, 34) float32, every object's code,
+                                                       rows in frame order (AI-VAD object order)
+
+    python AE_encoder.py --dataset ped2 --data-root data
+"""
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F_
+from tqdm import tqdm
+
+from memfuse import data as D
+from memfuse.cli import configure, resolve_device, run_stage, seed_everything
+from memfuse.io import InputError, checkpoint_dir, save_npy, save_torch
+from memfuse.models import AutoEncoder
+from memfuse.stages import index_batches
+
+# -- settings (paper values; each is also a flag, e.g. --epochs 100) --------------------
+EPOCHS = 1000
+LEARNING_RATE = 1e-2
+BATCH_SIZE = 4096
+SELECT = "train"  # which epoch's weights to keep: train | test | last
+ENCODE_BATCH = 65536
+HELP = {
+    "EPOCHS": "training epochs over all train objects",
+    "LEARNING_RATE": "Adam learning rate",
+    "BATCH_SIZE": "objects per step (shuffled)",
+    "SELECT": "keep the epoch with the lowest mean train loss (train), the lowest test MSE "
+    "(test: the reference scripts, which look at test features but not labels), or the last",
+    "ENCODE_BATCH": "objects per forward pass when encoding",
+}
+
+
+@torch.no_grad()
+def encode_all(model: AutoEncoder, x: np.ndarray, device: torch.device, batch: int) -> np.ndarray:
+    """(N, 512) -> (N, 34) float32, ``batch`` rows at a time."""
+    model.eval()
+    out = np.empty((len(x), model.encoder[-1].out_features), dtype=np.float32)
+    for s in range(0, len(x), batch):
+        out[s : s + batch] = model.encode(torch.from_numpy(x[s : s + batch]).to(device)).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def mse(model: AutoEncoder, x: torch.Tensor, batch: int) -> float:
+    model.eval()
+    total = sum(F_.mse_loss(model(x[s : s + batch]), x[s : s + batch], reduction="sum").item() for s in range(0, len(x), batch))
+    return total / x.numel()
+
+
+def main() -> None:
+    configure(globals(), HELP, __doc__.split("\n")[0])
+    if SELECT not in ("train", "test", "last"):
+        raise InputError(f"--select must be train, test or last, got {SELECT!r}")
+    seed_everything(SEED)
+    device = resolve_device(DEVICE)
+    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
+    train = D.load_split(DATA_ROOT, DATASET, "train", ("appearance",)).appearance.values
+    test = D.load_split(DATA_ROOT, DATASET, "test", ("appearance",)).appearance.values
+    print(f"[AE_encoder] {DATASET}: {len(train)} train / {len(test)} test objects, {train.shape[1]}-d -> 34-d")
+
+    x = torch.from_numpy(train).to(device)
+    x_test = torch.from_numpy(test).to(device) if SELECT == "test" else None
+    model = AutoEncoder(in_dim=train.shape[1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    gen = torch.Generator().manual_seed(SEED)
+    history, best, best_state, kept = [], float("inf"), None, 0
+    bar = tqdm(range(EPOCHS), desc="autoencoder", unit="epoch", mininterval=1.0)
+    for epoch in bar:
+        model.train()
+        total = 0.0
+        for idx in index_batches(len(x), BATCH_SIZE, gen, device):
+            loss = F_.mse_loss(model(x[idx]), x[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        record = {"epoch": epoch + 1, "train_mse": total / len(x)}
+        if x_test is not None:
+            record["test_mse"] = mse(model, x_test, ENCODE_BATCH)
+        history.append(record)
+        criterion = {"train": record["train_mse"], "test": record.get("test_mse"), "last": -epoch}[SELECT]
+        if criterion < best:
+            best, best_state, kept = criterion, copy.deepcopy(model.state_dict()), epoch + 1
+        bar.set_postfix(mse=f"{record['train_mse']:.4g}", refresh=False)
+    model.load_state_dict(best_state)
+    print(f"[AE_encoder] kept epoch {kept} ({SELECT}); final train MSE {history[-1]['train_mse']:.4g}")
+
+    save_npy(ckpt / "appearance_train.npy", encode_all(model, train, device, ENCODE_BATCH))
+    save_npy(ckpt / "appearance_test.npy", encode_all(model, test, device, ENCODE_BATCH))
+    # The checkpoint goes last: run_all treats it as the stage's completion mark.
+    save_torch(ckpt / "autoencoder.pt", {"state_dict": model.cpu().state_dict(), "in_dim": train.shape[1], "kept_epoch": kept,
+                                         "select": SELECT, "history": history})
+    print(f"[AE_encoder] wrote {ckpt}/autoencoder.pt, appearance_train.npy, appearance_test.npy")
+
+
+if __name__ == "__main__":
+    run_stage(main)

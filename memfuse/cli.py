@@ -1,0 +1,98 @@
+"""Settings as plain globals at the top of each stage script, overridable by flags.
+
+A stage script declares ``EPOCHS = 1000`` and a help line in ``HELP``; :func:`configure`
+turns every entry of ``HELP`` into a flag (``--epochs``), typed by the global's default,
+parses the command line and writes the values back into the script's globals. Edit the
+top of a script to change a default; pass a flag to change one run.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+# Settings every stage takes, with their help lines; each script gets them as globals.
+COMMON_DEFAULTS: dict[str, Any] = {
+    "DATASET": "synthetic",
+    "DATA_ROOT": "data",
+    "CHECKPOINT_ROOT": "checkpoints",
+    "DEVICE": "auto",
+    "SEED": 0,
+}
+COMMON_HELP = {
+    "DATASET": "dataset name: features are read from DATA_ROOT/DATASET/extracted_features",
+    "DATA_ROOT": "folder holding DATASET/ (AI-VAD feature format, see README)",
+    "CHECKPOINT_ROOT": "stage outputs go to CHECKPOINT_ROOT/DATASET/",
+    "DEVICE": "auto (cuda if available), cpu or cuda",
+    "SEED": "random seed (torch, numpy, python)",
+}
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.lower().replace("_", "-")
+
+
+def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """Add flags for ``COMMON_HELP`` and ``help_lines`` (names of globals in ``g``), parse
+    ``argv`` and store the values in ``g``. Returns the parsed namespace."""
+    for name, value in COMMON_DEFAULTS.items():
+        g.setdefault(name, value)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for name, text in {**COMMON_HELP, **help_lines}.items():
+        default = g[name]
+        if isinstance(default, bool):
+            parser.add_argument(flag_name(name), dest=name, default=default, action=argparse.BooleanOptionalAction, help=text)
+        elif isinstance(default, (int, float, str)):
+            parser.add_argument(flag_name(name), dest=name, default=default, type=type(default), help=text)
+        else:
+            raise TypeError(f"setting {name} has unsupported type {type(default).__name__}")
+    args = parser.parse_args(argv)
+    g.update(vars(args))
+    return args
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_stage(main: Callable[[], Any]) -> None:
+    """Run a stage's ``main``; print input errors as one line, not a traceback."""
+    from .io import InputError
+
+    try:
+        main()
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
+
+
+class Timer:
+    """Wall time of a block: ``with Timer() as t: ...; t.seconds``."""
+
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def data_root(path: str) -> Path:
+    """Relative data roots are taken from the current directory, as a shell user expects."""
+    return Path(path).expanduser()

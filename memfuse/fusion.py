@@ -1,0 +1,119 @@
+"""Training and scoring the attention fusion classifier (stage 6) on padded inputs.
+
+Training takes, per frame, the padded pseudo-normal and pseudo-anomalous appearance and
+pose (F, N, D), the per-object velocity (F, N) and the padding masks (F, N), and builds the
+reference's four labelled passes in one batch:
+
+    (app normal,    pose normal,    vel) -> 0
+    (app anomalous, pose anomalous, vel) -> 1
+    (app anomalous, pose normal,    vel) -> 1
+    (app normal,    pose anomalous, vel) -> 1
+
+plus, with ``velocity_anomaly_scale > 0`` (an extension: the reference never perturbs
+velocity), a fifth pass (app normal, pose normal, scale x vel) -> 1. The BCE of the passes
+is summed, as in the reference. Arrays may be memory-mapped: only a mini-batch of frames
+is ever copied into a tensor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F_
+from tqdm import tqdm
+
+from .models import AttentionFusion
+from .stages import index_batches
+
+INFERENCE_BATCH = 8192  # frames per scoring batch
+
+
+@dataclass
+class PaddedSplit:
+    """One split's padded fusion inputs. ``*_anomaly`` exist for the train split only."""
+
+    app: np.ndarray  # (F, N, D) pseudo-normal / memorised appearance
+    pose: np.ndarray  # (F, N, D)
+    vel: np.ndarray  # (F, N) per-object velocity
+    app_mask: np.ndarray  # (F, N) bool, True = padding (velocity shares it)
+    pose_mask: np.ndarray  # (F, N) bool
+    app_anomaly: np.ndarray | None = None
+    pose_anomaly: np.ndarray | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.app)
+
+
+def _t(a: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a[idx])).to(device)
+
+
+def training_batch(split: PaddedSplit, idx: np.ndarray, device: torch.device, velocity_anomaly_scale: float = 0.0):
+    """The labelled passes for frames ``idx`` stacked into one batch.
+
+    Returns app, pose (P*B, N, D), vel (P*B, N), masks [app, pose, vel] (P*B, N) and
+    targets (P*B,), where P = 4 passes (5 with the velocity extension)."""
+    idx = np.sort(idx)  # sorted reads are faster on memory-mapped arrays
+    an, aa = _t(split.app, idx, device), _t(split.app_anomaly, idx, device)
+    pn, pa = _t(split.pose, idx, device), _t(split.pose_anomaly, idx, device)
+    vel = _t(split.vel, idx, device)
+    am, pm = _t(split.app_mask, idx, device), _t(split.pose_mask, idx, device)
+    apps, poses, vels = [an, aa, aa, an], [pn, pa, pn, pa], [vel] * 4
+    targets = [0.0, 1.0, 1.0, 1.0]
+    if velocity_anomaly_scale > 0:
+        apps.append(an), poses.append(pn), vels.append(vel * velocity_anomaly_scale), targets.append(1.0)
+    p = len(targets)
+    y = torch.tensor(targets, device=device).repeat_interleave(len(idx))
+    masks = [am.repeat(p, 1), pm.repeat(p, 1), am.repeat(p, 1)]
+    return torch.cat(apps), torch.cat(poses), torch.cat(vels), masks, y
+
+
+def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: float, batch_size: int, device: torch.device, seed: int,
+                 masking: bool = True, velocity_anomaly_scale: float = 0.0, on_epoch: Callable[[int, AttentionFusion], dict | None] | None = None,
+                 desc: str = "fusion") -> list[dict]:
+    """Adam on the summed BCE of the labelled passes. ``batch_size`` frames per step (each
+    frame gives 4-5 samples); ``batch_size <= 0`` or >= F is full batch, as the reference.
+    ``on_epoch(epoch, model)`` runs after each epoch (diagnostics) and may return a dict
+    that is stored in the history. Returns the per-epoch history."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    n = split.n_frames
+    bs = n if batch_size <= 0 else min(batch_size, n)
+    history: list[dict] = []
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
+    for epoch in bar:
+        model.train()
+        total, seen = 0.0, 0
+        for idx in index_batches(n, bs, gen):
+            app, pose, vel, masks, y = training_batch(split, idx.numpy(), device, velocity_anomaly_scale)
+            logits = model(app, pose, vel, masks if masking else None)
+            # Sum over the passes of each pass's mean BCE == mean over samples x passes.
+            n_pass = len(y) // len(idx)
+            loss = F_.binary_cross_entropy_with_logits(logits, y) * n_pass
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+            seen += len(idx)
+        record = {"epoch": epoch + 1, "loss": total / seen}
+        if on_epoch is not None:
+            record.update(on_epoch(epoch + 1, model) or {})
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+    return history
+
+
+@torch.no_grad()
+def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+    """Anomaly score in [0, 1] per frame (F,), from the memorised (pseudo-normal) inputs."""
+    model.eval()
+    out = np.empty(split.n_frames, dtype=np.float64)
+    for s in range(0, split.n_frames, batch_size):
+        idx = np.arange(s, min(s + batch_size, split.n_frames))
+        am, pm = _t(split.app_mask, idx, device), _t(split.pose_mask, idx, device)
+        logits = model(_t(split.app, idx, device), _t(split.pose, idx, device), _t(split.vel, idx, device), [am, pm, am] if masking else None)
+        out[idx] = torch.sigmoid(logits).double().cpu().numpy()
+    return out

@@ -1,0 +1,88 @@
+"""K-Means in torch: chunked, deterministic, same algorithm as scikit-learn's default
+(greedy k-means++ seeding, then Lloyd iterations until the centroid shift falls below
+``tol`` times the mean per-feature variance), but on CPU threads or a GPU and in bounded
+memory: distances are computed ``chunk`` rows at a time, never as a full (N, K) matrix.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+KMEANS_MAX_ITER = 300  # scikit-learn's default
+KMEANS_TOL = 1e-4  # scikit-learn's default, relative to the mean feature variance
+SEEDING_SAMPLE = 100_000  # k-means++ seeds on at most this many points (see kmeans_pp)
+CHUNK = 65_536
+
+
+def _sq_dist(x: Tensor, c: Tensor, c_sq: Tensor) -> Tensor:
+    """Squared Euclidean distances (n, d) x (k, d) -> (n, k), clamped at 0."""
+    return (x.pow(2).sum(1, keepdim=True) - 2 * x @ c.T + c_sq[None, :]).clamp_min_(0)
+
+
+def assign(x: Tensor, centroids: Tensor, chunk: int = CHUNK) -> tuple[Tensor, Tensor]:
+    """Nearest centroid of every row of x (n, d): labels (n,) int64, squared distance (n,)."""
+    c_sq = centroids.pow(2).sum(1)
+    labels = torch.empty(len(x), dtype=torch.long, device=x.device)
+    dist = torch.empty(len(x), dtype=x.dtype, device=x.device)
+    for s in range(0, len(x), chunk):
+        d, i = _sq_dist(x[s : s + chunk], centroids, c_sq).min(1)
+        labels[s : s + chunk], dist[s : s + chunk] = i, d
+    return labels, dist
+
+
+def kmeans_pp(x: Tensor, k: int, generator: torch.Generator, n_trials: int | None = None) -> Tensor:
+    """Greedy k-means++ seeding (scikit-learn's variant: 2 + log k candidates per step,
+    keep the one that lowers the potential most). x: (n, d) -> (k, d) seeds.
+
+    Seeding costs O(n k^2 d); on more than ``SEEDING_SAMPLE`` points it is run on a
+    uniform sample, which changes the seeds but not the Lloyd iterations that follow."""
+    n = len(x)
+    n_trials = n_trials or 2 + int(np.log(k))
+    centers = torch.empty((k, x.shape[1]), dtype=x.dtype, device=x.device)
+    first = int(torch.randint(n, (1,), generator=generator, device="cpu"))
+    centers[0] = x[first]
+    closest = (x - centers[0]).pow(2).sum(1)
+    for c in range(1, k):
+        pot = closest.sum()
+        probs = (closest / pot).cpu().double()
+        cand = torch.multinomial(probs, n_trials, replacement=True, generator=generator).to(x.device)
+        d_cand = torch.cdist(x[cand], x).pow(2)  # (trials, n)
+        new_closest = torch.minimum(closest[None, :], d_cand)
+        best = int(new_closest.sum(1).argmin())
+        closest = new_closest[best]
+        centers[c] = x[cand[best]]
+    return centers
+
+
+def kmeans(x: np.ndarray | Tensor, k: int, seed: int = 0, max_iter: int = KMEANS_MAX_ITER, tol: float = KMEANS_TOL,
+           device: str | torch.device = "cpu", chunk: int = CHUNK, verbose: bool = False) -> tuple[np.ndarray, float]:
+    """Cluster x (n, d) into k groups. Returns centroids (k, d) float32 and the inertia.
+
+    Deterministic for a given seed and device."""
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, Tensor) else x, dtype=torch.float32).to(device)
+    n = len(x)
+    if n < k:
+        raise ValueError(f"K-Means needs at least k={k} points, got {n}")
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    sample = x if n <= SEEDING_SAMPLE else x[torch.randperm(n, generator=gen)[:SEEDING_SAMPLE].to(device)]
+    centroids = kmeans_pp(sample, k, gen)
+    threshold = tol * float(x.var(0).mean())
+    for it in range(max_iter):
+        labels, _ = assign(x, centroids, chunk)
+        sums = torch.zeros_like(centroids).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        empty = counts == 0
+        new = sums / counts.clamp_min(1)[:, None]
+        if empty.any():  # re-seed empty clusters on the points farthest from their centroid
+            _, dist = assign(x, centroids, chunk)
+            far = torch.topk(dist, int(empty.sum())).indices
+            new[empty] = x[far]
+        shift = float((new - centroids).pow(2).sum())
+        centroids = new
+        if verbose:
+            print(f"  k-means iter {it + 1}: centroid shift {shift:.3g}")
+        if shift <= threshold:
+            break
+    _, dist = assign(x, centroids, chunk)
+    return centroids.cpu().numpy(), float(dist.sum())

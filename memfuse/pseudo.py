@@ -1,0 +1,85 @@
+"""Pseudo-normal and pseudo-anomalous features read from a trained memory (stage 4).
+
+For each query q (D,): W = softmax(q P^T); the items of ranks 1..k ("top") and k+1..2k
+("bottom") are mixed with weights softmax(W[rank] / T):
+
+    pseudo_normal  = 0.5  q + 0.5  sum(a_top P[top])
+    pseudo_anomaly = 0.01 q + 0.99 sum(a_bot P[bottom])
+
+:func:`generate` does all queries at once, ``chunk`` rows at a time so the (chunk, M)
+score matrix bounds memory; :func:`generate_loop` is the reference scripts' one-query-at-a-
+time loop, kept as the baseline the benchmark and tests compare against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+TOP_K = 5  # ranks 1-5 make the pseudo-normal, ranks 6-10 the pseudo-anomaly
+NORMAL_QUERY_WEIGHT = 0.5
+ANOMALY_QUERY_WEIGHT = 0.01
+TEMPERATURE_TOP = 1.0  # T1
+TEMPERATURE_BOTTOM = 1.0  # T2
+CHUNK = 65_536
+
+
+@dataclass
+class PseudoFeatures:
+    normal: np.ndarray  # (N, D) float32
+    anomaly: np.ndarray  # (N, D) float32
+    indices: np.ndarray  # (N, 2k) int32: memory items of ranks 1..2k per query
+
+
+def _mix(q: Tensor, items: Tensor, w: Tensor, idx: Tensor, temperature: float, query_weight: float) -> Tensor:
+    """query_weight q + (1 - query_weight) sum_r softmax(w_r / T) items[idx_r]."""
+    a = torch.softmax(w / temperature, dim=1)
+    return query_weight * q + (1 - query_weight) * torch.einsum("bk,bkd->bd", a, items[idx])
+
+
+@torch.no_grad()
+def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: int = TOP_K, t_top: float = TEMPERATURE_TOP,
+             t_bottom: float = TEMPERATURE_BOTTOM, chunk: int = CHUNK, device: str | torch.device = "cpu") -> PseudoFeatures:
+    """Vectorised pseudo generation. queries (N, D), items (M, D) -> :class:`PseudoFeatures`."""
+    items_t = torch.as_tensor(np.asarray(items, dtype=np.float32) if not isinstance(items, Tensor) else items).float().to(device)
+    n, d = len(queries), items_t.shape[1]
+    if items_t.shape[0] < 2 * top_k:
+        raise ValueError(f"memory has {items_t.shape[0]} items, pseudo generation needs at least {2 * top_k}")
+    normal = np.empty((n, d), dtype=np.float32)
+    anomaly = np.empty((n, d), dtype=np.float32)
+    indices = np.empty((n, 2 * top_k), dtype=np.int32)
+    for s in range(0, n, chunk):
+        q = torch.as_tensor(np.asarray(queries[s : s + chunk], dtype=np.float32)).to(device)
+        w = torch.softmax(q @ items_t.T, dim=1)
+        # topk is sorted descending; equal weights keep the lower index first, like a stable sort
+        w_sorted, idx = torch.topk(w, 2 * top_k, dim=1)
+        normal[s : s + len(q)] = _mix(q, items_t, w_sorted[:, :top_k], idx[:, :top_k], t_top, NORMAL_QUERY_WEIGHT).cpu().numpy()
+        anomaly[s : s + len(q)] = _mix(q, items_t, w_sorted[:, top_k:], idx[:, top_k:], t_bottom, ANOMALY_QUERY_WEIGHT).cpu().numpy()
+        indices[s : s + len(q)] = idx.cpu().numpy()
+    return PseudoFeatures(normal, anomaly, indices)
+
+
+@torch.no_grad()
+def generate_loop(queries: np.ndarray, items: np.ndarray, top_k: int = TOP_K, t_top: float = TEMPERATURE_TOP,
+                  t_bottom: float = TEMPERATURE_BOTTOM) -> PseudoFeatures:
+    """The reference's approach: one query at a time, a full sort of its M weights.
+
+    Only for comparison (tests, benchmark): it is orders of magnitude slower."""
+    items_t = torch.as_tensor(np.asarray(items, dtype=np.float32))
+    n, d = len(queries), items_t.shape[1]
+    normal = np.empty((n, d), dtype=np.float32)
+    anomaly = np.empty((n, d), dtype=np.float32)
+    indices = np.empty((n, 2 * top_k), dtype=np.int32)
+    for i in range(n):
+        q = torch.as_tensor(np.asarray(queries[i], dtype=np.float32))
+        w = torch.softmax(items_t @ q, dim=0)
+        w_sorted, order = torch.sort(w, descending=True, stable=True)
+        top, bottom = order[:top_k], order[top_k : 2 * top_k]
+        a_top = torch.softmax(w_sorted[:top_k] / t_top, dim=0)
+        a_bot = torch.softmax(w_sorted[top_k : 2 * top_k] / t_bottom, dim=0)
+        normal[i] = (NORMAL_QUERY_WEIGHT * q + (1 - NORMAL_QUERY_WEIGHT) * (a_top @ items_t[top])).numpy()
+        anomaly[i] = (ANOMALY_QUERY_WEIGHT * q + (1 - ANOMALY_QUERY_WEIGHT) * (a_bot @ items_t[bottom])).numpy()
+        indices[i, :top_k], indices[i, top_k:] = top.numpy(), bottom.numpy()
+    return PseudoFeatures(normal, anomaly, indices)

@@ -1,0 +1,172 @@
+"""The pipeline's stages, what each writes into ``checkpoints/<dataset>/``, and the work
+shared by the appearance and pose twins of stages 2-4.
+
+Every file a stage writes is listed in :data:`OUTPUTS`, so a missing input names the
+stage that makes it, and ``run_all.py`` knows whether a stage is up to date.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import data as D
+from .io import InputError, load_npy, load_torch, save_json, save_npy, save_torch
+from .kmeans import kmeans
+from .models import Memory
+from .pseudo import generate
+
+MODALITIES = ("appearance", "pose")
+
+# stage script -> the files it writes (relative to checkpoints/<dataset>/)
+OUTPUTS: dict[str, list[str]] = {
+    "AE_encoder.py": ["autoencoder.pt", "appearance_train.npy", "appearance_test.npy"],
+    "cluster.py": ["memory_init_appearance.npy"],
+    "cluster_pose.py": ["memory_init_pose.npy"],
+    "train.py": ["memory_appearance.pt"],
+    "train_pose.py": ["memory_pose.pt"],
+    "Pseudo_generators.py": [f"pseudo_appearance_{n}.npy" for n in ("train_normal", "train_anomaly", "test_normal", "train_indices", "test_indices")],
+    "Pseudo_generators_pose.py": [f"pseudo_pose_{n}.npy" for n in ("train_normal", "train_anomaly", "test_normal", "train_indices", "test_indices")],
+    "padding_mask.py": ["padded/meta.json"],
+    "attention_fusion.py": ["fusion.pt"],
+}
+STAGE_ORDER = list(OUTPUTS)
+SCRIPT_FOR_MODALITY = {
+    "cluster": {"appearance": "cluster.py", "pose": "cluster_pose.py"},
+    "train": {"appearance": "train.py", "pose": "train_pose.py"},
+    "pseudo": {"appearance": "Pseudo_generators.py", "pose": "Pseudo_generators_pose.py"},
+}
+
+
+def made_by(filename: str) -> str:
+    """The stage script that writes ``filename``."""
+    for script, names in OUTPUTS.items():
+        if filename in names or any(filename.startswith(n.split("/")[0] + "/") for n in names if "/" in n):
+            return f"python {script}"
+    return "the previous stage"
+
+
+def ckpt_file(ckpt: Path, name: str) -> Path:
+    return Path(ckpt) / name
+
+
+def load_output(ckpt: Path, name: str, mmap: bool = False) -> np.ndarray:
+    """Load a stage output .npy, naming the stage to run if it is missing."""
+    return load_npy(ckpt_file(ckpt, name), made_by(name), mmap=mmap)
+
+
+def load_checkpoint(ckpt: Path, name: str) -> dict:
+    return load_torch(ckpt_file(ckpt, name), made_by(name))
+
+
+def train_queries(ckpt: Path, data_root: Path, dataset: str, modality: str, split: str = "train") -> D.Ragged:
+    """The 34-d queries of a modality and split: encoded appearance (stage 1) or raw pose.
+
+    Returned as a :class:`Ragged` so frames stay attached; appearance frame offsets come
+    from the velocity file (same objects), which is far smaller than the 512-d features."""
+    if modality == "appearance":
+        values = load_output(ckpt, f"appearance_{split}.npy")
+        offsets = D.load_split(data_root, dataset, split, ("velocity",)).velocity.offsets
+        if offsets[-1] != len(values):
+            raise InputError(f"{ckpt_file(ckpt, f'appearance_{split}.npy')}: {len(values)} rows but the {split} velocity file has {offsets[-1]} objects; rerun python AE_encoder.py")
+        return D.Ragged(np.asarray(values, dtype=np.float32), offsets)
+    if modality == "pose":
+        return D.load_split(data_root, dataset, split, ("pose",)).pose
+    raise ValueError(f"unknown modality {modality!r}")
+
+
+# --------------------------------------------------------------------------------------
+# Stage 2: K-Means initialisation of a memory
+# --------------------------------------------------------------------------------------
+def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, memory_size: int, seed: int, device: torch.device, backend: str = "torch") -> np.ndarray:
+    """K-Means on the train queries of ``modality``; writes ``memory_init_<modality>.npy``."""
+    q = train_queries(ckpt, data_root, dataset, modality).values  # frames without a person hold no rows
+    if len(q) < memory_size:
+        raise InputError(f"{dataset}: {len(q)} train {modality} rows, fewer than the {memory_size} memory items; lower --memory-size")
+    if backend == "sklearn":
+        from sklearn.cluster import KMeans
+
+        centroids = KMeans(memory_size, random_state=seed).fit(q).cluster_centers_.astype(np.float32)
+    else:
+        centroids, _ = kmeans(q, memory_size, seed=seed, device=device)
+    save_npy(ckpt_file(ckpt, f"memory_init_{modality}.npy"), centroids)
+    return centroids
+
+
+# --------------------------------------------------------------------------------------
+# Stage 3: memory training
+# --------------------------------------------------------------------------------------
+def train_memory(queries: np.ndarray, init_items: np.ndarray, epochs: int, lr: float, batch_size: int, weights: tuple[float, float, float],
+                 top_k: int, margin: float, cosine_t_max: int, stale_step: bool, device: torch.device, seed: int,
+                 checkpoint_path: Path | None = None, checkpoint_every: int = 100, desc: str = "memory") -> tuple[Memory, list[dict]]:
+    """Train the memory items (the only parameters) on queries (N, D).
+
+    ``weights`` = (gather, spread, rec) loss weights; ``cosine_t_max > 0`` adds
+    CosineAnnealingLR stepped per epoch; ``stale_step`` repeats the reference's extra
+    optimizer step with the last batch's gradients after each epoch. Returns the memory
+    and the per-epoch mean losses."""
+    gen = torch.Generator().manual_seed(seed)
+    q_all = torch.as_tensor(queries, dtype=torch.float32, device=device)
+    memory = Memory(torch.as_tensor(init_items), top_k=top_k).to(device)
+    opt = torch.optim.Adam(memory.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cosine_t_max) if cosine_t_max > 0 else None
+    w_gather, w_spread, w_rec = weights
+    history: list[dict] = []
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
+    for epoch in bar:
+        sums = torch.zeros(4, device=device)
+        n_batches = 0
+        for idx in index_batches(len(q_all), batch_size, gen, device):
+            parts = memory.losses(q_all[idx], margin=margin)
+            total = w_gather * parts["gather"] + w_spread * parts["spread"] + w_rec * parts["rec"]
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            sums += torch.stack([total.detach(), parts["gather"].detach(), parts["spread"].detach(), parts["rec"].detach()])
+            n_batches += 1
+        if stale_step:  # reference quirk: one more step on the last batch's gradients
+            opt.step()
+        if sched is not None:
+            sched.step()
+        means = (sums / n_batches).tolist()
+        history.append(dict(zip(("total", "gather", "spread", "rec"), means)))
+        bar.set_postfix(loss=f"{means[0]:.4g}", refresh=False)
+        if checkpoint_path is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
+            save_torch(checkpoint_path, {"items": memory.items.detach().cpu(), "epoch": epoch + 1, "history": history, "complete": False})
+    return memory, history
+
+
+def index_batches(n: int, batch_size: int, gen: torch.Generator, device: torch.device | str = "cpu"):
+    """Shuffled index batches (each a LongTensor on ``device``) covering range(n) once."""
+    order = torch.randperm(n, generator=gen).to(device)
+    for s in range(0, n, batch_size):
+        yield order[s : s + batch_size]
+
+
+def load_memory_items(ckpt: Path, modality: str) -> np.ndarray:
+    state = load_checkpoint(ckpt, f"memory_{modality}.pt")
+    if not state.get("complete", False):
+        raise InputError(f"{ckpt_file(ckpt, f'memory_{modality}.pt')} is an intermediate checkpoint (epoch {state.get('epoch')}); finish python {SCRIPT_FOR_MODALITY['train'][modality]}")
+    return state["items"].numpy()
+
+
+# --------------------------------------------------------------------------------------
+# Stage 4: pseudo features
+# --------------------------------------------------------------------------------------
+def pseudo_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, top_k: int, t_top: float, t_bottom: float, device: torch.device) -> dict[str, int]:
+    """Pseudo-normal and pseudo-anomalous train features and memorised test features of
+    ``modality``; writes ``pseudo_<modality>_*.npy`` (rows aligned with the queries)."""
+    items = load_memory_items(ckpt, modality)
+    counts = {}
+    for split in D.SPLITS:
+        q = train_queries(ckpt, data_root, dataset, modality, split)
+        out = generate(q.values, items, top_k=top_k, t_top=t_top, t_bottom=t_bottom, device=device)
+        save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_normal.npy"), out.normal)
+        if split == "train":
+            save_npy(ckpt_file(ckpt, f"pseudo_{modality}_train_anomaly.npy"), out.anomaly)
+        save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_indices.npy"), out.indices)
+        counts[split] = len(q.values)
+    save_json(ckpt_file(ckpt, f"pseudo_{modality}_meta.json"), {"rows": counts, "top_k": top_k, "t_top": t_top, "t_bottom": t_bottom})
+    return counts

@@ -1,0 +1,62 @@
+"""Stage 5: pad every frame's object set to N_max rows and record the padding masks.
+
+N_max is the largest object count of any frame in either split (appearance/velocity boxes
+or pose persons), found from the data. A frame without any person gets one all-zero pose
+row, unmasked ("nobody here"), as the reference's re-inserted zero rows. Velocity per
+object is the mean over its orientation bins (the fusion repeats it to 34 columns).
+
+Reads  checkpoints/DATASET/pseudo_{appearance,pose}_*.npy (stage 4) and velocity.npy
+Writes checkpoints/DATASET/padded/{split}_{name}.npy, memory-mappable:
+         train_app, train_app_anomaly, train_pose, train_pose_anomaly, test_app, test_pose
+                                              (F, N_max, 34) float32
+         {split}_vel                          (F, N_max) float32
+         {split}_app_mask, {split}_pose_mask  (F, N_max) bool, True = padding
+                                              (velocity shares the appearance mask)
+       checkpoints/DATASET/padded/meta.json   N_max, frame and object counts (written last)
+
+    python padding_mask.py --dataset ped2 --data-root data
+"""
+from memfuse import data as D
+from memfuse.cli import configure, run_stage
+from memfuse.io import InputError, checkpoint_dir, save_json
+from memfuse.padding import n_max_of, save_padded, velocity_per_object
+from memfuse.stages import load_output
+
+PAD_CHUNK = 16384  # frames padded per step, bounds memory on large datasets
+HELP = {"PAD_CHUNK": "frames padded per step"}
+
+
+def main() -> None:
+    configure(globals(), HELP, __doc__.split("\n")[0])
+    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
+    out = ckpt / "padded"
+    out.mkdir(exist_ok=True)
+    layouts = {}
+    for split in D.SPLITS:
+        raw = D.load_split(DATA_ROOT, DATASET, split, ("velocity", "pose"))
+        if split == "train" and raw.pose.counts.sum() == 0:
+            raise InputError(f"{DATASET}: the train pose file holds no person in any frame; this method needs pose")
+        layouts[split] = raw
+    n_max = n_max_of(*(r.velocity for r in layouts.values()), *(r.pose for r in layouts.values()))
+    print(f"[padding_mask] {DATASET}: N_max = {n_max}")
+    meta = {"n_max": n_max}
+    for split, raw in layouts.items():
+        app_layout, pose_layout = raw.velocity, raw.pose
+        names = ["normal", "anomaly"] if split == "train" else ["normal"]
+        for modality, layout, short in (("appearance", app_layout, "app"), ("pose", pose_layout, "pose")):
+            for kind in names:
+                values = load_output(ckpt, f"pseudo_{modality}_{split}_{kind}.npy")
+                if len(values) != layout.offsets[-1]:
+                    raise InputError(f"{ckpt}/pseudo_{modality}_{split}_{kind}.npy has {len(values)} rows, the {split} data {layout.offsets[-1]}: rerun stage 4")
+                suffix = "" if kind == "normal" else "_anomaly"
+                mask_path = out / f"{split}_{short}_mask.npy" if kind == "normal" else None
+                save_padded(layout.with_values(values), n_max, out / f"{split}_{short}{suffix}.npy", mask_path, PAD_CHUNK)
+        save_padded(velocity_per_object(app_layout), n_max, out / f"{split}_vel.npy", None, PAD_CHUNK, squeeze=True)
+        meta[split] = {"frames": raw.velocity.n_frames, "objects": int(app_layout.offsets[-1]), "persons": int(pose_layout.offsets[-1]),
+                       "frames_without_person": int((pose_layout.counts == 0).sum()), "velocity_bins": int(raw.velocity.values.shape[1])}
+    save_json(out / "meta.json", meta)
+    print(f"[padding_mask] wrote {out}/ ({meta['train']['frames']} train, {meta['test']['frames']} test frames)")
+
+
+if __name__ == "__main__":
+    run_stage(main)
