@@ -156,8 +156,12 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
         except ImportError as exc:
             raise InputError(f"{path}: reading .safetensors needs the `safetensors` package") from exc
         return load_file(str(path))
+    import warnings
+
     try:
-        return torch.jit.load(str(path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit deprecation notice
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     except Exception:
         pass
     try:

@@ -1,0 +1,339 @@
+"""Stage 0: AI-VAD-format per-object features from raw frames and object boxes.
+
+Input (AI-VAD's layout)::
+
+    DIR/NAME/{training,testing}/frames/NN/*.jpg     one folder per video, sorted
+    DIR/NAME/NAME_bboxes_{train,test}.npy            object array: one (n_i, 4) x1,y1,x2,y2 per frame
+
+Output (inside the project, git-ignored), a complete AI-VAD-format dataset::
+
+    OUT/NAME/extracted_features/{train,test}/velocity.npy       (n_i, B) float32 per frame
+    OUT/NAME/extracted_features/{train,test}/deep_features.npy  (n_i, 512) float32 per frame
+    OUT/NAME/extracted_features/{train,test}/pose.npy           copied from DIR when present
+    OUT/NAME/extracted_features/{train,test}/extract_meta.json  settings, counts, wall time
+    OUT/NAME/{train,test}_clip_lengths.npy, label files          copied (or computed)
+
+Object i of a frame is box i of the boxes file (order never changes); a frame without
+boxes gets one whole-frame entry [0, 0, W, H], as AI-VAD does. Boxes reaching outside the
+frame are clipped, boxes with an empty integer crop grown to 1 px (one warning per split
+with the counts; see memfuse/extract/frames.py).
+
+Velocity: AI-VAD's binned mean L1 flow magnitude per box (memfuse/extract/velocity.py), flow
+from classic OpenCV (no weights); the default setting was chosen by agreement with AI-VAD's
+FlowNet2 velocity on Ped2 train (bench/velocity_agreement.py, results/velocity_agreement.json).
+Appearance: pluggable 512-d backbone (memfuse/extract/appearance.py); default ``hog``
+(HOG + box geometry, offline); ``clip`` is AI-VAD's CLIP ViT-B/16 and needs --clip-weights.
+
+    python extract_features.py --dataset ped2 --data-root ../shared/data
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+# memfuse.io (and so torch) is imported inside the functions: importing this module or
+# running --help stays cheap.
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+# ---- hyperparameters (each overridable by the flag named in brackets) ----------------------
+OUT_ROOT = PROJECT_ROOT / "data"  # where NAME/ is written [--out-root]
+APPEARANCE = "hog"  # appearance backbone: hog | pixels | clip [--appearance]
+FLOW = "dis_medium"  # flow: dis_ultrafast | dis_fast | dis_medium | dis_fine | farneback [--flow]
+FLOW_SCALE = 2.0  # upsample frames by this factor before the flow (Ped2 people are small) [--flow-scale]
+FLOW_BLUR = 0.0  # Gaussian sigma (native px) on frames before the flow, 0 = none [--flow-blur]
+BINS_BY_DATASET = {"ped2": 1}  # velocity orientation bins; any other dataset: DEFAULT_BINS [--bins]
+DEFAULT_BINS = 8
+WORKERS = 2  # processes, one video each (CLIP runs in the main process) [--workers]
+CLIP_INTERPOLATION = "bilinear"  # crop -> 224x224 resize; AI-VAD uses cv2.resize's bilinear [--clip-interp]
+CLIP_QUICK_GELU = True  # OpenAI weights: QuickGELU; open_clip LAION weights: exact GELU [--clip-gelu]
+CLIP_BGR = False  # feed BGR like AI-VAD's cv2.imread frames (matters on colour data only) [--clip-bgr]
+SPLITS = ("train", "test")
+SPLIT_FOLDERS = {"train": "training", "test": "testing"}
+
+
+def default_bins(dataset: str) -> int:
+    """AI-VAD: 1 orientation bin on Ped2, 8 elsewhere."""
+    return BINS_BY_DATASET.get(dataset, DEFAULT_BINS)
+
+
+# ---- per-video work (runs in worker processes) ---------------------------------------------
+_WORKER: dict = {}
+
+
+def _io():
+    import memfuse.io as io
+
+    return io
+
+
+def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int) -> None:
+    import cv2
+
+    from memfuse.extract.appearance import make_backbone
+
+    cv2.setNumThreads(threads)
+    _WORKER["backbone"] = make_backbone(appearance, clip_weights, **(clip_kwargs if appearance == "clip" else {}))
+
+
+def _process_video(job: tuple) -> dict:
+    """One video -> per-frame velocity and appearance arrays (+ repair counts)."""
+    from memfuse.extract.frames import BoxRepairs, check_boxes, read_frame, to_grey
+    from memfuse.extract.velocity import box_velocity, compute_flow
+
+    name, frame_paths, boxes, flow_cfg, bins = job
+    backbone = _WORKER["backbone"]
+    rep = BoxRepairs()
+    vel, app = [], []
+    prev = None
+    size = None
+    for t, (path, bx) in enumerate(zip(frame_paths, boxes)):
+        rgb = read_frame(path, name, color=True)
+        h, w = rgb.shape[:2]
+        if size is None:
+            size = (w, h)
+        elif size != (w, h):
+            raise _io().InputError(f"video {name}: frame {Path(path).name} is {w}x{h} but the video's first frame is {size[0]}x{size[1]}")
+        checked, r = check_boxes(bx, w, h, where=f"video {name}, frame {Path(path).name}")
+        rep.add(r)
+        grey = to_grey(rgb)
+        whole = np.full(len(checked), np.asarray(bx).size == 0)
+        if prev is None:  # first frame: itself as t-1 -> zero flow
+            v = np.zeros((len(checked), bins), dtype=np.float32)
+        else:
+            v = box_velocity(compute_flow(prev, grey, flow_cfg), checked, bins)
+        a = backbone(rgb, checked, whole)
+        if a.shape != (len(checked), 512) or v.shape != (len(checked), bins):
+            raise AssertionError(f"video {name} frame {t}: shapes {v.shape} {a.shape} for {len(checked)} boxes")
+        vel.append(v.astype(np.float32))
+        app.append(np.asarray(a, dtype=np.float32))
+        prev = grey
+    return {"name": name, "velocity": vel, "appearance": app, "clipped": rep.clipped, "grown": rep.grown, "size": size}
+
+
+def _object_array(frames: list[np.ndarray]) -> np.ndarray:
+    out = np.empty(len(frames), dtype=object)
+    for i, f in enumerate(frames):
+        out[i] = f
+    return out
+
+
+# ---- one split -------------------------------------------------------------------------------
+def split_outputs(out_root: Path, dataset: str, split: str) -> dict[str, Path]:
+    d = Path(out_root) / dataset / "extracted_features" / split
+    return {"velocity": d / "velocity.npy", "appearance": d / "deep_features.npy", "meta": d / "extract_meta.json"}
+
+
+def prepare_split(dataset: str, data_root: Path, split: str):
+    """Check a split's inputs before any heavy work: videos, boxes, frame counts.
+
+    Returns (videos, per-video box slices)."""
+    from memfuse.extract.frames import list_videos, load_boxes, split_boxes_by_video
+
+    base = Path(data_root) / dataset
+    videos = list_videos(base / SPLIT_FOLDERS[split] / "frames")
+    boxes_path = base / f"{dataset}_bboxes_{split}.npy"
+    boxes = split_boxes_by_video(load_boxes(boxes_path), videos, boxes_path)
+    return videos, boxes
+
+
+def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, appearance: str, flow_cfg, bins: int,
+                  clip_weights=None, clip_kwargs: dict | None = None, workers: int = WORKERS, progress: bool = True) -> dict:
+    """Extract one split; returns its info dict (also written as extract_meta.json)."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    videos, boxes = prepare_split(dataset, data_root, split)
+    clip_kwargs = clip_kwargs or {}
+    jobs = [(v.name, [str(f) for f in v.frames], list(b), flow_cfg, bins) for v, b in zip(videos, boxes)]
+    n_frames = sum(len(v.frames) for v in videos)
+    bar = tqdm(total=len(jobs), desc=f"{dataset}/{split}", unit="video", disable=not progress)
+    results = []
+    if appearance == "clip" or workers <= 1 or len(jobs) == 1:
+        _init_worker(appearance, clip_weights, clip_kwargs, threads=-1)  # -1: OpenCV default threading
+        for job in jobs:
+            results.append(_process_video(job))
+            bar.set_postfix_str(results[-1]["name"])
+            bar.update()
+    else:
+        from multiprocessing import get_context
+
+        with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1)) as pool:
+            for res in pool.imap(_process_video, jobs):  # ordered: video order is kept
+                results.append(res)
+                bar.set_postfix_str(res["name"])
+                bar.update()
+    bar.close()
+    vel = [f for r in results for f in r["velocity"]]
+    app = [f for r in results for f in r["appearance"]]
+    assert len(vel) == len(app) == n_frames
+    clipped = sum(r["clipped"] for r in results)
+    grown = sum(r["grown"] for r in results)
+    if clipped or grown:
+        warnings.warn(f"{dataset}/{split}: {clipped} boxes reached outside the frame and were clipped to it; "
+                      f"{grown} had an empty crop after clipping and were grown to 1 px", stacklevel=2)
+    out = split_outputs(out_root, dataset, split)
+    _io().save_npy(out["velocity"], _object_array(vel))
+    _io().save_npy(out["appearance"], _object_array(app))
+    info = {
+        "dataset": dataset, "split": split, "frames": n_frames, "videos": len(videos),
+        "objects": int(sum(len(v) for v in vel)), "whole_frame_entries": int(sum(len(np.asarray(b)) == 0 for bb in boxes for b in bb)),
+        "boxes_clipped": clipped, "boxes_grown": grown, "appearance": appearance,
+        "flow": {"method": flow_cfg.method, "scale": flow_cfg.scale, "blur": flow_cfg.blur}, "bins": bins,
+        "clip": ({"weights": str(clip_weights), **clip_kwargs} if appearance == "clip" else None),
+        "frame_size": results[0]["size"], "wall_s": time.perf_counter() - t0,
+    }
+    _io().save_json(out["meta"], info)
+    return info
+
+
+# ---- copies of the dataset's other files -------------------------------------------------------
+def _copy(src: Path, dst: Path) -> bool:
+    if not src.exists():
+        return False
+    if dst.exists() and dst.resolve() == src.resolve():
+        return True
+    with _io().atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return True
+
+
+def copy_dataset_files(dataset: str, data_root: Path, out_root: Path, frame_counts: dict[str, list[int]]) -> list[str]:
+    """Copy pose, clip lengths and label files into OUT/NAME so it is a complete dataset.
+
+    Clip lengths missing from DIR are computed from the frame folders; present ones must
+    agree with them (else InputError)."""
+    src, dst = Path(data_root) / dataset, Path(out_root) / dataset
+    copied = []
+    for split in SPLITS:
+        rel = Path("extracted_features") / split / "pose.npy"
+        if _copy(src / rel, dst / rel):
+            copied.append(str(rel))
+    for split, counts in frame_counts.items():
+        name = f"{split}_clip_lengths.npy"
+        ends = np.cumsum(counts).astype(np.int64)
+        if (src / name).exists():
+            given = np.asarray(np.load(src / name, allow_pickle=True)).ravel().astype(np.int64)
+            if not np.array_equal(given, ends):
+                raise _io().InputError(f"{src / name}: cumulative lengths {given.tolist()[:6]}... disagree with the frame folders {ends.tolist()[:6]}...")
+            _copy(src / name, dst / name)
+        else:
+            _io().save_npy(dst / name, ends)
+        copied.append(name)
+    for rel in (f"frame_labels_{dataset}.npy", "frame_labels.npy", f"{dataset}.mat", f"testing/UCSD{dataset}.m"):
+        if _copy(src / rel, dst / rel):
+            copied.append(rel)
+    mask_dir = src / "testing" / "test_frame_mask"
+    if mask_dir.is_dir():
+        for f in sorted(mask_dir.glob("*.npy")):
+            _copy(f, dst / "testing" / "test_frame_mask" / f.name)
+        copied.append("testing/test_frame_mask/")
+    return copied
+
+
+# ---- whole dataset -------------------------------------------------------------------------------
+def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = OUT_ROOT, appearance: str = APPEARANCE,
+                    flow: str = FLOW, flow_scale: float = FLOW_SCALE, flow_blur: float = FLOW_BLUR, bins: int | None = None,
+                    clip_weights: Path | str | None = None, clip_interpolation: str = CLIP_INTERPOLATION,
+                    clip_quick_gelu: bool = CLIP_QUICK_GELU, clip_bgr: bool = CLIP_BGR, force: bool = False,
+                    workers: int = WORKERS, splits: tuple[str, ...] = SPLITS, progress: bool = True) -> dict:
+    """Run stage 0 for ``dataset``. Splits whose outputs exist are skipped unless ``force``.
+
+    Returns ``{"train": {"wall_s": ..., "skipped": bool, ...}, "test": {...}, "copied": [...],
+    "out_dir": str, "total_wall_s": ...}``.
+    """
+    from memfuse.extract.appearance import APPEARANCE_OPTIONS, make_backbone
+    from memfuse.extract.velocity import FLOW_METHODS, FlowConfig
+    from memfuse.io import InputError
+
+    t0 = time.perf_counter()
+    data_root, out_root = Path(data_root), Path(out_root)
+    if appearance not in APPEARANCE_OPTIONS:
+        raise InputError(f"unknown appearance backbone {appearance!r}; choose from {APPEARANCE_OPTIONS}")
+    if flow not in FLOW_METHODS:
+        raise InputError(f"unknown flow {flow!r}; choose from {FLOW_METHODS}")
+    if not (data_root / dataset).is_dir():
+        raise InputError(f"missing dataset folder {data_root / dataset}")
+    bins = bins or default_bins(dataset)
+    flow_cfg = FlowConfig(flow, float(flow_scale), float(flow_blur))
+    clip_kwargs = {"interpolation": clip_interpolation, "quick_gelu": clip_quick_gelu, "bgr": clip_bgr}
+    settings = {"appearance": appearance, "flow": {"method": flow, "scale": float(flow_scale), "blur": float(flow_blur)}, "bins": bins}
+    # Check every split's inputs (and the CLIP weights) before any heavy work.
+    prepared = {s: prepare_split(dataset, data_root, s) for s in splits}
+    if appearance == "clip":
+        make_backbone("clip", clip_weights, **clip_kwargs)  # fail early on bad weights
+    report: dict = {"out_dir": str(out_root / dataset)}
+    for split in splits:
+        out = split_outputs(out_root, dataset, split)
+        if not force and out["velocity"].exists() and out["appearance"].exists():
+            old = json.loads(out["meta"].read_text()) if out["meta"].exists() else {}
+            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+            if diff:
+                warnings.warn(f"{out['velocity'].parent}: kept existing features made with other settings {diff}; use --force to redo", stacklevel=2)
+            report[split] = {"skipped": True, "wall_s": 0.0, **{k: old.get(k) for k in ("frames", "objects")}}
+            continue
+        info = extract_split(dataset, data_root, out_root, split, appearance, flow_cfg, bins, clip_weights, clip_kwargs, workers, progress)
+        report[split] = {"skipped": False, **info}
+    counts = {s: [len(v.frames) for v in prepared[s][0]] for s in splits}
+    report["copied"] = copy_dataset_files(dataset, data_root, out_root, counts)
+    report["total_wall_s"] = time.perf_counter() - t0
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description="Stage 0: AI-VAD-format velocity.npy and deep_features.npy from frames + object boxes.",
+        epilog="Example: python extract_features.py --dataset ped2 --data-root ../shared/data",
+    )
+    ap.add_argument("--dataset", required=True, help="dataset name NAME (folder DIR/NAME)")
+    ap.add_argument("--data-root", required=True, help="DIR holding NAME/{training,testing}/frames and NAME/NAME_bboxes_{train,test}.npy")
+    ap.add_argument("--out-root", default=str(OUT_ROOT), help=f"write OUT/NAME/... (default {OUT_ROOT})")
+    ap.add_argument("--appearance", default=APPEARANCE, choices=("hog", "pixels", "clip"),
+                    help=f"appearance backbone (default {APPEARANCE}: HOG + box geometry, offline)")
+    ap.add_argument("--clip-weights", default=None, help="CLIP ViT-B/16 weights (OpenAI .pt / state dict / open_clip); required by --appearance clip")
+    ap.add_argument("--clip-interp", default=CLIP_INTERPOLATION, choices=("bilinear", "bicubic", "area"), help="crop resize to 224x224 (default %(default)s, as AI-VAD)")
+    ap.add_argument("--clip-gelu", default="quick" if CLIP_QUICK_GELU else "exact", choices=("quick", "exact"),
+                    help="MLP activation: quick (OpenAI weights) or exact (open_clip LAION weights)")
+    ap.add_argument("--clip-bgr", action="store_true", default=CLIP_BGR, help="feed BGR channels as AI-VAD does (colour data only)")
+    ap.add_argument("--flow", default=FLOW, choices=("dis_ultrafast", "dis_fast", "dis_medium", "dis_fine", "farneback"),
+                    help="optical flow (default %(default)s)")
+    ap.add_argument("--flow-scale", type=float, default=FLOW_SCALE, help="upsample frames before the flow (default %(default)s)")
+    ap.add_argument("--flow-blur", type=float, default=FLOW_BLUR, help="Gaussian sigma before the flow, 0 = none (default %(default)s)")
+    ap.add_argument("--bins", type=int, default=None, help="velocity orientation bins (default 1 for ped2, else 8)")
+    ap.add_argument("--workers", type=int, default=WORKERS, help="processes (default %(default)s)")
+    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to extract")
+    ap.add_argument("--force", action="store_true", help="redo splits whose outputs exist")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from memfuse.io import InputError
+
+    try:
+        report = extract_dataset(
+            args.dataset, args.data_root, args.out_root, appearance=args.appearance, flow=args.flow,
+            flow_scale=args.flow_scale, flow_blur=args.flow_blur, bins=args.bins, clip_weights=args.clip_weights,
+            clip_interpolation=args.clip_interp, clip_quick_gelu=args.clip_gelu == "quick", clip_bgr=args.clip_bgr,
+            force=args.force, workers=args.workers, splits=tuple(args.splits), progress=not args.no_progress)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for split in args.splits:
+        r = report[split]
+        state = "skipped (exists; --force to redo)" if r["skipped"] else f"{r['frames']} frames, {r['objects']} objects, {r['wall_s']:.1f}s"
+        print(f"{args.dataset}/{split}: {state}")
+    print(f"copied: {', '.join(report['copied'])}")
+    print(f"wrote {report['out_dir']} in {report['total_wall_s']:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Stage 0 (extract_features.py, memfuse.extract): fast tests on synthetic data."""
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from extract_features import extract_dataset, main  # noqa: E402
+from memfuse.extract.appearance import APPEARANCE_DIM, HogGeometry, Pixels, hog, make_backbone  # noqa: E402
+from memfuse.extract.clip_vit import ClipVisionEncoder, load_clip_vision, preprocess_crops, encode  # noqa: E402
+from memfuse.extract.frames import check_boxes, crop, crop_slices, list_videos, read_frame, split_boxes_by_video  # noqa: E402
+from memfuse.extract.velocity import FlowConfig, box_velocity, compute_flow, video_velocity  # noqa: E402
+from memfuse.io import InputError  # noqa: E402
+
+
+def textured(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, size=(h // 4, w // 4)).astype(np.uint8)
+    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+    return cv2.GaussianBlur(img, (0, 0), 1.0)
+
+
+# ---- velocity --------------------------------------------------------------------------------
+# Directions well inside a 45-degree sector (image coordinates, y down; AI-VAD bins the raw
+# flow angle, so a purely horizontal motion sits on the bin 0 / bin 7 edge).
+@pytest.mark.parametrize("dx,dy,expected_bin", [(3, 1, 0), (2, 3, 1), (-1, 3, 2), (-3, -1, 4), (1, -3, 6)])
+def test_velocity_known_shift(dx, dy, expected_bin):
+    big = textured(200, 240)
+    prev = big[40:160, 40:200]
+    cur = big[40 - dy:160 - dy, 40 - dx:200 - dx]  # content moves by (+dx, +dy)
+    flow = compute_flow(prev, cur, FlowConfig("dis_medium", 1.0))
+    box = np.array([[40, 30, 120, 90]], np.float32)  # interior, away from borders
+    v1 = box_velocity(flow, box, bins=1)
+    assert v1.shape == (1, 1)
+    assert v1[0, 0] == pytest.approx(abs(dx) + abs(dy), rel=0.15)
+    v8 = box_velocity(flow, box, bins=8)
+    assert v8.shape == (1, 8)
+    assert int(np.argmax(v8[0])) == expected_bin
+    assert v8.sum() == pytest.approx(v1[0, 0], rel=1e-5)  # bins split the mean magnitude
+    assert v8[0, expected_bin] > 0.8 * v8.sum()
+
+
+def test_velocity_bins_definition_exact():
+    # Hand-made flow: left half moves right by 2 (bin 0 of 8), right half moves up by 1 (bin 6).
+    flow = np.zeros((10, 20, 2), np.float32)
+    flow[:, :10, 0] = 2.0
+    flow[:, 10:, 1] = -1.0
+    v = box_velocity(flow, np.array([[0, 0, 20, 10]], np.float32), bins=8)
+    expected = np.zeros(8)
+    expected[0] = 2.0 * 100 / 200  # sum of magnitudes in the bin / pixels in the box
+    expected[6] = 1.0 * 100 / 200
+    np.testing.assert_allclose(v[0], expected, atol=1e-6)
+    np.testing.assert_allclose(box_velocity(flow, np.array([[0, 0, 20, 10]]), bins=1), [[1.5]], atol=1e-6)
+
+
+def test_first_frame_zero_and_upsampled_flow_units():
+    big = textured(200, 240)
+    frames = [big[40:160, 40:200], big[40:160, 38:198]]  # shift +2 px in x
+    boxes = [np.array([[40, 30, 120, 90]], np.float32)] * 2
+    vel = video_velocity(frames, boxes, FlowConfig("dis_fast", 2.0), bins=1)
+    assert np.all(vel[0] == 0)
+    assert vel[1][0, 0] == pytest.approx(2.0, rel=0.15)  # native pixels, not upsampled ones
+
+
+# ---- boxes and crops ----------------------------------------------------------------------------
+def test_whole_frame_entry_for_frame_without_boxes():
+    for empty in (np.zeros((0, 4)), np.array([]), []):
+        b, rep = check_boxes(empty, 36, 24)
+        np.testing.assert_array_equal(b, [[0, 0, 36, 24]])
+        assert rep.clipped == rep.grown == 0
+
+
+def test_crop_geometry_at_border():
+    img = np.arange(24 * 36).reshape(24, 36)
+    b, rep = check_boxes(np.array([[30.2, 20.5, 40.0, 30.0]]), 36, 24)
+    assert rep.clipped == 1
+    np.testing.assert_allclose(b, [[30.2, 20.5, 36, 24]], atol=1e-5)
+    ys, xs = crop_slices(b[0])
+    assert (ys, xs) == (slice(21, 24), slice(31, 36))  # AI-VAD: ceil of both corners
+    assert crop(img, b[0]).shape == (3, 5)
+    # A box that touches the right/bottom edge exactly is untouched.
+    b2, rep2 = check_boxes(np.array([[0.0, 0.0, 36.0, 24.0]]), 36, 24)
+    assert rep2.clipped == 0 and crop(img, b2[0]).shape == (24, 36)
+
+
+def test_zero_area_box_is_grown_and_order_kept():
+    boxes = np.array([[5, 5, 10, 10], [7.2, 3, 7.2, 9], [50, 50, 60, 60], [1, 1, 4, 4]], np.float32)
+    b, rep = check_boxes(boxes, 36, 24)
+    assert len(b) == 4  # never drops or reorders
+    np.testing.assert_allclose(b[0], boxes[0])
+    np.testing.assert_allclose(b[3], boxes[3])
+    assert rep.clipped == 1 and rep.grown >= 2  # box 1 zero width; box 2 outside -> clipped, then empty
+    for row in b:
+        assert crop(np.zeros((24, 36)), row).size >= 1
+    with pytest.raises(InputError, match="x2 < x1"):
+        check_boxes(np.array([[10, 0, 5, 5]]), 36, 24, where="v01 f1")
+    with pytest.raises(InputError, match="NaN"):
+        check_boxes(np.array([[np.nan, 0, 5, 5]]), 36, 24)
+
+
+# ---- appearance ------------------------------------------------------------------------------
+def test_hog_default_shape_and_determinism():
+    frame = cv2.cvtColor(textured(), cv2.COLOR_GRAY2RGB)
+    boxes, _ = check_boxes(np.array([[10, 10, 30, 60], [0, 0, 160, 120], [150, 100, 160, 120]]), 160, 120)
+    bb = make_backbone("hog")
+    a, b = bb(frame, boxes), HogGeometry()(frame.copy(), boxes)
+    assert a.shape == (3, APPEARANCE_DIM) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert np.isfinite(a).all()
+    np.testing.assert_allclose(np.linalg.norm(hog(np.full((1, 64, 32), 7, np.uint8))), 0, atol=1e-3)  # flat patch
+    # Batch-invariant: one box alone gives the same row.
+    np.testing.assert_allclose(bb(frame, boxes[:1]), a[:1], atol=1e-6)
+    # Geometry part: the wider box has the larger log width.
+    assert a[1, 504] > a[0, 504]
+    p = Pixels()(frame, boxes)
+    assert p.shape == (3, APPEARANCE_DIM) and 0 <= p.min() and p.max() <= 1
+
+
+def _random_openai_state_dict(layers: int = 2, width: int = 64, patch: int = 16, res: int = 32, out: int = 512):
+    torch.manual_seed(0)
+    m = ClipVisionEncoder(input_resolution=res, patch_size=patch, width=width, layers=layers, output_dim=out)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    sd = {f"visual.{k}": v.clone() for k, v in m.state_dict().items()}
+    # a full CLIP checkpoint also holds the text tower and logit scale
+    sd["token_embedding.weight"] = torch.zeros(10, 8)
+    sd["logit_scale"] = torch.tensor(4.6)
+    return m.eval(), sd
+
+
+def test_clip_state_dict_round_trip(tmp_path):
+    ref, sd = _random_openai_state_dict()
+    assert "visual.transformer.resblocks.1.attn.in_proj_weight" in sd
+    torch.save(sd, tmp_path / "w.pt")
+    model = load_clip_vision(tmp_path / "w.pt")
+    assert model.input_resolution == 32 and model.output_dim == 512 and len(model.transformer.resblocks) == 2
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x))
+    # TorchScript file (OpenAI's ViT-B-16.pt format): state_dict() of a scripted module.
+    class Wrap(torch.nn.Module):
+        def __init__(self, visual):
+            super().__init__()
+            self.visual = visual
+
+        def forward(self, x):
+            return self.visual(x)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(Wrap(ref), x), str(tmp_path / "jit.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(load_clip_vision(tmp_path / "jit.pt")(x), ref(x))
+    with pytest.raises(InputError, match="CLIP"):
+        load_clip_vision({"foo": torch.zeros(1)})
+
+
+def test_clip_backbone_shape_and_batch_invariance(tmp_path):
+    _, sd = _random_openai_state_dict(layers=1, width=64, res=224)
+    torch.save(sd, tmp_path / "w.pt")
+    bb = make_backbone("clip", tmp_path / "w.pt")
+    frame = cv2.cvtColor(textured(), cv2.COLOR_GRAY2RGB)
+    boxes, _ = check_boxes(np.array([[10, 10, 30, 60], [40, 20, 90, 110], [0, 0, 160, 120]]), 160, 120)
+    out = bb(frame, boxes)
+    assert out.shape == (3, 512) and out.dtype == np.float32
+    np.testing.assert_allclose(bb(frame, boxes[1:2]), out[1:2], rtol=1e-4, atol=1e-5)
+    x = preprocess_crops(frame, boxes)
+    assert x.shape == (3, 3, 224, 224)
+    np.testing.assert_allclose(encode(bb.model, x, batch_size=1), out, rtol=1e-4, atol=1e-5)
+    with pytest.raises(InputError, match="--clip-weights"):
+        make_backbone("clip", None)
+
+
+# ---- end to end on a tiny dataset ----------------------------------------------------------------
+W, H = 64, 48
+
+
+def make_dataset(root: Path, name: str = "tiny", n_videos: int = 2, n_frames: int = 4) -> dict:
+    rng = np.random.default_rng(1)
+    base = root / name
+    boxes = {}
+    for split, folder in (("train", "training"), ("test", "testing")):
+        per_frame = []
+        for v in range(n_videos):
+            d = base / folder / "frames" / f"{v + 1:02d}"
+            d.mkdir(parents=True)
+            for f in range(n_frames):
+                cv2.imwrite(str(d / f"{f + 1:03d}.jpg"), rng.integers(0, 256, (H, W), dtype=np.uint8))
+                k = (v + f) % 3  # 0, 1 or 2 boxes; some frames have none
+                b = np.array([[2 + 10 * i, 3, 12 + 10 * i + f, 20 + i] for i in range(k)], np.float64).reshape(k, 4)
+                per_frame.append(b)
+        arr = np.empty(len(per_frame), dtype=object)
+        arr[:] = per_frame
+        np.save(base / f"{name}_bboxes_{split}.npy", arr, allow_pickle=True)
+        boxes[split] = per_frame
+    (base / "extracted_features" / "train").mkdir(parents=True)
+    pose = np.empty(n_videos * n_frames, dtype=object)
+    pose[:] = [np.zeros((1, 34), np.float32)] * len(pose)
+    np.save(base / "extracted_features" / "train" / "pose.npy", pose, allow_pickle=True)
+    np.save(base / "test_clip_lengths.npy", np.cumsum([n_frames] * n_videos))
+    np.save(base / f"frame_labels_{name}.npy", np.zeros((1, n_videos * n_frames), np.int64))
+    return boxes
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_extract_dataset_end_to_end(tmp_path, workers):
+    boxes = make_dataset(tmp_path / "in")
+    out = tmp_path / "out"
+    rep = extract_dataset("tiny", tmp_path / "in", out, flow="dis_ultrafast", flow_scale=1.0, workers=workers, progress=False)
+    assert set(rep["train"]) >= {"wall_s", "skipped"} and not rep["train"]["skipped"]
+    for split in ("train", "test"):
+        d = out / "tiny" / "extracted_features" / split
+        vel = np.load(d / "velocity.npy", allow_pickle=True)
+        app = np.load(d / "deep_features.npy", allow_pickle=True)
+        assert vel.dtype == object and app.dtype == object and len(vel) == len(app) == 8
+        for i, b in enumerate(boxes[split]):
+            n = max(len(b), 1)
+            assert vel[i].shape == (n, 8) and app[i].shape == (n, 512)  # 'tiny' is not ped2: 8 bins
+            assert vel[i].dtype == np.float32 and app[i].dtype == np.float32
+            if len(b):  # object order = box order: geometry part holds log(1 + crop width)
+                widths = np.ceil(b[:, 2]) - np.ceil(b[:, 0])
+                np.testing.assert_allclose(app[i][:, 504], np.log1p(widths), rtol=1e-5)
+            else:  # whole-frame entry
+                assert app[i][0, 511] == 1 and app[i][0, 504] == pytest.approx(np.log1p(W))
+        assert np.all(vel[0] == 0) and np.all(vel[4] == 0)  # first frame of each video
+    # A complete AI-VAD-format dataset: the shared loader reads it.
+    from memfuse.data import load_clip_lengths, load_labels, load_split
+
+    s = load_split(out, "tiny", "train", ("appearance", "velocity", "pose"))
+    assert s.n_frames == 8
+    ends = load_clip_lengths(out, "tiny", "test", 8)
+    assert load_labels(out, "tiny", ends).shape == (8,)
+    assert (out / "tiny" / "train_clip_lengths.npy").exists()  # computed: absent in the input
+    # Re-run skips; --force redoes.
+    rep2 = extract_dataset("tiny", tmp_path / "in", out, flow="dis_ultrafast", flow_scale=1.0, workers=workers, progress=False)
+    assert rep2["train"]["skipped"] and rep2["test"]["skipped"]
+    rep3 = extract_dataset("tiny", tmp_path / "in", out, flow="dis_ultrafast", flow_scale=1.0, workers=workers,
+                           force=True, splits=("test",), progress=False)
+    assert not rep3["test"]["skipped"]
+
+
+def test_extract_deterministic_and_cli(tmp_path):
+    make_dataset(tmp_path / "in")
+    assert main(["--dataset", "tiny", "--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "a"),
+                 "--flow", "dis_ultrafast", "--flow-scale", "1", "--bins", "1", "--no-progress"]) == 0
+    extract_dataset("tiny", tmp_path / "in", tmp_path / "b", flow="dis_ultrafast", flow_scale=1.0, bins=1, workers=2, progress=False)
+    for f in ("velocity.npy", "deep_features.npy"):
+        a = np.load(tmp_path / "a" / "tiny" / "extracted_features" / "test" / f, allow_pickle=True)
+        b = np.load(tmp_path / "b" / "tiny" / "extracted_features" / "test" / f, allow_pickle=True)
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert main(["--dataset", "tiny", "--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "a"),
+                 "--appearance", "clip", "--no-progress", "--force"]) == 2  # clip without weights
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+def test_missing_frames_folder_and_boxes(tmp_path):
+    make_dataset(tmp_path)
+    import shutil
+
+    shutil.rmtree(tmp_path / "tiny" / "testing" / "frames")
+    with pytest.raises(InputError, match="missing frames folder"):
+        extract_dataset("tiny", tmp_path, tmp_path / "o", progress=False)
+    make_dataset(tmp_path / "x")
+    (tmp_path / "x" / "tiny" / "tiny_bboxes_train.npy").unlink()
+    with pytest.raises(InputError, match="missing boxes file"):
+        extract_dataset("tiny", tmp_path / "x", tmp_path / "o", progress=False)
+    with pytest.raises(InputError, match="missing dataset folder"):
+        extract_dataset("nope", tmp_path, tmp_path / "o", progress=False)
+
+
+def test_frame_count_mismatch_names_video(tmp_path):
+    make_dataset(tmp_path)
+    (tmp_path / "tiny" / "training" / "frames" / "02" / "004.jpg").unlink()
+    with pytest.raises(InputError, match=r"8 frames of boxes but the videos have 7 frames.*02"):
+        extract_dataset("tiny", tmp_path, tmp_path / "o", progress=False)
+    vids = list_videos(tmp_path / "tiny" / "training" / "frames")
+    with pytest.raises(InputError, match="video 02"):
+        split_boxes_by_video(np.empty(9, dtype=object), vids, "b.npy")
+
+
+def test_unreadable_image_names_video_and_file(tmp_path):
+    make_dataset(tmp_path)
+    (tmp_path / "tiny" / "testing" / "frames" / "02" / "003.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match=r"video 02: cannot read frame image .*003\.jpg"):
+        extract_dataset("tiny", tmp_path, tmp_path / "o", flow="dis_ultrafast", flow_scale=1.0, workers=1, progress=False)
+    with pytest.raises(InputError, match="003.jpg"):
+        read_frame(tmp_path / "tiny" / "testing" / "frames" / "02" / "003.jpg", "02")
+
+
+def test_box_outside_frame_warns_once_with_count(tmp_path):
+    make_dataset(tmp_path)
+    p = tmp_path / "tiny" / "tiny_bboxes_train.npy"
+    arr = np.load(p, allow_pickle=True)
+    arr[1] = np.array([[-5, -5, 20, 20], [50, 40, 80, 60]], np.float64)  # both reach outside
+    arr[2] = np.array([[70, 50, 90, 60]], np.float64)  # fully outside: clipped, then grown
+    np.save(p, arr, allow_pickle=True)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        extract_dataset("tiny", tmp_path, tmp_path / "o", flow="dis_ultrafast", flow_scale=1.0, splits=("train",), progress=False)
+    msgs = [str(w.message) for w in rec if "clipped" in str(w.message)]
+    assert len(msgs) == 1 and "3 boxes reached outside" in msgs[0]
+    vel = np.load(tmp_path / "o" / "tiny" / "extracted_features" / "train" / "velocity.npy", allow_pickle=True)
+    assert vel[1].shape[0] == 2 and vel[2].shape[0] == 1
