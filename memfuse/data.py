@@ -265,3 +265,27 @@ def load_labels(root: Path | str, dataset: str, ends: np.ndarray) -> np.ndarray:
             return labels.astype(np.int64)
     tried = ", ".join(str(p) for p in label_candidates(Path(root), dataset))
     raise InputError(f"no test labels for {dataset}: looked for {tried}")
+
+
+def validate_dataset(root: Path | str, dataset: str) -> dict:
+    """Load and cross-check everything the pipeline reads, before any training: both
+    splits, velocity bins equal across splits, some pose, clip lengths and labels.
+    Raises :class:`InputError` with a one-line reason; returns a summary."""
+    summary: dict = {}
+    bins = {}
+    for split in SPLITS:
+        s = load_split(root, dataset, split)
+        if s.pose.counts.sum() == 0:
+            raise InputError(f"{feature_path(resolve_data_root(dataset, root), dataset, split, 'pose')}: no person in any frame; this method needs pose")
+        bins[split] = s.velocity.values.shape[1]
+        ends = load_clip_lengths(root, dataset, split, s.n_frames)
+        summary[split] = {"frames": s.n_frames, "videos": len(ends), "objects": int(s.appearance.offsets[-1]),
+                          "persons": int(s.pose.offsets[-1]), "frames_without_person": int((s.pose.counts == 0).sum()),
+                          "max_objects": int(s.appearance.counts.max()), "max_persons": int(s.pose.counts.max())}
+        if split == "test":
+            labels = load_labels(root, dataset, ends)
+            summary["test"]["anomalous_frames"] = int(labels.sum())
+    if bins["train"] != bins["test"]:
+        raise InputError(f"{dataset}: velocity has {bins['train']} bins in train but {bins['test']} in test")
+    summary["velocity_bins"] = bins["train"]
+    return summary

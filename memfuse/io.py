@@ -21,6 +21,10 @@ CHECKPOINT_ROOT = PROJECT_ROOT / "checkpoints"
 RESULTS_ROOT = PROJECT_ROOT / "results"
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class InputError(ValueError):
     """Bad or missing input. The message names the file and what is wrong."""
 
@@ -47,6 +51,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get normal permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -118,9 +118,8 @@ class AttentionFusion(nn.Module):
             raise ValueError(f"u2_key must be 'k2' or 'k3', got {u2_key!r}")
         self.n_max, self.dim, self.u2_key = n_max, dim, u2_key
         self.align = nn.ModuleList(nn.Linear(dim, dim) for _ in range(3))
-        self.q = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3))
-        self.k = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3))
-        self.v = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3))
+        # q_m, k_m, v_m of a modality stacked in one (3D x D) map: one matmul instead of three
+        self.qkv = nn.ModuleList(nn.Linear(dim, 3 * dim, bias=False) for _ in range(3))
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Sequential(nn.Linear(6 * dim * n_max, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
         for layer in [*self.align, self.classifier[0], self.classifier[3]]:
@@ -131,9 +130,7 @@ class AttentionFusion(nn.Module):
     def attend(self, feats: list[Tensor], padded: list[Tensor] | None) -> list[Tensor]:
         """Aligned features [f1', f2', f3'] (each (F, N, D)) -> [u1, u2, u3]; ``padded``
         holds the (F, N) padding mask of each modality (``None``: no masking)."""
-        q = [lin(f) for lin, f in zip(self.q, feats)]
-        k = [lin(f) for lin, f in zip(self.k, feats)]
-        v = [lin(f) for lin, f in zip(self.v, feats)]
+        q, k, v = zip(*(lin(f).split(self.dim, dim=-1) for lin, f in zip(self.qkv, feats)))
         kt = [x.transpose(1, 2) for x in k]
         m = padded if padded is not None else [None, None, None]
         u1 = masked_softmax(q[1] @ kt[0] + q[2] @ kt[0], m[0]) @ v[0]

@@ -1,0 +1,186 @@
+"""Run the whole method, stage by stage, and print the results.
+
+    python run_all.py                                   # embedded synthetic demo (~2 min on 2 CPU cores)
+    python run_all.py --dataset ped2 --data-root ../shared/data
+    python run_all.py --dataset avenue --data-root DIR --preset quick
+
+Each stage is its own script, run here as a subprocess in order; a stage is skipped when
+its outputs exist and were made with the same settings after its inputs (``--force``
+reruns everything). When a dataset has raw frames but no features, stage 0
+(``extract_features.py``) makes them first. The input is validated before any training.
+Results: ``results/NAME/metrics.json`` and ``results/NAME/scores.npy``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from memfuse import data as D
+from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, results_dir, save_json
+from memfuse.stages import OUTPUTS, STAGE_ORDER
+
+# Epochs per preset: (autoencoder, memory, fusion)
+PRESETS = {
+    "paper": {"AE_encoder.py": 1000, "train.py": 5000, "train_pose.py": 5000, "attention_fusion.py": 2000},
+    "quick": {"AE_encoder.py": 100, "train.py": 300, "train_pose.py": 300, "attention_fusion.py": 300},
+}
+DEPENDS = {
+    "AE_encoder.py": [],
+    "cluster.py": ["AE_encoder.py"],
+    "cluster_pose.py": [],
+    "train.py": ["cluster.py"],
+    "train_pose.py": ["cluster_pose.py"],
+    "Pseudo_generators.py": ["train.py"],
+    "Pseudo_generators_pose.py": ["train_pose.py"],
+    "padding_mask.py": ["Pseudo_generators.py", "Pseudo_generators_pose.py"],
+    "attention_fusion.py": ["padding_mask.py"],
+}
+SYNTHETIC = "synthetic"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default=SYNTHETIC, help="dataset name; 'synthetic' makes the embedded demo data if missing")
+    p.add_argument("--data-root", default=None, help="folder holding DATASET/ (default: the project's data/)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="epoch counts: paper (default for real data) or quick (default for synthetic)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="rerun every stage even if its outputs are up to date")
+    p.add_argument("--checkpoint-root", default=str(PROJECT_ROOT / "checkpoints"))
+    g = p.add_argument_group("fidelity switches (defaults: correct behaviour; each flag restores the reference's)")
+    g.add_argument("--no-masking", action="store_true", help="attention ignores padding (reference)")
+    g.add_argument("--u2-key", choices=("k2", "k3"), default="k2", help="k3: the reference's u2 = softmax(q1 k3^T + q3 k2^T) v2")
+    g.add_argument("--stale-step", action="store_true", help="extra optimizer step per memory epoch on stale gradients (reference)")
+    g.add_argument("--smooth-whole-sequence", action="store_true", help="smooth the concatenated test sequence, not each video (reference)")
+    g.add_argument("--reference", action="store_true", help="all four reference behaviours at once")
+    g.add_argument("--velocity-anomaly-scale", type=float, default=0.0, help="extension: pseudo-anomalous velocity = scale x velocity (0 = off)")
+    g.add_argument("--smooth-sigma", type=float, default=None, help="score smoothing sigma (default 3; AI-VAD uses 7 on ShanghaiTech)")
+    g.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
+    g.add_argument("--batch-size", type=int, default=None, help="fusion frames per step (default: attention_fusion.py's)")
+    g.add_argument("--results-name", default=None, help="write results under results/NAME (default: the dataset name), e.g. for ablations")
+    return p.parse_args(argv)
+
+
+def stage_args(stage: str, args: argparse.Namespace, data_root: Path) -> list[str]:
+    """The command-line flags ``run_all`` passes to one stage."""
+    common = ["--dataset", args.dataset, "--data-root", str(data_root), "--device", args.device, "--seed", str(args.seed),
+              "--checkpoint-root", args.checkpoint_root]
+    extra: list[str] = []
+    preset = PRESETS[args.preset]
+    if stage in preset:
+        epochs = args.fusion_epochs if stage == "attention_fusion.py" and args.fusion_epochs else preset[stage]
+        extra += ["--epochs", str(epochs)]
+    if stage in ("train.py", "train_pose.py") and (args.stale_step or args.reference):
+        extra.append("--stale-step")
+    if stage == "attention_fusion.py":
+        if args.no_masking or args.reference:
+            extra.append("--no-masking")
+        extra += ["--u2-key", "k3" if args.reference else args.u2_key]
+        if args.smooth_whole_sequence or args.reference:
+            extra.append("--no-smooth-per-video")
+        if args.velocity_anomaly_scale:
+            extra += ["--velocity-anomaly-scale", str(args.velocity_anomaly_scale)]
+        if args.smooth_sigma is not None:
+            extra += ["--smooth-sigma", str(args.smooth_sigma)]
+        if args.batch_size is not None:
+            extra += ["--batch-size", str(args.batch_size)]
+        if args.results_name:
+            extra += ["--results-name", args.results_name]
+    return common + extra
+
+
+def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str]) -> bool:
+    """Outputs present, made with the same flags, and no input stage reran since."""
+    if any(dep in ran for dep in DEPENDS[stage]):
+        return False
+    stamp = ckpt / ".stamps" / f"{stage}.json"
+    if not stamp.exists() or not all((ckpt / o).exists() for o in OUTPUTS[stage]):
+        return False
+    record = json.loads(stamp.read_text())
+    newest_input = max([(ckpt / ".stamps" / f"{d}.json").stat().st_mtime for d in DEPENDS[stage] if (ckpt / ".stamps" / f"{d}.json").exists()] or [0])
+    return record.get("argv") == argv and stamp.stat().st_mtime >= newest_input
+
+
+def run_stage(script: str, argv: list[str]) -> float:
+    """Run one stage script; exit with its status if it fails. Returns wall seconds."""
+    print(f"\n=== {script} {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(PROJECT_ROOT / script), *argv], cwd=PROJECT_ROOT)
+    if proc.returncode != 0:
+        sys.exit(f"run_all: {script} failed (exit {proc.returncode}); fix the error above and rerun (finished stages are kept)")
+    return time.perf_counter() - start
+
+
+def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, float | None]:
+    """Make the synthetic data, or run stage 0 on raw frames, when features are missing."""
+    if args.dataset == SYNTHETIC and not D.feature_path(data_root, SYNTHETIC, "train", "velocity").exists():
+        from memfuse.synthetic import SyntheticSpec, make_dataset
+
+        start = time.perf_counter()
+        make_dataset(data_root, SYNTHETIC, SyntheticSpec(seed=args.seed))
+        print(f"made the synthetic dataset in {data_root / SYNTHETIC}")
+        return data_root, time.perf_counter() - start
+    resolved = D.resolve_data_root(args.dataset, data_root)
+    if D.feature_path(resolved, args.dataset, "train", "velocity").exists():
+        return resolved, None
+    if (data_root / args.dataset / "training" / "frames").exists():
+        seconds = run_stage("extract_features.py", ["--dataset", args.dataset, "--data-root", str(data_root)])
+        return D.resolve_data_root(args.dataset, data_root), seconds
+    raise InputError(f"no features for {args.dataset}: expected {D.feature_path(data_root, args.dataset, 'train', 'velocity')} "
+                     f"(AI-VAD format) or raw frames in {data_root / args.dataset / 'training' / 'frames'} for stage 0")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    args.preset = args.preset or ("quick" if args.dataset == SYNTHETIC else "paper")
+    data_root = Path(args.data_root) if args.data_root else PROJECT_ROOT / "data"
+    data_root, stage0_seconds = ensure_features(args, data_root)
+    summary = D.validate_dataset(data_root, args.dataset)
+    print(f"{args.dataset}: {summary['train']['frames']} train frames / {summary['train']['objects']} objects, "
+          f"{summary['test']['frames']} test frames / {summary['test']['objects']} objects, velocity bins {summary['velocity_bins']}")
+    ckpt = checkpoint_dir(args.dataset, args.checkpoint_root)
+    times: dict[str, float] = {}
+    if stage0_seconds is not None:
+        times["stage0_features"] = round(stage0_seconds, 2)
+    ran: set[str] = set()
+    for stage in STAGE_ORDER:
+        argv_stage = stage_args(stage, args, data_root)
+        if not args.force and up_to_date(stage, ckpt, argv_stage, ran):
+            print(f"=== {stage}: up to date, skipped")
+            continue
+        times[stage] = round(run_stage(stage, argv_stage), 2)
+        save_json(ckpt / ".stamps" / f"{stage}.json", {"argv": argv_stage, "seconds": times[stage]})
+        ran.add(stage)
+    out = results_dir(args.results_name or args.dataset)
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["stage_seconds"] = {**metrics.get("stage_seconds", {}), **times}
+    metrics["preset"] = args.preset
+    metrics["data"] = summary
+    save_json(out / "metrics.json", metrics)
+    print_table(metrics, out)
+    return metrics
+
+
+def print_table(m: dict, out: Path) -> None:
+    rows = [("micro AUC", m["micro_auc"]), ("macro AUC", m["macro_auc"]), ("EER", m["eer"])]
+    if "oracle_micro_auc" in m:
+        rows.append((f"oracle micro AUC (test-selected epoch {m['oracle_epoch']})", m["oracle_micro_auc"]))
+    for name, value in m.get("baseline", {}).items():
+        if isinstance(value, float):
+            rows.append((f"AI-VAD baseline {name}", value))
+    print(f"\n{m['dataset']} ({m['n_test_frames']} test frames, preset {m['preset']})")
+    for name, value in rows:
+        print(f"  {name:<48} {value:.4f}")
+    print("  stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in m["stage_seconds"].items()))
+    print(f"  -> {out / 'metrics.json'}, {out / 'scores.npy'}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except InputError as exc:
+        sys.exit(f"error: {exc}")

@@ -1,0 +1,165 @@
+"""Unit tests of the method's building blocks on small, hand-checkable tensors."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F_
+
+from memfuse.data import Ragged
+from memfuse.kmeans import kmeans
+from memfuse.models import AttentionFusion, AutoEncoder, Memory, masked_softmax
+from memfuse.padding import expand_velocity, n_max_of, pad, velocity_per_object
+from memfuse.pseudo import generate, generate_loop
+
+
+def ragged(frames, width):
+    return Ragged.from_frames([np.asarray(f, dtype=np.float32).reshape(-1, width) for f in frames], width)
+
+
+# ---------------------------------------------------------------- memory read and losses
+def test_memory_read_is_softmax_weighted_items():
+    items = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    q = torch.tensor([[2.0, 0.0]])
+    mem = Memory(items, top_k=1)
+    s = torch.tensor([2.0, 0.0, 2.0])
+    w = torch.exp(s) / torch.exp(s).sum()
+    assert torch.allclose(mem.weights(q)[0], w)
+    assert torch.allclose(mem.read(q)[0], w @ items)
+
+
+def test_memory_losses_match_direct_computation():
+    torch.manual_seed(0)
+    items, q, k = torch.randn(12, 4), torch.randn(7, 4), 3
+    mem = Memory(items, top_k=k)
+    losses = mem.losses(q, margin=1.0)
+    for b in range(len(q)):  # one query at a time, straight from the definitions
+        w = torch.softmax(items @ q[b], 0)
+        order = torch.argsort(w, descending=True)
+        a = torch.softmax(w[order[:k]], 0)
+        g = (a[:, None] * items[order[:k]]).sum(0)
+        pos, neg = items[order[0]], items[order[k]]
+        if b == 0:
+            gathers, spreads, recs = [], [], []
+        gathers.append(((g - q[b]) ** 2).mean())
+        spreads.append(torch.clamp((q[b] - pos).norm() - (q[b] - neg).norm() + 1.0, min=0))
+        recs.append(((w @ items - q[b]) ** 2).mean())
+    # triplet_margin_loss adds eps=1e-6 inside the norm; tolerance covers it
+    assert torch.allclose(losses["gather"], torch.stack(gathers).mean(), atol=1e-6)
+    assert torch.allclose(losses["spread"], torch.stack(spreads).mean(), atol=1e-4)
+    assert torch.allclose(losses["rec"], torch.stack(recs).mean(), atol=1e-6)
+
+
+def test_memory_training_lowers_loss():
+    from memfuse.stages import train_memory
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 6)).astype(np.float32)
+    q = (centres[rng.integers(4, size=400)] + rng.normal(0, 0.05, (400, 6))).astype(np.float32)
+    _, hist = train_memory(q, rng.normal(0, 1, (16, 6)).astype(np.float32), 40, 1e-2, 128, (5, 1, 1), 5, 1.0, 0, False, torch.device("cpu"), 0)
+    assert hist[-1]["total"] < 0.5 * hist[0]["total"]
+
+
+# ---------------------------------------------------------------- pseudo generation
+def test_pseudo_vectorised_equals_per_query_loop():
+    rng = np.random.default_rng(1)
+    items, q = rng.normal(0, 1, (50, 34)).astype(np.float32), rng.normal(0, 1, (300, 34)).astype(np.float32)
+    fast = generate(q, items, chunk=64)  # several chunks
+    slow = generate_loop(q, items)
+    np.testing.assert_allclose(fast.normal, slow.normal, atol=1e-5)
+    np.testing.assert_allclose(fast.anomaly, slow.anomaly, atol=1e-5)
+    np.testing.assert_array_equal(fast.indices, slow.indices)
+
+
+def test_pseudo_formula_by_hand():
+    items = np.diag(np.arange(1.0, 11.0)).astype(np.float32)  # 10 items, 10-d
+    q = np.full((1, 10), 0.1, dtype=np.float32)  # scores 0.1 * (i + 1): rank order 9, 8, ..., 0
+    out = generate(q, items, top_k=5)
+    np.testing.assert_array_equal(out.indices[0], np.arange(9, -1, -1))
+    w = np.exp(0.1 * np.arange(1, 11)) / np.exp(0.1 * np.arange(1, 11)).sum()
+    top, bottom = np.arange(9, 4, -1), np.arange(4, -1, -1)
+    a_top = np.exp(w[top]) / np.exp(w[top]).sum()
+    a_bot = np.exp(w[bottom]) / np.exp(w[bottom]).sum()
+    np.testing.assert_allclose(out.normal[0], 0.5 * q[0] + 0.5 * a_top @ items[top], atol=1e-6)
+    np.testing.assert_allclose(out.anomaly[0], 0.01 * q[0] + 0.99 * a_bot @ items[bottom], atol=1e-6)
+
+
+# ---------------------------------------------------------------- padding and masks
+def test_pad_layout_and_mask():
+    r = ragged([[[1, 1]], [[2, 2], [3, 3], [4, 4]], np.zeros((0, 2))], 2)
+    vals, padded = pad(r, 3)
+    assert vals.shape == (3, 3, 2)
+    np.testing.assert_array_equal(vals[1], [[2, 2], [3, 3], [4, 4]])
+    np.testing.assert_array_equal(padded, [[False, True, True], [False, False, False], [False, True, True]])
+    np.testing.assert_array_equal(vals[2], 0)  # an empty frame: one zero row, unmasked
+    assert n_max_of(r) == 3
+
+
+def test_pad_subset_and_truncation_warns():
+    r = ragged([[[1]], [[2], [3], [4]]], 1)
+    with pytest.warns(UserWarning):
+        vals, padded = pad(r, 2, np.array([1]))
+    np.testing.assert_array_equal(vals[0, :, 0], [2, 3])
+    assert not padded.any()
+
+
+def test_velocity_expansion():
+    v = ragged([[[1, 3]], [[2, 2], [0, 4]]], 2)
+    per_obj = velocity_per_object(v)
+    np.testing.assert_allclose(per_obj.values[:, 0], [2, 2, 2])
+    e = expand_velocity(per_obj.values, 34)
+    assert e.shape == (3, 34) and np.all(e == 2)
+
+
+def test_padded_key_gets_zero_attention_weight():
+    torch.manual_seed(0)
+    scores = torch.randn(2, 3, 3)
+    mask = torch.tensor([[False, False, True], [False, True, True]])
+    w = masked_softmax(scores, mask)
+    assert torch.all(w[0, :, 2] == 0) and torch.all(w[1, :, 1:] == 0)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 3))
+
+
+def test_fusion_output_ignores_padded_rows_when_masked():
+    """Changing values in padded key rows must not change the attention outputs."""
+    torch.manual_seed(0)
+    model = AttentionFusion(n_max=4).eval()
+    x = [torch.randn(2, 4, 34) for _ in range(3)]
+    mask = torch.tensor([[False, False, True, True], [False, True, True, True]])
+    feats = [torch.relu(lin(t)) for lin, t in zip(model.align, x)]
+    u = model.attend(feats, [mask, mask, mask])
+    noisy = [f.clone() for f in feats]
+    for f in noisy:
+        f[mask] = 100.0
+    u_noisy = model.attend(noisy, [mask, mask, mask])
+    # rows attended from valid queries only depend on valid keys... queries too differ at
+    # padded positions, so compare the valid query rows
+    for a, b in zip(u, u_noisy):
+        assert torch.allclose(a[~mask], b[~mask], atol=1e-5)
+    u_unmasked = model.attend(noisy, None)
+    assert not torch.allclose(u[0][~mask], u_unmasked[0][~mask], atol=1e-3)
+
+
+def test_fusion_forward_shapes_and_u2_variants():
+    for key in ("k2", "k3"):
+        model = AttentionFusion(n_max=5, u2_key=key)
+        logits = model(torch.randn(3, 5, 34), torch.randn(3, 5, 34), torch.randn(3, 5), [torch.zeros(3, 5, dtype=torch.bool)] * 3)
+        assert logits.shape == (3,)
+    with pytest.raises(ValueError):
+        AttentionFusion(n_max=5, u2_key="k1")
+
+
+def test_autoencoder_shapes():
+    ae = AutoEncoder()
+    x = torch.randn(5, 512)
+    assert ae.encode(x).shape == (5, 34) and ae(x).shape == (5, 512)
+
+
+# ---------------------------------------------------------------- K-Means
+def test_kmeans_recovers_separated_clusters():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10]], dtype=np.float32)
+    x = np.concatenate([c + rng.normal(0, 0.1, (100, 2)) for c in centres]).astype(np.float32)
+    found, inertia = kmeans(x, 3, seed=0, chunk=50)
+    found = found[np.lexsort(found.T[::-1])]
+    np.testing.assert_allclose(found, centres[np.lexsort(centres.T[::-1])], atol=0.1)
+    again, _ = kmeans(x, 3, seed=0)
+    assert inertia < 300 * 0.05 and np.allclose(np.sort(again, 0), np.sort(found, 0))
