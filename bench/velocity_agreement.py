@@ -111,7 +111,26 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="labels of settings to run (default all)")
     ap.add_argument("--full", nargs="*", default=[], help="labels of extra settings to run on all of train")
     ap.add_argument("--out", default=str(RESULTS_ROOT / "velocity_agreement.json"))
+    ap.add_argument("--check", default=None, metavar="VELOCITY_NPY",
+                    help="only score an existing train velocity.npy (e.g. stage 0's output with the default flow) "
+                         "against the reference on all of train; adds it to the JSON as 'stage0_default'")
+    ap.add_argument("--check-label", default="stage 0 default")
     args = ap.parse_args()
+    if args.check:
+        import json
+
+        base = Path(args.data_root) / args.dataset
+        ref = np.load(base / "reference" / "train_velocity_flownet2.npy", allow_pickle=True)
+        ours = [np.asarray(x, np.float64) for x in np.load(args.check, allow_pickle=True)]
+        if len(ours) != len(ref) or any(len(a) != len(b) for a, b in zip(ours, ref)):
+            raise SystemExit(f"{args.check}: frame/object layout differs from the reference")
+        ours = [x.sum(1, keepdims=True) for x in ours]  # B bins -> mean magnitude (B = 1 on Ped2)
+        res = {"setting": args.check_label, "file": args.check, **agreement(ours, list(ref))}
+        print(f"{args.check_label}: all of train: obj {res['per_object_spearman']:.3f} frame {res['per_frame_max_spearman']:.3f}")
+        doc = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        doc["stage0_default"] = res
+        save_json(args.out, doc)
+        return
 
     base = Path(args.data_root) / args.dataset
     ref = np.load(base / "reference" / "train_velocity_flownet2.npy", allow_pickle=True)
@@ -150,6 +169,7 @@ def main() -> None:
                 sub_rows = [x for v in sub_v for x in res[v]["plain"]]
                 row["subsample"] = agreement(sub_rows, ref_for(sub_v))
             rows.append(row)
+            save_json(args.out, {"dataset": args.dataset, "partial": True, "rows": rows})  # survive an interrupt
             print(f"{row['setting']:<26} {row['videos']:<11} obj {row['per_object_spearman']:.3f}  frame {row['per_frame_max_spearman']:.3f}"
                   f"  {row['ms_per_frame_cpu']:.1f} ms/frame  train-split ~{row['est_train_split_wall_s']:.0f}s", flush=True)
         # Extra checks of the velocity definition, on the subsample: FlowNet2's anisotropic
