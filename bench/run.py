@@ -541,12 +541,15 @@ def extrapolated_pipeline(st: dict) -> float | None:
         return None
 
 
-def run(a: argparse.Namespace) -> dict:
+def run(a: argparse.Namespace, keep: dict | None = None) -> dict:
+    """Make the data and run the chosen stages; returns the results. ``keep``, if given,
+    receives the run's context (data, encoded features, memories, padded splits)."""
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     scale = SCALES[a.scale]
-    ctx: dict = {"device": device, "scale": scale}
+    ctx: dict = {} if keep is None else keep
+    ctx.update({"device": device, "scale": scale})
     with StagePeak(device) as p:
         ctx.update(make_data(scale, a.seed))
     data_info = {"seconds": p.result["stage_seconds"], "peak_rss_mib": p.result["peak_rss_mib"]}

@@ -141,3 +141,16 @@ def test_bench_stage_subset_runs_alone(tmp_path):
     B.main(["--scale", "tiny", "--stages", "fusion", "--fusion-epochs", "1", "--threads", "1", "--out", str(out)])
     res = json.loads(out.read_text())
     assert list(res["stages"]) == ["fusion"] and "extrapolated_pipeline_s" not in res
+
+
+def test_cuda_check_without_cuda_exits_cleanly_and_dry_run_passes(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine runs the real check (minutes), not this test")
+    r = subprocess.run([sys.executable, "bench/cuda_check.py"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "no CUDA device" in r.stdout
+    from bench import cuda_check
+
+    out = tmp_path / "cc.json"
+    assert cuda_check.main(["--allow-cpu", "--epochs", "1", "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["failed"] == [] and report["agreement"]["fusion_score_max_abs"]["ok"]
