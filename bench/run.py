@@ -518,7 +518,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
     for name, r in st.items():
         if isinstance(r, dict) and r.get("peak_rss_mib") is not None:
             rows.append((name, "peak RSS MiB in stage", f"{r['peak_rss_mib']:,.0f}"))
-    rows.append(("all", "peak RSS MiB (ru_maxrss)", f"{results['peak_rss_mib']:,.0f}"))
+    rows.append(("all", "peak RSS MiB (whole run)", f"{results['peak_rss_mib']:,.0f}"))
     return rows
 
 
@@ -573,7 +573,9 @@ def run(a: argparse.Namespace, keep: dict | None = None) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "settings": {k: v for k, v in vars(a).items() if k != "stage_list"}, "stages": stages,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # ru_maxrss can miss a peak that came before a VmHWM reset: take the max of both
+        "peak_rss_mib": round(max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, data_info["peak_rss_mib"] or 0]
+                                  + [r.get("peak_rss_mib") or 0 for r in stages.values()]), 1),
     }
     total = extrapolated_pipeline(stages)
     if total is not None:
