@@ -40,6 +40,7 @@ U2_KEY = "k2"  # reference: "k3" (u2 = softmax(q1 k3^T + q3 k2^T) v2)
 VELOCITY_ANOMALY_SCALE = 0.0  # extension: > 0 adds a pass (app, pose normal, vel x scale) -> 1
 SMOOTH_SIGMA = 3.0  # Gaussian smoothing of frame scores (AI-VAD: 3 Ped2/Avenue, 7 ShanghaiTech)
 SMOOTH_PER_VIDEO = True  # reference: False (smooths the concatenated test sequence)
+RESULTS_ROOT = "results"
 RESULTS_NAME = ""  # results go to results/RESULTS_NAME (default: the dataset name)
 EVAL_EVERY = 10  # epochs between diagnostic test-AUC measurements (0: none, no oracle figure)
 HELP = {
@@ -53,6 +54,7 @@ HELP = {
     "VELOCITY_ANOMALY_SCALE": "extension: pseudo-anomalous velocity = scale x velocity (0 = off, the reference)",
     "SMOOTH_SIGMA": "Gaussian sigma of score smoothing, frames (0 = none)",
     "SMOOTH_PER_VIDEO": "smooth each test video alone (--no-smooth-per-video: the whole sequence, the reference)",
+    "RESULTS_ROOT": "folder of the results/ tree",
     "RESULTS_NAME": "write results to results/RESULTS_NAME instead of results/DATASET (ablations)",
     "EVAL_EVERY": "record the test AUC every this many epochs, as a diagnostic only (0 = never)",
 }
@@ -76,7 +78,7 @@ def main() -> None:
     seed_everything(SEED)
     device = resolve_device(DEVICE)
     ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
-    out = results_dir(RESULTS_NAME or DATASET)
+    out = results_dir(RESULTS_NAME or DATASET, RESULTS_ROOT)
     meta = json.loads((ckpt / "padded" / "meta.json").read_text()) if (ckpt / "padded" / "meta.json").exists() else None
     if meta is None:
         raise InputError(f"missing {ckpt}/padded/meta.json: run `python padding_mask.py` first")

@@ -26,6 +26,7 @@ SMOOTH_SIGMA = 3.0  # AI-VAD: 3 on Ped2 and Avenue, 7 on ShanghaiTech
 SMOOTH_PER_VIDEO = True
 Q_CHUNK = 2048
 R_CHUNK = 16384
+RESULTS_ROOT = "results"
 RESULTS_NAME = ""
 HELP = {
     "GMM_COMPONENTS": "Gaussian mixture components of the velocity density (AI-VAD: 2 Ped2, 5 Avenue/ShanghaiTech)",
@@ -33,6 +34,7 @@ HELP = {
     "SMOOTH_PER_VIDEO": "smooth each test video alone (--no-smooth-per-video: the whole sequence)",
     "Q_CHUNK": "kNN queries per block (memory: Q_CHUNK x R_CHUNK floats)",
     "R_CHUNK": "kNN train rows per block",
+    "RESULTS_ROOT": "folder of the results/ tree",
     "RESULTS_NAME": "write results to results/RESULTS_NAME instead of results/DATASET",
 }
 
@@ -58,7 +60,7 @@ def main() -> None:
                            "1-NN distance; per modality frame max, (s - train min) / (train max - train min) with leave-one-out "
                            "train scores; modalities summed; Gaussian smoothing")
 
-    out = results_dir(RESULTS_NAME or DATASET)
+    out = results_dir(RESULTS_NAME or DATASET, RESULTS_ROOT)
     save_npy(out / "baseline_scores.npy", scores["smoothed"]["combined"])
     path = out / "metrics.json"
     if path.exists():

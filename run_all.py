@@ -26,7 +26,8 @@ from memfuse.stages import OUTPUTS, STAGE_ORDER
 # Epochs per preset: (autoencoder, memory, fusion)
 PRESETS = {
     "paper": {"AE_encoder.py": 1000, "train.py": 5000, "train_pose.py": 5000, "attention_fusion.py": 2000},
-    "quick": {"AE_encoder.py": 100, "train.py": 300, "train_pose.py": 300, "attention_fusion.py": 300},
+    "tiny": {"AE_encoder.py": 2, "train.py": 2, "train_pose.py": 2, "attention_fusion.py": 3},  # smoke tests only
+    "quick": {"AE_encoder.py": 50, "train.py": 100, "train_pose.py": 100, "attention_fusion.py": 200},
 }
 DEPENDS = {
     "AE_encoder.py": [],
@@ -46,11 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default=SYNTHETIC, help="dataset name; 'synthetic' makes the embedded demo data if missing")
     p.add_argument("--data-root", default=None, help="folder holding DATASET/ (default: the project's data/)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="epoch counts: paper (default for real data) or quick (default for synthetic)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="epoch counts: paper (default for real data), quick (default for synthetic) or tiny (smoke tests)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun every stage even if its outputs are up to date")
     p.add_argument("--checkpoint-root", default=str(PROJECT_ROOT / "checkpoints"))
+    p.add_argument("--results-root", default=str(PROJECT_ROOT / "results"))
     g = p.add_argument_group("fidelity switches (defaults: correct behaviour; each flag restores the reference's)")
     g.add_argument("--no-masking", action="store_true", help="attention ignores padding (reference)")
     g.add_argument("--u2-key", choices=("k2", "k3"), default="k2", help="k3: the reference's u2 = softmax(q1 k3^T + q3 k2^T) v2")
@@ -90,7 +92,21 @@ def stage_args(stage: str, args: argparse.Namespace, data_root: Path) -> list[st
             extra += ["--batch-size", str(args.batch_size)]
         if args.results_name:
             extra += ["--results-name", args.results_name]
+        extra += ["--results-root", args.results_root]
     return common + extra
+
+
+def baseline_args(args: argparse.Namespace, data_root: Path) -> list[str]:
+    """Flags for ``baseline.py``: the AI-VAD baseline on the same features and smoothing."""
+    extra = ["--dataset", args.dataset, "--data-root", str(data_root), "--device", args.device, "--seed", str(args.seed),
+             "--results-root", args.results_root]
+    if args.results_name:
+        extra += ["--results-name", args.results_name]
+    if args.smooth_sigma is not None:
+        extra += ["--smooth-sigma", str(args.smooth_sigma)]
+    if args.smooth_whole_sequence or args.reference:
+        extra.append("--no-smooth-per-video")
+    return extra
 
 
 def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str]) -> bool:
@@ -155,14 +171,35 @@ def main(argv: list[str] | None = None) -> dict:
         times[stage] = round(run_stage(stage, argv_stage), 2)
         save_json(ckpt / ".stamps" / f"{stage}.json", {"argv": argv_stage, "seconds": times[stage]})
         ran.add(stage)
-    out = results_dir(args.results_name or args.dataset)
+    out = results_dir(args.results_name or args.dataset, args.results_root)
     metrics = json.loads((out / "metrics.json").read_text())
+    if "baseline" not in metrics:  # attention_fusion.py rewrote metrics.json: add the AI-VAD baseline again
+        times["baseline.py"] = round(run_stage("baseline.py", baseline_args(args, data_root)), 2)
+        metrics = json.loads((out / "metrics.json").read_text())
     metrics["stage_seconds"] = {**metrics.get("stage_seconds", {}), **times}
     metrics["preset"] = args.preset
     metrics["data"] = summary
     save_json(out / "metrics.json", metrics)
+    plot_comparison(out, data_root, args.dataset, metrics)
     print_table(metrics, out)
     return metrics
+
+
+def plot_comparison(out: Path, data_root: Path, dataset: str, metrics: dict) -> None:
+    """ROC curves and per-video score traces of ours and the AI-VAD baseline together."""
+    import numpy as np
+
+    from memfuse.plots import plot_roc, plot_videos
+
+    ends = D.load_clip_lengths(data_root, dataset, "test", metrics["n_test_frames"])
+    labels = D.load_labels(data_root, dataset, ends)
+    series = {"ours": np.load(out / "scores.npy")}
+    curves = {"ours": (series["ours"], metrics["micro_auc"])}
+    if (out / "baseline_scores.npy").exists() and "baseline" in metrics:
+        series["AI-VAD baseline"] = np.load(out / "baseline_scores.npy")
+        curves["AI-VAD baseline"] = (series["AI-VAD baseline"], metrics["baseline"]["micro_auc"])
+    plot_roc(curves, labels, out / "roc.png", f"{dataset}: frame-level ROC")
+    plot_videos(series, labels, ends, out / "videos")
 
 
 def print_table(m: dict, out: Path) -> None:

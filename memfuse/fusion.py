@@ -96,7 +96,7 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: fl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.detach().item() * len(idx)
             seen += len(idx)
         record = {"epoch": epoch + 1, "loss": total / seen}
         if on_epoch is not None:

@@ -76,9 +76,13 @@ class Memory(nn.Module):
         - ``spread`` (separateness): triplet margin loss, anchor q, positive the rank-1
           item, negative the rank-(k+1) item.
         """
-        w = self.weights(q)
+        logits = q @ self.items.T
+        w = torch.softmax(logits, dim=1)
         rec = F_.mse_loss(w @ self.items, q)
-        top_w, top_i = torch.topk(w, self.top_k + 1, dim=1)  # (B, k+1), ranks 1..k+1
+        # Rank by the logits, not by W: same order, but W underflows to exact ties at 0 when
+        # features have large norms (raw pose), and ties would make the ranks arbitrary.
+        top_i = torch.topk(logits, self.top_k + 1, dim=1).indices  # (B, k+1), ranks 1..k+1
+        top_w = w.gather(1, top_i)
         a = torch.softmax(top_w[:, : self.top_k], dim=1)  # softmax of the k probabilities
         gathered = torch.einsum("bk,bkd->bd", a, self.items[top_i[:, : self.top_k]])
         gather = F_.mse_loss(gathered, q)
@@ -133,13 +137,14 @@ class AttentionFusion(nn.Module):
         q, k, v = zip(*(lin(f).split(self.dim, dim=-1) for lin, f in zip(self.qkv, feats)))
         kt = [x.transpose(1, 2) for x in k]
         m = padded if padded is not None else [None, None, None]
-        u1 = masked_softmax(q[1] @ kt[0] + q[2] @ kt[0], m[0]) @ v[0]
+        # q_a k^T + q_b k^T computed as (q_a + q_b) k^T: the same scores, one matmul fewer
+        u1 = masked_softmax((q[1] + q[2]) @ kt[0], m[0]) @ v[0]
         if self.u2_key == "k2":
-            u2 = masked_softmax(q[0] @ kt[1] + q[2] @ kt[1], m[1]) @ v[1]
+            u2 = masked_softmax((q[0] + q[2]) @ kt[1], m[1]) @ v[1]
         else:  # reference: keys of two modalities in one score; a key is padded if either is
             u2_mask = None if padded is None else m[1] | m[2]
             u2 = masked_softmax(q[0] @ kt[2] + q[2] @ kt[1], u2_mask) @ v[1]
-        u3 = masked_softmax(q[0] @ kt[2] + q[1] @ kt[2], m[2]) @ v[2]
+        u3 = masked_softmax((q[0] + q[1]) @ kt[2], m[2]) @ v[2]
         return [u1, u2, u3]
 
     def forward(self, app: Tensor, pose: Tensor, vel: Tensor, padded: list[Tensor] | None = None) -> Tensor:

@@ -9,6 +9,11 @@ For each query q (D,): W = softmax(q P^T); the items of ranks 1..k ("top") and k
 :func:`generate` does all queries at once, ``chunk`` rows at a time so the (chunk, M)
 score matrix bounds memory; :func:`generate_loop` is the reference scripts' one-query-at-a-
 time loop, kept as the baseline the benchmark and tests compare against.
+
+Ranks are taken from the logits q P^T rather than from W: softmax is monotone, so the order
+is the same, but with large-norm features (raw pose, norms ~70) W underflows to exactly 0
+beyond rank 2, and sorting those ties (as the reference does) picks arbitrary items: the
+pseudo-anomalies would be the same few items for every query.
 """
 from __future__ import annotations
 
@@ -52,9 +57,10 @@ def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: in
     indices = np.empty((n, 2 * top_k), dtype=np.int32)
     for s in range(0, n, chunk):
         q = torch.as_tensor(np.asarray(queries[s : s + chunk], dtype=np.float32)).to(device)
-        w = torch.softmax(q @ items_t.T, dim=1)
-        # topk is sorted descending; equal weights keep the lower index first, like a stable sort
-        w_sorted, idx = torch.topk(w, 2 * top_k, dim=1)
+        logits = q @ items_t.T
+        # Rank by the logits (the order of W, without W's underflow ties at 0, see module doc)
+        idx = torch.topk(logits, 2 * top_k, dim=1).indices
+        w_sorted = torch.softmax(logits, dim=1).gather(1, idx)
         normal[s : s + len(q)] = _mix(q, items_t, w_sorted[:, :top_k], idx[:, :top_k], t_top, NORMAL_QUERY_WEIGHT).cpu().numpy()
         anomaly[s : s + len(q)] = _mix(q, items_t, w_sorted[:, top_k:], idx[:, top_k:], t_bottom, ANOMALY_QUERY_WEIGHT).cpu().numpy()
         indices[s : s + len(q)] = idx.cpu().numpy()
@@ -74,8 +80,9 @@ def generate_loop(queries: np.ndarray, items: np.ndarray, top_k: int = TOP_K, t_
     indices = np.empty((n, 2 * top_k), dtype=np.int32)
     for i in range(n):
         q = torch.as_tensor(np.asarray(queries[i], dtype=np.float32))
-        w = torch.softmax(items_t @ q, dim=0)
-        w_sorted, order = torch.sort(w, descending=True, stable=True)
+        logits = items_t @ q
+        order = torch.sort(logits, descending=True, stable=True).indices
+        w_sorted = torch.softmax(logits, dim=0)[order]
         top, bottom = order[:top_k], order[top_k : 2 * top_k]
         a_top = torch.softmax(w_sorted[:top_k] / t_top, dim=0)
         a_bot = torch.softmax(w_sorted[top_k : 2 * top_k] / t_bottom, dim=0)

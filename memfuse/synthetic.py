@@ -2,7 +2,8 @@
 
 Each frame holds a few objects (people walking through a scene). Every object has a
 512-d appearance (one of a few normal "kinds" plus noise, standing in for CLIP
-embeddings), a 17-keypoint skeleton in pixel coordinates (persons only) and a speed.
+embeddings), a 17-keypoint skeleton relative to the person's box corner, in pixels, as in
+AI-VAD's pose files (persons only), and a speed.
 Objects move along tracks, so features change smoothly over time as in real video.
 
 Each test video holds one labelled anomalous interval of one kind:
@@ -88,7 +89,7 @@ def make_video(n_frames: int, spec: SyntheticSpec, prototypes: np.ndarray, anoma
     def new_track(anomalous: bool) -> dict:
         kind = int(rng.integers(n_kinds))
         t = {"kind": kind, "x": rng.uniform(20, FRAME_W - 20), "y": rng.uniform(60, FRAME_H - 10), "angle": rng.uniform(0, 2 * np.pi),
-             "speed": abs(rng.normal(1.0, 0.25)), "height": rng.uniform(40, 60), "life": int(rng.integers(30, 90)), "phase": rng.uniform(0, 6.3),
+             "speed": abs(rng.normal(1.0, 0.25)), "height": rng.uniform(25, 35), "life": int(rng.integers(30, 90)), "phase": rng.uniform(0, 6.3),
              "person": rng.random() < 0.85, "anomalous": anomalous, "posture": "walking", "noise": rng.normal(0, 1, APPEARANCE_DIM) * 0.15}
         if anomalous:
             if anomaly == "appearance":
@@ -114,8 +115,9 @@ def make_video(n_frames: int, spec: SyntheticSpec, prototypes: np.ndarray, anoma
             frame_app.append(prototypes[t["kind"]] + t["noise"] + rng.normal(0, 0.05, APPEARANCE_DIM))
             frame_vel.append(_velocity_bins(t["speed"] * rng.uniform(0.9, 1.1), t["angle"], spec.velocity_bins))
             if t["person"] and rng.random() < 0.97:  # the pose detector misses a few people
-                pts = _skeleton(t["posture"], t["height"], t["phase"], rng) + np.array([t["x"], t["y"]])
-                frame_pose.append(pts.reshape(-1))
+                # AI-VAD's pose rows are keypoints relative to the person's box corner
+                pts = _skeleton(t["posture"], t["height"], t["phase"], rng)
+                frame_pose.append((pts - pts.min(0)).reshape(-1))
         if not frame_app:  # AI-VAD: a frame without boxes gets one whole-frame entry
             frame_app.append(prototypes[0] * 0.2)
             frame_vel.append(np.zeros(spec.velocity_bins, dtype=np.float32))

@@ -163,3 +163,18 @@ def test_kmeans_recovers_separated_clusters():
     np.testing.assert_allclose(found, centres[np.lexsort(centres.T[::-1])], atol=0.1)
     again, _ = kmeans(x, 3, seed=0)
     assert inertia < 300 * 0.05 and np.allclose(np.sort(again, 0), np.sort(found, 0))
+
+
+def test_pseudo_ranks_survive_softmax_underflow():
+    """With large-norm features W underflows to exact zeros beyond rank 1; the ranks must
+    still follow the similarity (logits), in the vectorised and the loop version alike."""
+    rng = np.random.default_rng(2)
+    items = rng.normal(0, 20, (40, 34)).astype(np.float32)
+    q = rng.normal(0, 20, (50, 34)).astype(np.float32)
+    w = torch.softmax(torch.from_numpy(q @ items.T), 1)
+    assert (w.sort(1, descending=True).values[:, 5:10] == 0).float().mean() > 0.5  # the case we guard against
+    want = np.argsort(-(q @ items.T), axis=1, kind="stable")[:, :10]
+    fast, slow = generate(q, items), generate_loop(q, items)
+    np.testing.assert_array_equal(fast.indices, want)
+    np.testing.assert_array_equal(slow.indices, want)
+    np.testing.assert_allclose(fast.anomaly, slow.anomaly, atol=1e-4)

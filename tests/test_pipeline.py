@@ -1,0 +1,73 @@
+"""End to end: a tiny synthetic dataset through run_all.py, and stage-level errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memfuse.synthetic import SyntheticSpec, make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = SyntheticSpec(train_videos=3, test_videos=3, min_frames=60, max_frames=80, max_objects=6, seed=1)
+
+
+def run(args, cwd=ROOT):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    make_dataset(tmp / "data", "synthetic", TINY)
+    args = ["run_all.py", "--data-root", str(tmp / "data"), "--checkpoint-root", str(tmp / "ckpt"), "--results-root", str(tmp / "results"),
+            "--preset", "tiny", "--device", "cpu"]
+    first = run(args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return tmp, args, first
+
+
+def test_run_all_writes_results(pipeline):
+    tmp, _, first = pipeline
+    metrics = json.loads((tmp / "results" / "synthetic" / "metrics.json").read_text())
+    scores = np.load(tmp / "results" / "synthetic" / "scores.npy")
+    n_test = int(np.load(tmp / "data" / "synthetic" / "test_clip_lengths.npy")[-1])
+    assert metrics["n_test_frames"] == n_test == len(scores)
+    for key in ("micro_auc", "macro_auc", "eer", "oracle_micro_auc"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert "fixed" in metrics["protocol"]["model_selection"]
+    assert set(metrics["stage_seconds"]) >= {"AE_encoder.py", "attention_fusion.py"}
+    assert "micro AUC" in first.stdout
+    # the padded inputs follow the data: N_max is the largest object count in any frame
+    meta = json.loads((tmp / "ckpt" / "synthetic" / "padded" / "meta.json").read_text())
+    assert meta["n_max"] == TINY.max_objects or meta["n_max"] <= TINY.max_objects + 1
+
+
+def test_second_run_skips_finished_stages(pipeline):
+    tmp, args, _ = pipeline
+    again = run(args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("up to date, skipped") == 9
+
+
+def test_stage_without_input_names_the_stage_to_run(tmp_path):
+    make_dataset(tmp_path / "data", "synthetic", TINY)
+    out = run(["cluster.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt")])
+    assert out.returncode != 0
+    assert "appearance_train.npy" in out.stderr and "python AE_encoder.py" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_run_all_rejects_bad_labels_before_training(tmp_path):
+    base = make_dataset(tmp_path / "data", "synthetic", TINY)
+    np.save(base / "frame_labels.npy", np.zeros(7))
+    out = run(["run_all.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--preset", "tiny"])
+    assert out.returncode != 0 and "frame labels but the test split has" in out.stderr
+    assert not (tmp_path / "ckpt" / "synthetic" / "autoencoder.pt").exists()
+
+
+@pytest.mark.parametrize("script", ["AE_encoder.py", "cluster_pose.py", "train_pose.py", "Pseudo_generators.py", "padding_mask.py", "attention_fusion.py", "run_all.py"])
+def test_help(script):
+    out = run([script, "--help"])
+    assert out.returncode == 0 and "--dataset" in out.stdout
