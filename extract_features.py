@@ -168,7 +168,9 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     else:
         from multiprocessing import get_context
 
-        with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1)) as pool:
+        # spawn, not fork: forking a parent whose OpenCV / torch thread pools are already
+        # running can deadlock the children (seen in the tests after the CLIP tests).
+        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1)) as pool:
             for res in pool.imap(_process_video, jobs):  # ordered: video order is kept
                 results.append(res)
                 bar.set_postfix_str(res["name"])
