@@ -21,10 +21,12 @@ MODALITY = "appearance"
 TOP_K = 5
 TEMPERATURE_TOP = 1.0  # T1
 TEMPERATURE_BOTTOM = 1.0  # T2
+EXTRAPOLATE = 0.0  # extension (0 = the paper): pseudo-anomaly = q + EXTRAPOLATE (q - top mixture)
 HELP = {
     "TOP_K": "ranks 1..k make the pseudo-normal, k+1..2k the pseudo-anomaly",
     "TEMPERATURE_TOP": "softmax temperature T1 over the top weights",
     "TEMPERATURE_BOTTOM": "softmax temperature T2 over the bottom weights",
+    "EXTRAPOLATE": "extension: pseudo-anomaly = q + E (q - top-k mixture), pushed away from memory (0 = paper's ranks k+1..2k mixture)",
 }
 
 
@@ -32,7 +34,7 @@ def main() -> None:
     configure(globals(), HELP, __doc__.split("\n")[0])
     seed_everything(SEED)
     ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
-    rows = pseudo_stage(ckpt, DATA_ROOT, DATASET, MODALITY, TOP_K, TEMPERATURE_TOP, TEMPERATURE_BOTTOM, resolve_device(DEVICE))
+    rows = pseudo_stage(ckpt, DATA_ROOT, DATASET, MODALITY, TOP_K, TEMPERATURE_TOP, TEMPERATURE_BOTTOM, resolve_device(DEVICE), EXTRAPOLATE)
     print(f"[pseudo {MODALITY}] {DATASET}: {rows['train']} train / {rows['test']} test queries -> {ckpt}/pseudo_{MODALITY}_*.npy")
 
 

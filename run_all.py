@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--smooth-whole-sequence", action="store_true", help="smooth the concatenated test sequence, not each video (reference)")
     g.add_argument("--reference", action="store_true", help="all four reference behaviours at once")
     g.add_argument("--velocity-anomaly-scale", type=float, default=0.0, help="extension: pseudo-anomalous velocity = scale x velocity (0 = off)")
+    g.add_argument("--pseudo-extrapolate", type=float, default=0.0, help="extension: pseudo-anomaly = q + E (q - top-k memory mixture) instead of the ranks 6-10 mixture (0 = paper)")
     g.add_argument("--smooth-sigma", type=float, default=None, help="score smoothing sigma (default 3; AI-VAD uses 7 on ShanghaiTech)")
     g.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
     g.add_argument("--batch-size", type=int, default=None, help="fusion frames per step (default: attention_fusion.py's)")
@@ -76,6 +77,8 @@ def stage_args(stage: str, args: argparse.Namespace, data_root: Path) -> list[st
     if stage in preset:
         epochs = args.fusion_epochs if stage == "attention_fusion.py" and args.fusion_epochs else preset[stage]
         extra += ["--epochs", str(epochs)]
+    if stage in ("Pseudo_generators.py", "Pseudo_generators_pose.py") and args.pseudo_extrapolate:
+        extra += ["--extrapolate", str(args.pseudo_extrapolate)]
     if stage in ("train.py", "train_pose.py") and (args.stale_step or args.reference):
         extra.append("--stale-step")
     if stage == "attention_fusion.py":

@@ -46,8 +46,15 @@ def _mix(q: Tensor, items: Tensor, w: Tensor, idx: Tensor, temperature: float, q
 
 @torch.no_grad()
 def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: int = TOP_K, t_top: float = TEMPERATURE_TOP,
-             t_bottom: float = TEMPERATURE_BOTTOM, chunk: int = CHUNK, device: str | torch.device = "cpu") -> PseudoFeatures:
-    """Vectorised pseudo generation. queries (N, D), items (M, D) -> :class:`PseudoFeatures`."""
+             t_bottom: float = TEMPERATURE_BOTTOM, chunk: int = CHUNK, device: str | torch.device = "cpu",
+             extrapolate: float = 0.0) -> PseudoFeatures:
+    """Vectorised pseudo generation. queries (N, D), items (M, D) -> :class:`PseudoFeatures`.
+
+    ``extrapolate > 0`` is an extension, not the paper: the pseudo-anomaly becomes
+    ``q + extrapolate (q - m_top)``, with m_top the top-k mixture of the pseudo-normal,
+    i.e. the query pushed *away* from the memory. The paper's pseudo-anomaly (a mixture of
+    ranks k+1..2k) lies among the memory items, closer to the memory than the
+    pseudo-normal, while a real anomaly's memorised feature lies farther from it."""
     items_t = torch.as_tensor(np.asarray(items, dtype=np.float32) if not isinstance(items, Tensor) else items).float().to(device)
     n, d = len(queries), items_t.shape[1]
     if items_t.shape[0] < 2 * top_k:
@@ -61,8 +68,12 @@ def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: in
         # Rank by the logits (the order of W, without W's underflow ties at 0, see module doc)
         idx = torch.topk(logits, 2 * top_k, dim=1).indices
         w_sorted = torch.softmax(logits, dim=1).gather(1, idx)
-        normal[s : s + len(q)] = _mix(q, items_t, w_sorted[:, :top_k], idx[:, :top_k], t_top, NORMAL_QUERY_WEIGHT).cpu().numpy()
-        anomaly[s : s + len(q)] = _mix(q, items_t, w_sorted[:, top_k:], idx[:, top_k:], t_bottom, ANOMALY_QUERY_WEIGHT).cpu().numpy()
+        top_mix = _mix(q, items_t, w_sorted[:, :top_k], idx[:, :top_k], t_top, 0.0)
+        normal[s : s + len(q)] = (NORMAL_QUERY_WEIGHT * q + (1 - NORMAL_QUERY_WEIGHT) * top_mix).cpu().numpy()
+        if extrapolate > 0:
+            anomaly[s : s + len(q)] = (q + extrapolate * (q - top_mix)).cpu().numpy()
+        else:
+            anomaly[s : s + len(q)] = _mix(q, items_t, w_sorted[:, top_k:], idx[:, top_k:], t_bottom, ANOMALY_QUERY_WEIGHT).cpu().numpy()
         indices[s : s + len(q)] = idx.cpu().numpy()
     return PseudoFeatures(normal, anomaly, indices)
 

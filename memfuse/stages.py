@@ -155,18 +155,19 @@ def load_memory_items(ckpt: Path, modality: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Stage 4: pseudo features
 # --------------------------------------------------------------------------------------
-def pseudo_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, top_k: int, t_top: float, t_bottom: float, device: torch.device) -> dict[str, int]:
+def pseudo_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, top_k: int, t_top: float, t_bottom: float, device: torch.device,
+                 extrapolate: float = 0.0) -> dict[str, int]:
     """Pseudo-normal and pseudo-anomalous train features and memorised test features of
     ``modality``; writes ``pseudo_<modality>_*.npy`` (rows aligned with the queries)."""
     items = load_memory_items(ckpt, modality)
     counts = {}
     for split in D.SPLITS:
         q = train_queries(ckpt, data_root, dataset, modality, split)
-        out = generate(q.values, items, top_k=top_k, t_top=t_top, t_bottom=t_bottom, device=device)
+        out = generate(q.values, items, top_k=top_k, t_top=t_top, t_bottom=t_bottom, device=device, extrapolate=extrapolate)
         save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_normal.npy"), out.normal)
         if split == "train":
             save_npy(ckpt_file(ckpt, f"pseudo_{modality}_train_anomaly.npy"), out.anomaly)
         save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_indices.npy"), out.indices)
         counts[split] = len(q.values)
-    save_json(ckpt_file(ckpt, f"pseudo_{modality}_meta.json"), {"rows": counts, "top_k": top_k, "t_top": t_top, "t_bottom": t_bottom})
+    save_json(ckpt_file(ckpt, f"pseudo_{modality}_meta.json"), {"rows": counts, "top_k": top_k, "t_top": t_top, "t_bottom": t_bottom, "extrapolate": extrapolate})
     return counts

@@ -178,3 +178,12 @@ def test_pseudo_ranks_survive_softmax_underflow():
     np.testing.assert_array_equal(fast.indices, want)
     np.testing.assert_array_equal(slow.indices, want)
     np.testing.assert_allclose(fast.anomaly, slow.anomaly, atol=1e-4)
+
+
+def test_pseudo_extrapolation_pushes_away_from_memory():
+    rng = np.random.default_rng(3)
+    items, q = rng.normal(0, 1, (30, 34)).astype(np.float32), rng.normal(0, 1, (20, 34)).astype(np.float32)
+    plain, far = generate(q, items), generate(q, items, extrapolate=1.0)
+    np.testing.assert_allclose(far.normal, plain.normal)
+    top_mix = 2 * plain.normal - q  # pseudo-normal = 0.5 q + 0.5 top mixture
+    np.testing.assert_allclose(far.anomaly, 2 * q - top_mix, atol=1e-5)
