@@ -68,8 +68,12 @@ def kmeans(x: np.ndarray | Tensor, k: int, seed: int = 0, max_iter: int = KMEANS
     sample = x if n <= SEEDING_SAMPLE else x[torch.randperm(n, generator=gen)[:SEEDING_SAMPLE].to(device)]
     centroids = kmeans_pp(sample, k, gen)
     threshold = tol * float(x.var(0).mean())
+    previous = None
     for it in range(max_iter):
         labels, _ = assign(x, centroids, chunk)
+        if previous is not None and torch.equal(labels, previous):
+            break  # assignments stable: the centroids are final (scikit-learn's strict convergence)
+        previous = labels
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
         counts = torch.bincount(labels, minlength=k).to(x.dtype)
         empty = counts == 0
