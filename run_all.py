@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--reference", action="store_true", help="all four reference behaviours at once")
     g.add_argument("--velocity-anomaly-scale", type=float, default=0.0, help="extension: pseudo-anomalous velocity = scale x velocity (0 = off)")
     g.add_argument("--pseudo-extrapolate", type=float, default=0.0, help="extension: pseudo-anomaly = q + E (q - top-k memory mixture) instead of the ranks 6-10 mixture (0 = paper)")
+    g.add_argument("--extended", action="store_true", help="both extensions: --pseudo-extrapolate 1 --velocity-anomaly-scale 3")
     g.add_argument("--smooth-sigma", type=float, default=None, help="score smoothing sigma (default 3; AI-VAD uses 7 on ShanghaiTech)")
     g.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
     g.add_argument("--batch-size", type=int, default=None, help="fusion frames per step (default: attention_fusion.py's)")
@@ -156,6 +157,9 @@ def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, fl
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     args.preset = args.preset or ("quick" if args.dataset == SYNTHETIC else "paper")
+    if args.extended:
+        args.pseudo_extrapolate = args.pseudo_extrapolate or 1.0
+        args.velocity_anomaly_scale = args.velocity_anomaly_scale or 3.0
     data_root = Path(args.data_root) if args.data_root else PROJECT_ROOT / "data"
     data_root, stage0_seconds = ensure_features(args, data_root)
     summary = D.validate_dataset(data_root, args.dataset)

@@ -40,10 +40,10 @@ _STANDING = np.array([
 class SyntheticSpec:
     """Sizes of the generated dataset."""
 
-    train_videos: int = 8
+    train_videos: int = 7
     test_videos: int = 6
-    min_frames: int = 90
-    max_frames: int = 150
+    min_frames: int = 80
+    max_frames: int = 130
     max_objects: int = 7
     velocity_bins: int = 1
     normal_kinds: int = 6  # appearance clusters seen in training
