@@ -58,13 +58,17 @@ def main() -> None:
         m = json.loads((ROOT / "results" / f"{args.dataset}_{name}" / "metrics.json").read_text())
         rows[name] = {"flags": " ".join(flags) or "(none)", "what": what, "micro_auc": m["micro_auc"], "macro_auc": m["macro_auc"],
                       "eer": m["eer"], "oracle_micro_auc": m.get("oracle_micro_auc"), "oracle_epoch": m.get("oracle_epoch"),
-                      "baseline_micro_auc": m.get("baseline", {}).get("micro_auc"), "wall_seconds": round(time.perf_counter() - start, 1),
+                      "baseline_micro_auc": m.get("baseline", {}).get("micro_auc"),
+                      "per_kind_micro_auc": m.get("per_kind_micro_auc"), "wall_seconds": round(time.perf_counter() - start, 1),
                       "stage_seconds": m["stage_seconds"]}
     save_json(ROOT / "results" / f"{args.dataset}_ablations.json", rows)
-    print(f"\n| variant | flags | micro AUC | macro AUC | EER | oracle micro AUC (test-selected) |\n|---|---|---|---|---|---|")
+    kinds = sorted(next(iter(rows.values()))["per_kind_micro_auc"] or {})
+    print("\n| variant | flags | micro AUC | macro AUC | EER | " + "".join(f"{k} only | " for k in kinds)
+          + "oracle micro AUC (test-selected) | wall s |\n|---|---|---|---|---|" + "---|" * len(kinds) + "---|---|")
     for name, r in rows.items():
         oracle = f"{r['oracle_micro_auc']:.3f} (epoch {r['oracle_epoch']})" if r["oracle_micro_auc"] is not None else "-"
-        print(f"| {name} | `{r['flags']}` | {r['micro_auc']:.3f} | {r['macro_auc']:.3f} | {r['eer']:.3f} | {oracle} |")
+        per_kind = "".join(f"{r['per_kind_micro_auc'][k]:.3f} | " for k in kinds)
+        print(f"| {name} | `{r['flags']}` | {r['micro_auc']:.3f} | {r['macro_auc']:.3f} | {r['eer']:.3f} | {per_kind}{oracle} | {r['wall_seconds']} |")
 
 
 if __name__ == "__main__":

@@ -154,24 +154,18 @@ def test_cli_writes_scores_and_metrics(tmp_path):
     from memfuse.synthetic import SyntheticSpec, make_dataset
 
     make_dataset(tmp_path, "toy", SyntheticSpec(train_videos=2, test_videos=3, min_frames=40, max_frames=50))
-    name = f"_test_baseline_{tmp_path.name}"
-    out = ROOT / "results" / name
-    try:
-        r = subprocess.run([sys.executable, "baseline.py", "--dataset", "toy", "--data-root", str(tmp_path), "--results-name", name,
-                            "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        scores = np.load(out / "baseline_scores.npy")
-        assert scores.shape == (int(np.load(tmp_path / "toy" / "test_clip_lengths.npy")[-1]),)
-        m = json.loads((out / "baseline_metrics.json").read_text())["baseline"]
-        assert {"micro_auc", "macro_auc", "eer", "per_modality"} <= set(m)
-        # with an existing metrics.json the entry is merged into it
-        (out / "metrics.json").write_text(json.dumps({"micro_auc": 0.5}))
-        r = subprocess.run([sys.executable, "baseline.py", "--dataset", "toy", "--data-root", str(tmp_path), "--results-name", name,
-                            "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        merged = json.loads((out / "metrics.json").read_text())
-        assert merged["micro_auc"] == 0.5 and "baseline" in merged
-    finally:
-        import shutil
-
-        shutil.rmtree(out, ignore_errors=True)
+    out = tmp_path / "results" / "toy"
+    cmd = [sys.executable, "baseline.py", "--dataset", "toy", "--data-root", str(tmp_path), "--results-root", str(tmp_path / "results"),
+           "--device", "cpu"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    scores = np.load(out / "baseline_scores.npy")
+    assert scores.shape == (int(np.load(tmp_path / "toy" / "test_clip_lengths.npy")[-1]),)
+    m = json.loads((out / "baseline_metrics.json").read_text())["baseline"]
+    assert {"micro_auc", "macro_auc", "eer", "per_modality"} <= set(m)
+    # with an existing metrics.json the entry is merged into it
+    (out / "metrics.json").write_text(json.dumps({"micro_auc": 0.5}))
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    merged = json.loads((out / "metrics.json").read_text())
+    assert merged["micro_auc"] == 0.5 and "baseline" in merged
