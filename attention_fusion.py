@@ -139,7 +139,7 @@ def main() -> None:
     plot_history(history, out / "fusion_loss.png", f"{DATASET} fusion training loss", ["loss"])
     if curve:
         plot_history([{"epoch": e, "test_micro_auc": a} for e, a in curve], out / "auc_vs_epoch.png",
-                     f"{DATASET}: test micro AUC every {EVAL_EVERY} epochs (diagnostic, not for selection)")
+                     f"{DATASET}: test micro AUC every {EVAL_EVERY} epochs (diagnostic, not for selection)", log=False)
     print(f"[attention_fusion] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}"
           + (f"  (oracle, test-selected: {result['oracle_micro_auc']:.4f} at epoch {result['oracle_epoch']})" if curve else ""))
 

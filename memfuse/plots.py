@@ -22,15 +22,16 @@ def _save(fig: plt.Figure, path: Path | str) -> None:
     plt.close(fig)
 
 
-def plot_history(history: list[dict], path: Path | str, title: str, keys: list[str] | None = None) -> None:
-    """One line per numeric key of the history records, against epoch (log y if positive)."""
+def plot_history(history: list[dict], path: Path | str, title: str, keys: list[str] | None = None, log: bool = True) -> None:
+    """One line per numeric key of the history records, against epoch (log y if ``log``
+    and every value is positive)."""
     keys = keys or [k for k in history[0] if k != "epoch" and isinstance(history[0][k], (int, float))]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.array([h.get("epoch", i + 1) for i, h in enumerate(history)])
     for k in keys:
         y = np.array([h.get(k, np.nan) for h in history], dtype=float)
         ax.plot(x[np.isfinite(y)], y[np.isfinite(y)], label=k)
-    if all((np.array([h.get(k, 1) for h in history for k in keys], dtype=float) > 0)):
+    if log and all((np.array([h.get(k, 1) for h in history for k in keys], dtype=float) > 0)):
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_title(title)
