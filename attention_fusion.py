@@ -19,7 +19,6 @@ import json
 import time
 
 import numpy as np
-import torch
 
 from memfuse import data as D
 from memfuse.cli import configure, resolve_device, run_stage, seed_everything

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import Ragged, Split
+from .data import Split
 from .metrics import evaluate, smooth_scores
 
 MODALITIES = ("velocity", "pose", "appearance")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -80,17 +79,6 @@ def run_stage(main: Callable[[], Any]) -> None:
         main()
     except InputError as exc:
         sys.exit(f"error: {exc}")
-
-
-class Timer:
-    """Wall time of a block: ``with Timer() as t: ...; t.seconds``."""
-
-    def __enter__(self) -> "Timer":
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self.start
 
 
 def data_root(path: str) -> Path:

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F_
 
 from memfuse.data import Ragged
 from memfuse.kmeans import kmeans
