@@ -15,7 +15,7 @@ import torch.nn.functional as F_
 from tqdm import tqdm
 
 from memfuse import data as D
-from memfuse.cli import configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
 from memfuse.io import InputError, checkpoint_dir, save_npy, save_torch
 from memfuse.models import AutoEncoder
 from memfuse.stages import index_batches

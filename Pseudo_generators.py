@@ -13,7 +13,7 @@ Writes checkpoints/DATASET/pseudo_appearance_train_normal.npy  (N_train, 34)
 
     python Pseudo_generators.py --dataset ped2 --data-root data
 """
-from memfuse.cli import configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
 from memfuse.io import checkpoint_dir
 from memfuse.stages import pseudo_stage
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from memfuse import data as D
-from memfuse.cli import configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
 from memfuse.fusion import PaddedSplit, score, train_fusion
 from memfuse.io import InputError, checkpoint_dir, results_dir, save_json, save_npy, save_torch
 from memfuse.metrics import evaluate, micro_auc, smooth_scores

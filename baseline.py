@@ -17,7 +17,7 @@ import time
 
 from memfuse import data as D
 from memfuse.baseline import evaluate_baseline, score_baseline
-from memfuse.cli import configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
 from memfuse.io import results_dir, save_json, save_npy
 
 GMM_COMPONENTS = 2  # AI-VAD: 2 on Ped2, 5 on Avenue and ShanghaiTech

@@ -5,7 +5,7 @@ Writes checkpoints/DATASET/memory_init_appearance.npy (MEMORY_SIZE, 34) float32
 
     python cluster.py --dataset ped2 --data-root data
 """
-from memfuse.cli import configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
 from memfuse.io import checkpoint_dir
 from memfuse.stages import cluster_stage
 

@@ -17,7 +17,7 @@ Writes checkpoints/DATASET/padded/{split}_{name}.npy, memory-mappable:
     python padding_mask.py --dataset ped2 --data-root data
 """
 from memfuse import data as D
-from memfuse.cli import configure, run_stage
+from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, configure, run_stage
 from memfuse.io import InputError, checkpoint_dir, save_json
 from memfuse.padding import n_max_of, save_padded, velocity_per_object
 from memfuse.stages import load_output

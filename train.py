@@ -8,7 +8,7 @@ Writes checkpoints/DATASET/memory_appearance.pt: {"items": (M, 34), "history": p
 
     python train.py --dataset ped2 --data-root data
 """
-from memfuse.cli import configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
 from memfuse.io import checkpoint_dir, save_torch
 from memfuse.plots import plot_history
 from memfuse.stages import load_output, train_memory, train_queries

@@ -16,14 +16,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-# Settings every stage takes, with their help lines; each script gets them as globals.
-COMMON_DEFAULTS: dict[str, Any] = {
-    "DATASET": "synthetic",
-    "DATA_ROOT": "data",
-    "CHECKPOINT_ROOT": "checkpoints",
-    "DEVICE": "auto",
-    "SEED": 0,
-}
+# Settings every stage takes. A stage script imports them (`from memfuse.cli import
+# DATASET, ...`) so its readers see where they come from; configure() then overwrites the
+# script's copies with the flags' values.
+DATASET = "synthetic"
+DATA_ROOT = "data"
+CHECKPOINT_ROOT = "checkpoints"
+DEVICE = "auto"
+SEED = 0
+COMMON_DEFAULTS: dict[str, Any] = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "CHECKPOINT_ROOT": CHECKPOINT_ROOT, "DEVICE": DEVICE, "SEED": SEED}
 COMMON_HELP = {
     "DATASET": "dataset name: features are read from DATA_ROOT/DATASET/extracted_features",
     "DATA_ROOT": "folder holding DATASET/ (AI-VAD feature format, see README)",
