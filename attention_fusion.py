@@ -23,11 +23,11 @@ import numpy as np
 from memfuse import data as D
 from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
 from memfuse.fusion import PaddedSplit, score, train_fusion
-from memfuse.io import InputError, checkpoint_dir, results_dir, save_json, save_npy, save_torch
+from memfuse.io import InputError, checkpoint_dir, require, results_dir, save_json, save_npy, save_torch
 from memfuse.metrics import evaluate, micro_auc, smooth_scores
 from memfuse.models import AttentionFusion
 from memfuse.plots import plot_history, plot_roc, plot_videos
-from memfuse.stages import load_output
+from memfuse.stages import load_output, made_by
 
 EPOCHS = 2000
 LEARNING_RATE = 1e-4
@@ -78,9 +78,7 @@ def main() -> None:
     device = resolve_device(DEVICE)
     ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
     out = results_dir(RESULTS_NAME or DATASET, RESULTS_ROOT)
-    meta = json.loads((ckpt / "padded" / "meta.json").read_text()) if (ckpt / "padded" / "meta.json").exists() else None
-    if meta is None:
-        raise InputError(f"missing {ckpt}/padded/meta.json: run `python padding_mask.py` first")
+    meta = json.loads(require(ckpt / "padded" / "meta.json", made_by("padded/meta.json")).read_text())
     train, test = load_padded(ckpt, "train"), load_padded(ckpt, "test")
     ends = D.load_clip_lengths(DATA_ROOT, DATASET, "test", test.n_frames)
     labels = D.load_labels(DATA_ROOT, DATASET, ends)  # checked before training, used only after it

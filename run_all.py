@@ -186,25 +186,24 @@ def main(argv: list[str] | None = None) -> dict:
     metrics["stage_seconds"] = {**metrics.get("stage_seconds", {}), **times}
     metrics["preset"] = args.preset
     metrics["data"] = summary
-    add_per_kind(metrics, out, data_root, args.dataset)
+    ends = D.load_clip_lengths(data_root, args.dataset, "test", metrics["n_test_frames"])
+    labels = D.load_labels(data_root, args.dataset, ends)
+    add_per_kind(metrics, out, data_root / args.dataset / "anomaly_kinds.npy", ends, labels)
     save_json(out / "metrics.json", metrics)
-    plot_comparison(out, data_root, args.dataset, metrics)
+    plot_comparison(out, args.dataset, metrics, ends, labels)
     print_table(metrics, out)
     return metrics
 
 
-def add_per_kind(metrics: dict, out: Path, data_root: Path, dataset: str) -> None:
+def add_per_kind(metrics: dict, out: Path, kinds_file: Path, ends: "np.ndarray", labels: "np.ndarray") -> None:
     """Synthetic data only: micro AUC over the test videos of each anomaly kind."""
     import numpy as np
 
     from memfuse.metrics import micro_auc, video_slices
 
-    kinds_file = data_root / dataset / "anomaly_kinds.npy"
     if not kinds_file.exists():
         return
     kinds = np.load(kinds_file)
-    ends = D.load_clip_lengths(data_root, dataset, "test", metrics["n_test_frames"])
-    labels = D.load_labels(data_root, dataset, ends)
     slices = video_slices(ends)
     for key, path in (("per_kind_micro_auc", out / "scores.npy"), ("baseline_per_kind_micro_auc", out / "baseline_scores.npy")):
         if path.exists():
@@ -213,14 +212,12 @@ def add_per_kind(metrics: dict, out: Path, data_root: Path, dataset: str) -> Non
                                               np.concatenate([labels[s] for s, kk in zip(slices, kinds) if kk == k])) for k in sorted(set(kinds))}
 
 
-def plot_comparison(out: Path, data_root: Path, dataset: str, metrics: dict) -> None:
+def plot_comparison(out: Path, dataset: str, metrics: dict, ends: "np.ndarray", labels: "np.ndarray") -> None:
     """ROC curves and per-video score traces of ours and the AI-VAD baseline together."""
     import numpy as np
 
     from memfuse.plots import plot_roc, plot_videos
 
-    ends = D.load_clip_lengths(data_root, dataset, "test", metrics["n_test_frames"])
-    labels = D.load_labels(data_root, dataset, ends)
     series = {"ours": np.load(out / "scores.npy")}
     curves = {"ours": (series["ours"], metrics["micro_auc"])}
     if (out / "baseline_scores.npy").exists() and "baseline" in metrics:

@@ -70,7 +70,7 @@ def kmeans(x: np.ndarray | Tensor, k: int, seed: int = 0, max_iter: int = KMEANS
     threshold = tol * float(x.var(0).mean())
     previous = None
     for it in range(max_iter):
-        labels, _ = assign(x, centroids, chunk)
+        labels, dist = assign(x, centroids, chunk)
         if previous is not None and torch.equal(labels, previous):
             break  # assignments stable: the centroids are final (scikit-learn's strict convergence)
         previous = labels
@@ -79,7 +79,6 @@ def kmeans(x: np.ndarray | Tensor, k: int, seed: int = 0, max_iter: int = KMEANS
         empty = counts == 0
         new = sums / counts.clamp_min(1)[:, None]
         if empty.any():  # re-seed empty clusters on the points farthest from their centroid
-            _, dist = assign(x, centroids, chunk)
             far = torch.topk(dist, int(empty.sum())).indices
             new[empty] = x[far]
         shift = float((new - centroids).pow(2).sum())
