@@ -28,6 +28,11 @@ from .models import AttentionFusion
 from .stages import index_batches
 
 INFERENCE_BATCH = 8192  # frames per scoring batch
+# Frames per forward/backward inside one optimiser step. The gradients of the pieces are
+# summed before the step, so this changes speed and memory, not the update: on 2 CPU cores
+# a 256-frame piece keeps the intermediates small enough to be reused rather than freshly
+# page-faulted each time (Ped2 epoch: 5.7 s in one piece, 3.7 s at 1024, 2.4 s at 256).
+MICRO_BATCH = 256
 
 
 @dataclass
@@ -73,32 +78,35 @@ def training_batch(split: PaddedSplit, idx: np.ndarray, device: torch.device, ve
 
 def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: float, batch_size: int, device: torch.device, seed: int,
                  masking: bool = True, velocity_anomaly_scale: float = 0.0, on_epoch: Callable[[int, AttentionFusion], dict | None] | None = None,
-                 desc: str = "fusion") -> list[dict]:
+                 desc: str = "fusion", micro_batch: int = MICRO_BATCH) -> list[dict]:
     """Adam on the summed BCE of the labelled passes. ``batch_size`` frames per step (each
     frame gives 4-5 samples); ``batch_size <= 0`` or >= F is full batch, as the reference.
+    Each step's gradient is accumulated over pieces of ``micro_batch`` frames (same update).
     ``on_epoch(epoch, model)`` runs after each epoch (diagnostics) and may return a dict
     that is stored in the history. Returns the per-epoch history."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = split.n_frames
     bs = n if batch_size <= 0 else min(batch_size, n)
+    micro = bs if micro_batch <= 0 else micro_batch
     history: list[dict] = []
     bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
     for epoch in bar:
         model.train()
-        total, seen = 0.0, 0
+        total = 0.0
         for idx in index_batches(n, bs, gen):
-            app, pose, vel, masks, y = training_batch(split, idx.numpy(), device, velocity_anomaly_scale)
-            logits = model(app, pose, vel, masks if masking else None)
-            # Sum over the passes of each pass's mean BCE == mean over samples x passes.
-            n_pass = len(y) // len(idx)
-            loss = F_.binary_cross_entropy_with_logits(logits, y) * n_pass
+            idx = idx.numpy()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            for s in range(0, len(idx), micro):
+                app, pose, vel, masks, y = training_batch(split, idx[s:s + micro], device, velocity_anomaly_scale)
+                logits = model(app, pose, vel, masks if masking else None)
+                # The reference sums each pass's mean BCE over the batch, i.e. the BCE summed
+                # over samples divided by the number of frames in the batch.
+                loss = F_.binary_cross_entropy_with_logits(logits, y, reduction="sum") / len(idx)
+                loss.backward()
+                total += loss.detach().item() * len(idx)
             opt.step()
-            total += loss.detach().item() * len(idx)
-            seen += len(idx)
-        record = {"epoch": epoch + 1, "loss": total / seen}
+        record = {"epoch": epoch + 1, "loss": total / n}
         if on_epoch is not None:
             record.update(on_epoch(epoch + 1, model) or {})
         history.append(record)

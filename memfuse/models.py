@@ -101,6 +101,31 @@ def masked_softmax(scores: Tensor, key_padded: Tensor | None) -> Tensor:
     return torch.softmax(scores, dim=-1)
 
 
+_BIT_SHIFTS = torch.arange(8, dtype=torch.uint8)
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout(x, p, training)``; on CPU with p = 0.5 (the paper's) the keep mask is
+    made from random bits, one random byte per 8 elements. torch's CPU dropout draws one
+    random number per element and cost a tenth of a fusion epoch (40 ms against 4 ms for a
+    (2048, 30, 34) mask). Same distribution: each element kept with probability 1/2, x2."""
+    if not training or p == 0.0:
+        return x
+    if p != 0.5 or x.device.type != "cpu":
+        return F_.dropout(x, p, True)
+    n = x.numel()
+    random_bytes = torch.randint(0, 256, ((n + 7) // 8, 1), dtype=torch.uint8)
+    keep = ((random_bytes >> _BIT_SHIFTS) & 1).view(-1)[:n].view_as(x)
+    return x * keep.to(x.dtype).mul_(2.0)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` through :func:`dropout` (random bits for p = 0.5 on CPU)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+
 class AttentionFusion(nn.Module):
     """Cross-modal attention over three modalities and an MLP classifier.
 
@@ -122,10 +147,11 @@ class AttentionFusion(nn.Module):
             raise ValueError(f"u2_key must be 'k2' or 'k3', got {u2_key!r}")
         self.n_max, self.dim, self.u2_key = n_max, dim, u2_key
         self.align = nn.ModuleList(nn.Linear(dim, dim) for _ in range(3))
-        # q_m, k_m, v_m of a modality stacked in one (3D x D) map: one matmul instead of three
-        self.qkv = nn.ModuleList(nn.Linear(dim, 3 * dim, bias=False) for _ in range(3))
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Sequential(nn.Linear(6 * dim * n_max, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        # Separate q, k, v maps: on CPU three (rows, 34) x (34, 34) matmuls run faster than
+        # one x (34, 102), and their backward needs no concatenation of gradients.
+        self.query, self.key, self.value = (nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3)) for _ in range(3))
+        self.dropout = Dropout(dropout)
+        self.classifier = nn.Sequential(nn.Linear(6 * dim * n_max, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, 1))
         for layer in [*self.align, self.classifier[0], self.classifier[3]]:
             nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
         for layer in (self.classifier[0], self.classifier[3]):
@@ -134,8 +160,9 @@ class AttentionFusion(nn.Module):
     def attend(self, feats: list[Tensor], padded: list[Tensor] | None) -> list[Tensor]:
         """Aligned features [f1', f2', f3'] (each (F, N, D)) -> [u1, u2, u3]; ``padded``
         holds the (F, N) padding mask of each modality (``None``: no masking)."""
-        q, k, v = zip(*(lin(f).split(self.dim, dim=-1) for lin, f in zip(self.qkv, feats)))
-        kt = [x.transpose(1, 2) for x in k]
+        q = [lin(f) for lin, f in zip(self.query, feats)]
+        kt = [lin(f).transpose(1, 2) for lin, f in zip(self.key, feats)]
+        v = [lin(f) for lin, f in zip(self.value, feats)]
         m = padded if padded is not None else [None, None, None]
         # q_a k^T + q_b k^T computed as (q_a + q_b) k^T: the same scores, one matmul fewer
         u1 = masked_softmax((q[1] + q[2]) @ kt[0], m[0]) @ v[0]
@@ -147,12 +174,18 @@ class AttentionFusion(nn.Module):
         u3 = masked_softmax((q[0] + q[1]) @ kt[2], m[2]) @ v[2]
         return [u1, u2, u3]
 
+    def align_velocity(self, vel: Tensor) -> Tensor:
+        """Linear_3 of per-object velocity (F, N), the scalar repeated over D columns:
+        ``W (v 1) + b = v (W 1) + b``, an outer product instead of a matmul over a D-times
+        expanded copy. Returns (F, N, D) before ReLU."""
+        lin = self.align[2]
+        return torch.addcmul(lin.bias, vel.unsqueeze(-1), lin.weight.sum(dim=1))
+
     def forward(self, app: Tensor, pose: Tensor, vel: Tensor, padded: list[Tensor] | None = None) -> Tensor:
-        """app, pose, vel: (F, N, D) (``vel`` may be (F, N), expanded to D columns);
-        ``padded``: [app_mask, pose_mask, vel_mask], each (F, N) bool, True = padding.
-        Returns logits (F,)."""
-        if vel.dim() == 2:
-            vel = vel.unsqueeze(-1).expand(-1, -1, self.dim)
-        feats = [self.dropout(torch.relu(lin(x))) for lin, x in zip(self.align, (app, pose, vel))]
+        """app, pose, vel: (F, N, D) (``vel`` may be (F, N): one value per object, repeated
+        over D columns as AI-VAD's 1-bin velocity is); ``padded``: [app_mask, pose_mask,
+        vel_mask], each (F, N) bool, True = padding. Returns logits (F,)."""
+        aligned = [self.align[0](app), self.align[1](pose), self.align_velocity(vel) if vel.dim() == 2 else self.align[2](vel)]
+        feats = [self.dropout(torch.relu(a)) for a in aligned]
         x = torch.cat(self.attend(feats, padded) + feats, dim=-1)  # (F, N, 6D)
         return self.classifier(x.flatten(1)).squeeze(-1)

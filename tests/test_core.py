@@ -5,7 +5,8 @@ import torch
 
 from memfuse.data import Ragged
 from memfuse.kmeans import kmeans
-from memfuse.models import AttentionFusion, AutoEncoder, Memory, masked_softmax
+from memfuse.fusion import PaddedSplit, train_fusion
+from memfuse.models import AttentionFusion, AutoEncoder, Memory, dropout, masked_softmax
 from memfuse.padding import expand_velocity, n_max_of, pad, velocity_per_object
 from memfuse.pseudo import generate, generate_loop
 
@@ -144,6 +145,44 @@ def test_fusion_forward_shapes_and_u2_variants():
         assert logits.shape == (3,)
     with pytest.raises(ValueError):
         AttentionFusion(n_max=5, u2_key="k1")
+
+
+def test_per_object_velocity_equals_expanded_velocity():
+    """The (F, N) velocity shortcut (outer product) is the Linear of the D-column copy."""
+    torch.manual_seed(0)
+    model = AttentionFusion(n_max=5).eval()
+    app, pose, vel = torch.randn(3, 5, 34), torch.randn(3, 5, 34), torch.rand(3, 5) * 4
+    masks = [torch.tensor([[False] * 3 + [True] * 2] * 3)] * 3
+    torch.testing.assert_close(model(app, pose, vel, masks), model(app, pose, vel.unsqueeze(-1).expand(-1, -1, 34), masks))
+
+
+def test_bit_dropout_keeps_half_and_rescales():
+    torch.manual_seed(0)
+    y = dropout(torch.ones(333, 97), 0.5, training=True)
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+    assert abs((y == 0).float().mean().item() - 0.5) < 0.01
+    assert torch.equal(dropout(torch.ones(4, 4), 0.5, training=False), torch.ones(4, 4))
+    torch.manual_seed(1)
+    a = dropout(torch.ones(50, 50), 0.5, True)
+    torch.manual_seed(1)
+    assert torch.equal(a, dropout(torch.ones(50, 50), 0.5, True)), "dropout must follow torch's seed"
+
+
+def test_micro_batches_give_the_same_update_as_one_piece():
+    """Gradient accumulation over pieces of a batch must not change the optimiser step."""
+    rng = np.random.default_rng(0)
+    f, n, d = 23, 4, 34
+    arr = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    mask = np.arange(n)[None] >= rng.integers(1, n + 1, f)[:, None]
+    split = PaddedSplit(arr(f, n, d), arr(f, n, d), np.abs(arr(f, n)), mask, mask, arr(f, n, d), arr(f, n, d))
+    params = []
+    for micro in (0, 5):
+        torch.manual_seed(0)
+        model = AttentionFusion(n_max=n, dropout=0.0)  # no dropout: both runs see the same network
+        hist = train_fusion(model, split, epochs=2, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0, micro_batch=micro)
+        params.append((torch.cat([p.detach().flatten() for p in model.parameters()]), hist[-1]["loss"]))
+    torch.testing.assert_close(params[0][0], params[1][0], rtol=1e-3, atol=1e-4)
+    assert params[0][1] == pytest.approx(params[1][1], rel=1e-5)
 
 
 def test_autoencoder_shapes():
