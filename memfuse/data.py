@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import PROJECT_ROOT, InputError
+from .io import PROJECT_ROOT, InputError, load_object_npy
 
 APPEARANCE_DIM = 512  # CLIP ViT-B/16 image embedding width
 POSE_DIM = 34  # 17 COCO keypoints x (x, y)
@@ -96,12 +96,7 @@ def load_object_array(path: Path, width: int | None, allow_empty_frames: bool, w
 
     ``width=None`` accepts any width that is the same in every frame (velocity bins).
     """
-    if not path.exists():
-        raise InputError(f"missing {what} file {path}: run `{FEATURE_MAKER}` first")
-    try:
-        arr = np.load(path, allow_pickle=True)
-    except Exception as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
+    arr = load_object_npy(path, f"missing {what} file {path}: run `{FEATURE_MAKER}` first")
     if arr.dtype != object:
         # A dense (F, n, d) array is a legal special case of the format.
         if arr.ndim != 3:

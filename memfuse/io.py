@@ -96,6 +96,18 @@ def load_npy(path: Path | str, made_by: str, mmap: bool = False) -> np.ndarray:
         raise InputError(f"cannot read {path}: {exc}") from exc
 
 
+def load_object_npy(path: Path | str, missing: str) -> np.ndarray:
+    """Load an AI-VAD-style ``.npy`` (object arrays need pickle) from outside the pipeline;
+    ``missing`` is the whole error message when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(missing)
+    try:
+        return np.load(path, allow_pickle=True)
+    except Exception as exc:  # corrupt or truncated file: say which
+        raise InputError(f"cannot read {path}: {exc}") from exc
+
+
 def load_torch(path: Path | str, made_by: str, map_location: str | torch.device = "cpu") -> Any:
     """Load a checkpoint written by an earlier stage (``made_by`` names that stage)."""
     require(path, made_by)

@@ -38,10 +38,13 @@ class PseudoFeatures:
     indices: np.ndarray  # (N, 2k) int32: memory items of ranks 1..2k per query
 
 
-def _mix(q: Tensor, items: Tensor, w: Tensor, idx: Tensor, temperature: float, query_weight: float) -> Tensor:
-    """query_weight q + (1 - query_weight) sum_r softmax(w_r / T) items[idx_r]."""
-    a = torch.softmax(w / temperature, dim=1)
-    return query_weight * q + (1 - query_weight) * torch.einsum("bk,bkd->bd", a, items[idx])
+def _mixtures(items: Tensor, w_sorted: Tensor, idx: Tensor, top_k: int, t_top: float, t_bottom: float) -> tuple[Tensor, Tensor]:
+    """The top-k and bottom-k memory mixtures of a chunk, (B, D) each:
+    ``sum_r softmax(W[rank r] / T) items[idx_r]`` over ranks 1..k and k+1..2k.
+    One gather of the 2k items and one weighted sum serve both mixtures."""
+    a = torch.cat([torch.softmax(w_sorted[:, :top_k] / t_top, dim=1), torch.softmax(w_sorted[:, top_k:] / t_bottom, dim=1)], dim=1)
+    mixed = (a.unsqueeze(-1) * items[idx]).unflatten(1, (2, top_k)).sum(dim=2)  # (B, 2, D)
+    return mixed[:, 0], mixed[:, 1]
 
 
 @torch.no_grad()
@@ -69,12 +72,12 @@ def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: in
         idx = torch.topk(logits, 2 * top_k, dim=1).indices
         # torch.softmax is ~3x faster than logsumexp or a hand-written exp on CPU
         w_sorted = torch.softmax(logits, dim=1).gather(1, idx)
-        top_mix = _mix(q, items_t, w_sorted[:, :top_k], idx[:, :top_k], t_top, 0.0)
+        top_mix, bottom_mix = _mixtures(items_t, w_sorted, idx, top_k, t_top, t_bottom)
         normal[s : s + len(q)] = (NORMAL_QUERY_WEIGHT * q + (1 - NORMAL_QUERY_WEIGHT) * top_mix).cpu().numpy()
         if extrapolate > 0:
             anomaly[s : s + len(q)] = (q + extrapolate * (q - top_mix)).cpu().numpy()
         else:
-            anomaly[s : s + len(q)] = _mix(q, items_t, w_sorted[:, top_k:], idx[:, top_k:], t_bottom, ANOMALY_QUERY_WEIGHT).cpu().numpy()
+            anomaly[s : s + len(q)] = (ANOMALY_QUERY_WEIGHT * q + (1 - ANOMALY_QUERY_WEIGHT) * bottom_mix).cpu().numpy()
         indices[s : s + len(q)] = idx.cpu().numpy()
     return PseudoFeatures(normal, anomaly, indices)
 

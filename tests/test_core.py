@@ -203,6 +203,16 @@ def test_kmeans_recovers_separated_clusters():
     assert inertia < 300 * 0.05 and np.allclose(np.sort(again, 0), np.sort(found, 0))
 
 
+def test_kmeans_fits_a_sample_of_large_inputs_but_measures_all_rows():
+    rng = np.random.default_rng(1)
+    centres = np.array([[0, 0], [10, 0], [0, 10]], dtype=np.float32)
+    x = np.concatenate([c + rng.normal(0, 0.1, (400, 2)) for c in centres]).astype(np.float32)
+    found, inertia = kmeans(x, 3, seed=0, max_points_per_cluster=20)  # fitted on 60 of 1200 rows
+    np.testing.assert_allclose(np.sort(found, 0), np.sort(centres, 0), atol=0.1)
+    all_rows = ((x[:, None, :] - found[None]) ** 2).sum(-1).min(1).sum()
+    assert inertia == pytest.approx(all_rows, rel=1e-4)
+
+
 def test_pseudo_ranks_survive_softmax_underflow():
     """With large-norm features W underflows to exact zeros beyond rank 1; the ranks must
     still follow the similarity (logits), in the vectorised and the loop version alike."""

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io import InputError
+from ..io import InputError, load_object_npy
 
 SPLIT_FOLDERS = {"train": "training", "test": "testing"}
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -167,13 +167,7 @@ def crop(img: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 def load_boxes(path: Path | str) -> np.ndarray:
     """Load an AI-VAD boxes file: object array with one (n_i, 4) array per frame."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"missing boxes file {path} (object array, one (n_i, 4) x1,y1,x2,y2 array per frame)")
-    try:
-        arr = np.load(path, allow_pickle=True)
-    except Exception as exc:
-        raise InputError(f"cannot read boxes file {path}: {exc}") from exc
+    arr = load_object_npy(path, f"missing boxes file {path} (object array, one (n_i, 4) x1,y1,x2,y2 array per frame)")
     if arr.dtype != object:
         if arr.ndim == 3 and arr.shape[-1] == 4:
             arr = np.array(list(arr) + [None], dtype=object)[:-1]
