@@ -22,7 +22,7 @@ import numpy as np
 
 from memfuse import data as D
 from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
-from memfuse.fusion import PaddedSplit, score, train_fusion
+from memfuse.fusion import PaddedSplit, check_modalities, passes, score, train_fusion
 from memfuse.io import InputError, checkpoint_dir, require, results_dir, save_json, save_npy, save_torch
 from memfuse.metrics import evaluate, micro_auc, smooth_scores
 from memfuse.models import AttentionFusion
@@ -42,6 +42,7 @@ SMOOTH_PER_VIDEO = True  # reference: False (smooths the concatenated test seque
 RESULTS_ROOT = "results"
 RESULTS_NAME = ""  # results go to results/RESULTS_NAME (default: the dataset name)
 EVAL_EVERY = 10  # epochs between diagnostic test-AUC measurements (0: none, no oracle figure)
+MODALITIES = "app,pose,vel"  # ablation: the others are fed as zeros (see memfuse.fusion)
 HELP = {
     "EPOCHS": "training epochs; the model after the last one is the model",
     "LEARNING_RATE": "Adam learning rate",
@@ -56,6 +57,7 @@ HELP = {
     "RESULTS_ROOT": "folder of the results/ tree",
     "RESULTS_NAME": "write results to results/RESULTS_NAME instead of results/DATASET (ablations)",
     "EVAL_EVERY": "record the test AUC every this many epochs, as a diagnostic only (0 = never)",
+    "MODALITIES": "ablation: comma-separated modalities the model sees (app, pose, vel); the others are zeros",
 }
 
 PADDED_NAMES = ("app", "pose", "vel", "app_mask", "pose_mask")
@@ -74,6 +76,11 @@ def main() -> None:
     configure(globals(), HELP, __doc__.split("\n")[0])
     if U2_KEY not in ("k2", "k3"):
         raise InputError(f"--u2-key must be k2 or k3, got {U2_KEY!r}")
+    try:
+        modalities = check_modalities(tuple(m.strip() for m in MODALITIES.split(",") if m.strip()))
+        passes(VELOCITY_ANOMALY_SCALE, modalities)
+    except ValueError as exc:
+        raise InputError(f"--modalities {MODALITIES}: {exc}") from exc
     seed_everything(SEED)
     device = resolve_device(DEVICE)
     ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
@@ -84,7 +91,8 @@ def main() -> None:
     labels = D.load_labels(DATA_ROOT, DATASET, ends)  # checked before training, used only after it
     n_max = meta["n_max"]
     print(f"[attention_fusion] {DATASET}: {train.n_frames} train / {test.n_frames} test frames, N_max {n_max}, "
-          f"{EPOCHS} epochs on {device}, masking={MASKING}, u2 key={U2_KEY}, velocity anomaly x{VELOCITY_ANOMALY_SCALE}")
+          f"{EPOCHS} epochs on {device}, masking={MASKING}, u2 key={U2_KEY}, velocity anomaly x{VELOCITY_ANOMALY_SCALE}, "
+          f"modalities {','.join(modalities)}")
 
     def smoothed(raw: np.ndarray) -> np.ndarray:
         return smooth_scores(raw, ends, SMOOTH_SIGMA, SMOOTH_PER_VIDEO)
@@ -93,17 +101,18 @@ def main() -> None:
         # Test AUC as a curve to look at, never to choose the model.
         if EVAL_EVERY <= 0 or (epoch % EVAL_EVERY and epoch != EPOCHS):
             return None
-        return {"test_micro_auc": micro_auc(smoothed(score(model, test, device, MASKING)), labels)}
+        return {"test_micro_auc": micro_auc(smoothed(score(model, test, device, MASKING, modalities=modalities)), labels)}
 
     model = AttentionFusion(n_max, hidden=HIDDEN, dropout=DROPOUT, u2_key=U2_KEY).to(device)
     start = time.perf_counter()
-    history = train_fusion(model, train, EPOCHS, LEARNING_RATE, BATCH_SIZE, device, SEED, MASKING, VELOCITY_ANOMALY_SCALE, diagnostic)
+    history = train_fusion(model, train, EPOCHS, LEARNING_RATE, BATCH_SIZE, device, SEED, MASKING, VELOCITY_ANOMALY_SCALE, diagnostic,
+                           modalities=modalities)
     train_seconds = time.perf_counter() - start
     settings = {k: globals()[k] for k in HELP}
     save_torch(ckpt / "fusion.pt", {"state_dict": model.cpu().state_dict(), "n_max": n_max, "settings": settings, "history": history})
     model.to(device)
 
-    raw = score(model, test, device, MASKING)
+    raw = score(model, test, device, MASKING, modalities=modalities)
     final = smoothed(raw)
     metrics = evaluate(final, labels, ends)
     curve = [(h["epoch"], h["test_micro_auc"]) for h in history if "test_micro_auc" in h]

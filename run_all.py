@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--velocity-anomaly-scale", type=float, default=0.0, help="extension: pseudo-anomalous velocity = scale x velocity (0 = off)")
     g.add_argument("--pseudo-extrapolate", type=float, default=0.0, help="extension: pseudo-anomaly = q + E (q - top-k memory mixture) instead of the ranks 6-10 mixture (0 = paper)")
     g.add_argument("--extended", action="store_true", help="both extensions: --pseudo-extrapolate 1 --velocity-anomaly-scale 3")
+    g.add_argument("--modalities", default=None, help="ablation: modalities the fusion sees, e.g. pose or app,vel (default: all three)")
     g.add_argument("--smooth-sigma", type=float, default=None, help="score smoothing sigma (default 3; AI-VAD uses 7 on ShanghaiTech)")
     g.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
     g.add_argument("--batch-size", type=int, default=None, help="fusion frames per step (default: attention_fusion.py's)")
@@ -92,6 +93,8 @@ def stage_args(stage: str, args: argparse.Namespace, data_root: Path) -> list[st
             extra += ["--velocity-anomaly-scale", str(args.velocity_anomaly_scale)]
         if args.smooth_sigma is not None:
             extra += ["--smooth-sigma", str(args.smooth_sigma)]
+        if args.modalities:
+            extra += ["--modalities", args.modalities]
         if args.batch_size is not None:
             extra += ["--batch-size", str(args.batch_size)]
         if args.results_name:

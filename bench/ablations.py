@@ -32,6 +32,9 @@ VARIANTS = {
     "reference": (["--reference"], "all four reference behaviours"),
     "extrapolate": (["--pseudo-extrapolate", "1"], "extension: pseudo-anomaly pushed away from memory"),
     "extended": (["--extended"], "both extensions"),
+    "app_only": (["--modalities", "app"], "ablation: appearance alone (pose and velocity fed as zeros)"),
+    "pose_only": (["--modalities", "pose"], "ablation: pose alone"),
+    "vel_only_x3": (["--modalities", "vel", "--velocity-anomaly-scale", "3"], "ablation: velocity alone (needs the velocity extension)"),
 }
 
 

@@ -13,6 +13,11 @@ plus, with ``velocity_anomaly_scale > 0`` (an extension: the reference never per
 velocity), a fifth pass (app normal, pose normal, scale x vel) -> 1. The BCE of the passes
 is summed, as in the reference. Arrays may be memory-mapped: only a mini-batch of frames
 is ever copied into a tensor.
+
+``modalities`` (an ablation, default all three) keeps some modalities and feeds zeros for
+the others, in training and scoring alike; a pass labelled 1 whose kept inputs are all the
+normal ones would contradict the normal pass, so it is dropped (pose alone trains on
+passes 1, 2 and 4; velocity alone needs the velocity extension's pass).
 """
 from __future__ import annotations
 
@@ -28,6 +33,11 @@ from .models import AttentionFusion
 from .stages import index_batches
 
 INFERENCE_BATCH = 8192  # frames per scoring batch
+MODALITIES = ("app", "pose", "vel")
+# The labelled passes: (appearance, pose, velocity scaled?, target); the last is the extension's.
+PASSES = (("normal", "normal", False, 0.0), ("anomaly", "anomaly", False, 1.0), ("anomaly", "normal", False, 1.0),
+          ("normal", "anomaly", False, 1.0))
+VELOCITY_PASS = ("normal", "normal", True, 1.0)
 # Frames per forward/backward inside one optimiser step. The gradients of the pieces are
 # summed before the step, so this changes speed and memory, not the update: on 2 CPU cores
 # a 256-frame piece keeps the intermediates small enough to be reused rather than freshly
@@ -56,34 +66,68 @@ def _t(a: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a[idx])).to(device)
 
 
-def training_batch(split: PaddedSplit, idx: np.ndarray, device: torch.device, velocity_anomaly_scale: float = 0.0):
+def check_modalities(modalities: tuple[str, ...]) -> tuple[str, ...]:
+    """Validate a modality subset; returns it in the canonical order."""
+    unknown = set(modalities) - set(MODALITIES)
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
+    return tuple(m for m in MODALITIES if m in modalities)
+
+
+def passes(velocity_anomaly_scale: float = 0.0, modalities: tuple[str, ...] = MODALITIES) -> list[tuple[str, str, bool, float]]:
+    """The labelled passes trained on (see the module doc), for the kept ``modalities``."""
+    modalities = check_modalities(modalities)
+    chosen = list(PASSES) + ([VELOCITY_PASS] if velocity_anomaly_scale > 0 else [])
+
+    def perturbs_a_kept_modality(p: tuple[str, str, bool, float]) -> bool:
+        return ("app" in modalities and p[0] == "anomaly") or ("pose" in modalities and p[1] == "anomaly") or ("vel" in modalities and p[2])
+
+    chosen = [p for p in chosen if p[3] == 0.0 or perturbs_a_kept_modality(p)]
+    if len(chosen) < 2:
+        raise ValueError(f"modalities {modalities}: no pseudo-anomalous pass varies them "
+                         "(velocity alone needs velocity_anomaly_scale > 0)")
+    return chosen
+
+
+def _inputs(split: PaddedSplit, idx: np.ndarray, device: torch.device, modalities: tuple[str, ...], train: bool) -> dict[str, torch.Tensor]:
+    """Mini-batch tensors; a dropped modality's features are zeros (its mask is kept)."""
+    names = ["app", "pose", "vel", "app_mask", "pose_mask"] + (["app_anomaly", "pose_anomaly"] if train else [])
+    out = {n: _t(getattr(split, n), idx, device) for n in names}
+    for n in names:
+        if not n.endswith("mask") and n.split("_")[0] not in modalities:
+            out[n] = torch.zeros_like(out[n])
+    return out
+
+
+def training_batch(split: PaddedSplit, idx: np.ndarray, device: torch.device, velocity_anomaly_scale: float = 0.0,
+                   modalities: tuple[str, ...] = MODALITIES):
     """The labelled passes for frames ``idx`` stacked into one batch.
 
     Returns app, pose (P*B, N, D), vel (P*B, N), masks [app, pose, vel] (P*B, N) and
-    targets (P*B,), where P = 4 passes (5 with the velocity extension)."""
+    targets (P*B,), where P = 4 passes (5 with the velocity extension; fewer when
+    ``modalities`` drops some, see :func:`passes`)."""
     idx = np.sort(idx)  # sorted reads are faster on memory-mapped arrays
-    an, aa = _t(split.app, idx, device), _t(split.app_anomaly, idx, device)
-    pn, pa = _t(split.pose, idx, device), _t(split.pose_anomaly, idx, device)
-    vel = _t(split.vel, idx, device)
-    am, pm = _t(split.app_mask, idx, device), _t(split.pose_mask, idx, device)
-    apps, poses, vels = [an, aa, aa, an], [pn, pa, pn, pa], [vel] * 4
-    targets = [0.0, 1.0, 1.0, 1.0]
-    if velocity_anomaly_scale > 0:
-        apps.append(an), poses.append(pn), vels.append(vel * velocity_anomaly_scale), targets.append(1.0)
-    p = len(targets)
-    y = torch.tensor(targets, device=device).repeat_interleave(len(idx))
+    x = _inputs(split, idx, device, modalities, train=True)
+    app = {"normal": x["app"], "anomaly": x["app_anomaly"]}
+    pose = {"normal": x["pose"], "anomaly": x["pose_anomaly"]}
+    chosen = passes(velocity_anomaly_scale, modalities)
+    p = len(chosen)
+    y = torch.tensor([c[3] for c in chosen], device=device).repeat_interleave(len(idx))
+    vels = [x["vel"] * velocity_anomaly_scale if scaled else x["vel"] for _, _, scaled, _ in chosen]
+    am, pm = x["app_mask"], x["pose_mask"]
     masks = [am.repeat(p, 1), pm.repeat(p, 1), am.repeat(p, 1)]
-    return torch.cat(apps), torch.cat(poses), torch.cat(vels), masks, y
+    return torch.cat([app[c[0]] for c in chosen]), torch.cat([pose[c[1]] for c in chosen]), torch.cat(vels), masks, y
 
 
 def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: float, batch_size: int, device: torch.device, seed: int,
                  masking: bool = True, velocity_anomaly_scale: float = 0.0, on_epoch: Callable[[int, AttentionFusion], dict | None] | None = None,
-                 desc: str = "fusion", micro_batch: int = MICRO_BATCH) -> list[dict]:
+                 desc: str = "fusion", micro_batch: int = MICRO_BATCH, modalities: tuple[str, ...] = MODALITIES) -> list[dict]:
     """Adam on the summed BCE of the labelled passes. ``batch_size`` frames per step (each
     frame gives 4-5 samples); ``batch_size <= 0`` or >= F is full batch, as the reference.
     Each step's gradient is accumulated over pieces of ``micro_batch`` frames (same update).
     ``on_epoch(epoch, model)`` runs after each epoch (diagnostics) and may return a dict
     that is stored in the history. Returns the per-epoch history."""
+    passes(velocity_anomaly_scale, modalities)  # fail before the first epoch on a subset with nothing to learn
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = split.n_frames
@@ -98,7 +142,7 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: fl
             idx = idx.numpy()
             opt.zero_grad(set_to_none=True)
             for s in range(0, len(idx), micro):
-                app, pose, vel, masks, y = training_batch(split, idx[s:s + micro], device, velocity_anomaly_scale)
+                app, pose, vel, masks, y = training_batch(split, idx[s:s + micro], device, velocity_anomaly_scale, modalities)
                 logits = model(app, pose, vel, masks if masking else None)
                 # The reference sums each pass's mean BCE over the batch, i.e. the BCE summed
                 # over samples divided by the number of frames in the batch.
@@ -115,13 +159,16 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: fl
 
 
 @torch.no_grad()
-def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True, batch_size: int = INFERENCE_BATCH,
+          modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
     """Anomaly score in [0, 1] per frame (F,), from the memorised (pseudo-normal) inputs."""
     model.eval()
+    modalities = check_modalities(modalities)
     out = np.empty(split.n_frames, dtype=np.float64)
     for s in range(0, split.n_frames, batch_size):
         idx = np.arange(s, min(s + batch_size, split.n_frames))
-        am, pm = _t(split.app_mask, idx, device), _t(split.pose_mask, idx, device)
-        logits = model(_t(split.app, idx, device), _t(split.pose, idx, device), _t(split.vel, idx, device), [am, pm, am] if masking else None)
+        x = _inputs(split, idx, device, modalities, train=False)
+        am, pm = x["app_mask"], x["pose_mask"]
+        logits = model(x["app"], x["pose"], x["vel"], [am, pm, am] if masking else None)
         out[idx] = torch.sigmoid(logits).double().cpu().numpy()
     return out

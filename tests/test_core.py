@@ -5,7 +5,7 @@ import torch
 
 from memfuse.data import Ragged
 from memfuse.kmeans import kmeans
-from memfuse.fusion import PaddedSplit, train_fusion
+from memfuse.fusion import PaddedSplit, passes, score, train_fusion, training_batch
 from memfuse.models import AttentionFusion, AutoEncoder, Memory, dropout, masked_softmax
 from memfuse.padding import expand_velocity, n_max_of, pad, velocity_per_object
 from memfuse.pseudo import generate, generate_loop
@@ -170,11 +170,7 @@ def test_bit_dropout_keeps_half_and_rescales():
 
 def test_micro_batches_give_the_same_update_as_one_piece():
     """Gradient accumulation over pieces of a batch must not change the optimiser step."""
-    rng = np.random.default_rng(0)
-    f, n, d = 23, 4, 34
-    arr = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
-    mask = np.arange(n)[None] >= rng.integers(1, n + 1, f)[:, None]
-    split = PaddedSplit(arr(f, n, d), arr(f, n, d), np.abs(arr(f, n)), mask, mask, arr(f, n, d), arr(f, n, d))
+    split, n = _toy_split(f=23, n=4), 4
     params = []
     for micro in (0, 5):
         torch.manual_seed(0)
@@ -183,6 +179,37 @@ def test_micro_batches_give_the_same_update_as_one_piece():
         params.append((torch.cat([p.detach().flatten() for p in model.parameters()]), hist[-1]["loss"]))
     torch.testing.assert_close(params[0][0], params[1][0], rtol=1e-3, atol=1e-4)
     assert params[0][1] == pytest.approx(params[1][1], rel=1e-5)
+
+
+def _toy_split(f: int = 9, n: int = 4, d: int = 34, seed: int = 0) -> PaddedSplit:
+    rng = np.random.default_rng(seed)
+    arr = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    mask = np.arange(n)[None] >= rng.integers(1, n + 1, f)[:, None]
+    return PaddedSplit(arr(f, n, d), arr(f, n, d), np.abs(arr(f, n)), mask, mask, arr(f, n, d), arr(f, n, d))
+
+
+def test_modality_ablation_keeps_only_passes_that_vary_a_kept_modality():
+    assert len(passes()) == 4 and len(passes(3.0)) == 5
+    assert [p[:2] for p in passes(modalities=("pose",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("normal", "anomaly")]
+    assert [p[:2] for p in passes(modalities=("app",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("anomaly", "normal")]
+    assert [p[2] for p in passes(3.0, ("vel",))] == [False, True]
+    with pytest.raises(ValueError, match="velocity alone"):
+        passes(0.0, ("vel",))
+    with pytest.raises(ValueError):
+        passes(0.0, ("colour",))
+
+
+def test_dropped_modality_is_zero_in_training_and_ignored_in_scoring():
+    split = _toy_split()
+    idx = np.arange(5)
+    app, pose, vel, masks, y = training_batch(split, idx, torch.device("cpu"), modalities=("pose", "vel"))
+    assert app.shape == (3 * 5, 4, 34) and torch.all(app == 0) and torch.any(pose != 0) and y.tolist() == [0.0] * 5 + [1.0] * 10
+    torch.manual_seed(0)
+    model = AttentionFusion(n_max=4)
+    a = score(model, split, torch.device("cpu"), modalities=("pose",))
+    noisy = PaddedSplit(split.app * 5 + 1, split.pose, split.vel * 3, split.app_mask, split.pose_mask)
+    np.testing.assert_array_equal(a, score(model, noisy, torch.device("cpu"), modalities=("pose",)))
+    assert not np.allclose(a, score(model, noisy, torch.device("cpu")))
 
 
 def test_autoencoder_shapes():
