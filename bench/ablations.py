@@ -64,8 +64,11 @@ def main() -> None:
                       "baseline_micro_auc": m.get("baseline", {}).get("micro_auc"),
                       "per_kind_micro_auc": m.get("per_kind_micro_auc"), "wall_seconds": round(time.perf_counter() - start, 1),
                       "stage_seconds": m["stage_seconds"]}
-    save_json(ROOT / "results" / f"{args.dataset}_ablations.json", rows)
-    kinds = sorted(next(iter(rows.values()))["per_kind_micro_auc"] or {})
+    out = ROOT / "results" / f"{args.dataset}_ablations.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    rows = {**previous, **rows}  # a run of some variants (--only) updates their rows and keeps the others
+    save_json(out, rows)
+    kinds = sorted(set.intersection(*(set(r.get("per_kind_micro_auc") or {}) for r in rows.values())))
     print("\n| variant | flags | micro AUC | macro AUC | EER | " + "".join(f"{k} only | " for k in kinds)
           + "oracle micro AUC (test-selected) | wall s |\n|---|---|---|---|---|" + "---|" * len(kinds) + "---|---|")
     for name, r in rows.items():
