@@ -22,7 +22,7 @@ passes 1, 2 and 4; velocity alone needs the velocity extension's pass).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -34,10 +34,21 @@ from .stages import index_batches
 
 INFERENCE_BATCH = 8192  # frames per scoring batch
 MODALITIES = ("app", "pose", "vel")
-# The labelled passes: (appearance, pose, velocity scaled?, target); the last is the extension's.
-PASSES = (("normal", "normal", False, 0.0), ("anomaly", "anomaly", False, 1.0), ("anomaly", "normal", False, 1.0),
-          ("normal", "anomaly", False, 1.0))
-VELOCITY_PASS = ("normal", "normal", True, 1.0)
+
+
+class Pass(NamedTuple):
+    """One labelled training pass: which appearance and pose input ("normal" = pseudo-
+    normal, "anomaly" = pseudo-anomalous), whether velocity is scaled, and the target."""
+
+    app: str
+    pose: str
+    vel_scaled: bool
+    target: float
+
+
+PASSES = (Pass("normal", "normal", False, 0.0), Pass("anomaly", "anomaly", False, 1.0), Pass("anomaly", "normal", False, 1.0),
+          Pass("normal", "anomaly", False, 1.0))
+VELOCITY_PASS = Pass("normal", "normal", True, 1.0)  # the extension's fifth pass
 # Frames per forward/backward inside one optimiser step. The gradients of the pieces are
 # summed before the step, so this changes speed and memory, not the update: on 2 CPU cores
 # a 256-frame piece keeps the intermediates small enough to be reused rather than freshly
@@ -74,15 +85,15 @@ def check_modalities(modalities: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(m for m in MODALITIES if m in modalities)
 
 
-def passes(velocity_anomaly_scale: float = 0.0, modalities: tuple[str, ...] = MODALITIES) -> list[tuple[str, str, bool, float]]:
+def passes(velocity_anomaly_scale: float = 0.0, modalities: tuple[str, ...] = MODALITIES) -> list[Pass]:
     """The labelled passes trained on (see the module doc), for the kept ``modalities``."""
     modalities = check_modalities(modalities)
     chosen = list(PASSES) + ([VELOCITY_PASS] if velocity_anomaly_scale > 0 else [])
 
-    def perturbs_a_kept_modality(p: tuple[str, str, bool, float]) -> bool:
-        return ("app" in modalities and p[0] == "anomaly") or ("pose" in modalities and p[1] == "anomaly") or ("vel" in modalities and p[2])
+    def perturbs_a_kept_modality(p: Pass) -> bool:
+        return ("app" in modalities and p.app == "anomaly") or ("pose" in modalities and p.pose == "anomaly") or ("vel" in modalities and p.vel_scaled)
 
-    chosen = [p for p in chosen if p[3] == 0.0 or perturbs_a_kept_modality(p)]
+    chosen = [p for p in chosen if p.target == 0.0 or perturbs_a_kept_modality(p)]
     if len(chosen) < 2:
         raise ValueError(f"modalities {modalities}: no pseudo-anomalous pass varies them "
                          "(velocity alone needs velocity_anomaly_scale > 0)")
@@ -112,11 +123,11 @@ def training_batch(split: PaddedSplit, idx: np.ndarray, device: torch.device, ve
     pose = {"normal": x["pose"], "anomaly": x["pose_anomaly"]}
     chosen = passes(velocity_anomaly_scale, modalities)
     p = len(chosen)
-    y = torch.tensor([c[3] for c in chosen], device=device).repeat_interleave(len(idx))
-    vels = [x["vel"] * velocity_anomaly_scale if scaled else x["vel"] for _, _, scaled, _ in chosen]
+    y = torch.tensor([c.target for c in chosen], device=device).repeat_interleave(len(idx))
+    vels = [x["vel"] * velocity_anomaly_scale if c.vel_scaled else x["vel"] for c in chosen]
     am, pm = x["app_mask"], x["pose_mask"]
     masks = [am.repeat(p, 1), pm.repeat(p, 1), am.repeat(p, 1)]
-    return torch.cat([app[c[0]] for c in chosen]), torch.cat([pose[c[1]] for c in chosen]), torch.cat(vels), masks, y
+    return torch.cat([app[c.app] for c in chosen]), torch.cat([pose[c.pose] for c in chosen]), torch.cat(vels), masks, y
 
 
 def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: float, batch_size: int, device: torch.device, seed: int,

@@ -190,9 +190,9 @@ def _toy_split(f: int = 9, n: int = 4, d: int = 34, seed: int = 0) -> PaddedSpli
 
 def test_modality_ablation_keeps_only_passes_that_vary_a_kept_modality():
     assert len(passes()) == 4 and len(passes(3.0)) == 5
-    assert [p[:2] for p in passes(modalities=("pose",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("normal", "anomaly")]
-    assert [p[:2] for p in passes(modalities=("app",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("anomaly", "normal")]
-    assert [p[2] for p in passes(3.0, ("vel",))] == [False, True]
+    assert [(p.app, p.pose) for p in passes(modalities=("pose",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("normal", "anomaly")]
+    assert [(p.app, p.pose) for p in passes(modalities=("app",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("anomaly", "normal")]
+    assert [p.vel_scaled for p in passes(3.0, ("vel",))] == [False, True]
     with pytest.raises(ValueError, match="velocity alone"):
         passes(0.0, ("vel",))
     with pytest.raises(ValueError):
