@@ -7,7 +7,7 @@ On very large inputs the centroids are fitted on a uniform sample of
 ``MAX_POINTS_PER_CLUSTER * k`` rows, as faiss does by default (256 per centroid), and the
 inertia is measured on all rows. Ped2 and Avenue (up to ~114k rows at k = 500) are fitted
 on every row; ShanghaiTech's ~1M objects on 128k. A Lloyd iteration over 1M 34-d rows costs
-about 1.4 s on 2 CPU cores, so the full-data fit could take up to 300 of them (7 min).
+0.9-1.3 s on 2 CPU cores, so a full-data fit could take up to 300 of them (5-6 min).
 """
 from __future__ import annotations
 
