@@ -14,7 +14,6 @@ Writes results/DATASET/baseline_scores.npy  (F_test,) smoothed combined frame sc
 import json
 import time
 
-
 from memfuse import data as D
 from memfuse.baseline import evaluate_baseline, score_baseline
 from memfuse.cli import DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything

@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from memfuse.data import APPEARANCE_DIM, POSE_DIM, Ragged, Split  # noqa: E402
 from memfuse.fusion import PaddedSplit, score, train_fusion  # noqa: E402
 from memfuse.io import RESULTS_ROOT, save_json  # noqa: E402
-from memfuse.kmeans import MAX_POINTS_PER_CLUSTER, kmeans  # noqa: E402
+from memfuse.kmeans import fit_size, kmeans  # noqa: E402
 from memfuse.models import FEATURE_DIM, FUSION_HIDDEN, AttentionFusion, AutoEncoder  # noqa: E402
 from memfuse.padding import n_max_of, pad, velocity_per_object  # noqa: E402
 from memfuse.pseudo import generate, generate_loop  # noqa: E402
@@ -291,8 +291,7 @@ def bench_kmeans(ctx: dict, a: argparse.Namespace) -> dict:
     for mod, x in (("appearance", encoded(ctx, "train")), ("pose", ctx["train"].pose.values)):
         (cent, inertia), t = timed(lambda: kmeans(x, a.memory_size, seed=a.seed, device=ctx["device"]), ctx["device"])
         ctx[f"init_{mod}"] = cent
-        fit_rows = min(len(x), a.memory_size * MAX_POINTS_PER_CLUSTER)
-        row = {"rows": len(x), "fit_rows": fit_rows, "memfuse_s": round(t, 3), "memfuse_inertia": inertia}
+        row = {"rows": len(x), "fit_rows": fit_size(len(x), a.memory_size), "memfuse_s": round(t, 3), "memfuse_inertia": inertia}
         if len(x) <= a.sklearn_max_n:
             from sklearn.cluster import KMeans
 

@@ -65,6 +65,11 @@ def kmeans_pp(x: Tensor, k: int, generator: torch.Generator, n_trials: int | Non
     return centers
 
 
+def fit_size(n: int, k: int, max_points_per_cluster: int = MAX_POINTS_PER_CLUSTER) -> int:
+    """Rows the centroids are fitted on: all n, or ``k * max_points_per_cluster`` if fewer."""
+    return n if max_points_per_cluster <= 0 else min(n, k * max_points_per_cluster)
+
+
 def kmeans(x: np.ndarray | Tensor, k: int, seed: int = 0, max_iter: int = KMEANS_MAX_ITER, tol: float = KMEANS_TOL,
            device: str | torch.device = "cpu", chunk: int | None = None, verbose: bool = False,
            max_points_per_cluster: int = MAX_POINTS_PER_CLUSTER) -> tuple[np.ndarray, float]:
@@ -77,9 +82,8 @@ def kmeans(x: np.ndarray | Tensor, k: int, seed: int = 0, max_iter: int = KMEANS
     if n < k:
         raise ValueError(f"K-Means needs at least k={k} points, got {n}")
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    fit = x
-    if 0 < max_points_per_cluster and k * max_points_per_cluster < n:
-        fit = x[torch.randperm(n, generator=gen)[: k * max_points_per_cluster].to(device)]
+    n_fit = fit_size(n, k, max_points_per_cluster)
+    fit = x if n_fit == n else x[torch.randperm(n, generator=gen)[:n_fit].to(device)]
     sample = fit if len(fit) <= SEEDING_SAMPLE else fit[torch.randperm(len(fit), generator=gen)[:SEEDING_SAMPLE].to(device)]
     centroids = kmeans_pp(sample, k, gen)
     threshold = tol * float(fit.var(0).mean())
