@@ -8,10 +8,15 @@ Writes checkpoints/DATASET/fusion.pt  model weights, settings, per-epoch history
        results/DATASET/metrics.json   micro/macro AUC, EER, protocol, diagnostics
        results/DATASET/roc.png, auc_vs_epoch.png, videos/video_NN.png
 
-Model selection is honest: the model is the one after EPOCHS epochs; test labels are never
-used to choose it. With EVAL_EVERY > 0 the test AUC is also recorded every EVAL_EVERY
+Model selection is honest: by default the model is the one after EPOCHS epochs; test labels
+are never used to choose it. With EVAL_EVERY > 0 the test AUC is also recorded every EVAL_EVERY
 epochs as a diagnostic curve, and its maximum is reported separately as
 `oracle_micro_auc` (the reference's protocol, which selects the epoch on test labels).
+
+A label-free alternative to a fixed epoch count: VAL_VIDEOS > 0 holds out the last train
+videos from the fusion; every EVAL_EVERY epochs their pseudo-label loss is recorded, and
+STOP_ON_VALIDATION keeps the weights at its lowest (PATIENCE ends training early). The
+autoencoder and memories still saw those videos; only the classifier did not.
 
     python attention_fusion.py --dataset ped2 --data-root data
 """
@@ -22,7 +27,7 @@ import numpy as np
 
 from memfuse import data as D
 from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
-from memfuse.fusion import PaddedSplit, check_modalities, passes, score, train_fusion
+from memfuse.fusion import KeepBest, PaddedSplit, check_modalities, holdout_videos, passes, pseudo_label_validation, score, take_frames, train_fusion
 from memfuse.io import InputError, checkpoint_dir, require, results_dir, save_json, save_npy, save_torch
 from memfuse.metrics import evaluate, micro_auc, smooth_scores
 from memfuse.models import AttentionFusion
@@ -43,6 +48,9 @@ RESULTS_ROOT = "results"
 RESULTS_NAME = ""  # results go to results/RESULTS_NAME (default: the dataset name)
 EVAL_EVERY = 10  # epochs between diagnostic test-AUC measurements (0: none, no oracle figure)
 MODALITIES = "app,pose,vel"  # ablation: the others are fed as zeros (see memfuse.fusion)
+VAL_VIDEOS = 0  # train videos held out of the fusion for a label-free validation (0: none, the paper)
+STOP_ON_VALIDATION = False  # keep the weights at the lowest held-out pseudo-label loss (needs VAL_VIDEOS)
+PATIENCE = 0  # with STOP_ON_VALIDATION: stop after this many evaluations without improvement (0: run all EPOCHS)
 HELP = {
     "EPOCHS": "training epochs; the model after the last one is the model",
     "LEARNING_RATE": "Adam learning rate",
@@ -58,6 +66,9 @@ HELP = {
     "RESULTS_NAME": "write results to results/RESULTS_NAME instead of results/DATASET (ablations)",
     "EVAL_EVERY": "record the test AUC every this many epochs, as a diagnostic only (0 = never)",
     "MODALITIES": "ablation: comma-separated modalities the model sees (app, pose, vel); the others are zeros",
+    "VAL_VIDEOS": "hold out the last N train videos from the fusion; their pseudo-label loss is recorded every EVAL_EVERY epochs (0 = none)",
+    "STOP_ON_VALIDATION": "model = the evaluated epoch with the lowest held-out pseudo-label loss (needs --val-videos), not the last",
+    "PATIENCE": "with --stop-on-validation: end training after this many evaluations without improvement (0 = never)",
 }
 
 PADDED_NAMES = ("app", "pose", "vel", "app_mask", "pose_mask")
@@ -81,6 +92,10 @@ def main() -> None:
         passes(VELOCITY_ANOMALY_SCALE, modalities)
     except ValueError as exc:
         raise InputError(f"--modalities {MODALITIES}: {exc}") from exc
+    if (VAL_VIDEOS > 0 or STOP_ON_VALIDATION) and EVAL_EVERY <= 0:
+        raise InputError("validation is measured every EVAL_EVERY epochs: set --eval-every > 0")
+    if STOP_ON_VALIDATION and VAL_VIDEOS <= 0:
+        raise InputError("--stop-on-validation needs held-out videos: set --val-videos N (e.g. 2)")
     seed_everything(SEED)
     device = resolve_device(DEVICE)
     ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
@@ -89,6 +104,16 @@ def main() -> None:
     train, test = load_padded(ckpt, "train"), load_padded(ckpt, "test")
     ends = D.load_clip_lengths(DATA_ROOT, DATASET, "test", test.n_frames)
     labels = D.load_labels(DATA_ROOT, DATASET, ends)  # checked before training, used only after it
+    val = None
+    if VAL_VIDEOS > 0:
+        train_ends = D.load_clip_lengths(DATA_ROOT, DATASET, "train", train.n_frames)
+        try:
+            fit_frames, val_frames = holdout_videos(train_ends, VAL_VIDEOS)
+        except ValueError as exc:
+            raise InputError(f"--val-videos {VAL_VIDEOS}: {exc}") from exc
+        train, val = take_frames(train, fit_frames), take_frames(train, val_frames)
+        print(f"[attention_fusion] validation: the last {VAL_VIDEOS} train videos ({val.n_frames} frames) held out of the fusion")
+    keeper = KeepBest(PATIENCE if STOP_ON_VALIDATION else 0)
     n_max = meta["n_max"]
     print(f"[attention_fusion] {DATASET}: {train.n_frames} train / {test.n_frames} test frames, N_max {n_max}, "
           f"{EPOCHS} epochs on {device}, masking={MASKING}, u2 key={U2_KEY}, velocity anomaly x{VELOCITY_ANOMALY_SCALE}, "
@@ -101,13 +126,23 @@ def main() -> None:
         # Test AUC as a curve to look at, never to choose the model.
         if EVAL_EVERY <= 0 or (epoch % EVAL_EVERY and epoch != EPOCHS):
             return None
-        return {"test_micro_auc": micro_auc(smoothed(score(model, test, device, MASKING, modalities=modalities)), labels)}
+        record = {"test_micro_auc": micro_auc(smoothed(score(model, test, device, MASKING, modalities=modalities)), labels)}
+        if val is not None:  # label-free: held-out train videos and their pseudo labels only
+            record.update(pseudo_label_validation(model, val, device, MASKING, VELOCITY_ANOMALY_SCALE, modalities))
+            record["stop"] = keeper.update(epoch, record["val_loss"], model)
+        return record
 
     model = AttentionFusion(n_max, hidden=HIDDEN, dropout=DROPOUT, u2_key=U2_KEY).to(device)
     start = time.perf_counter()
     history = train_fusion(model, train, EPOCHS, LEARNING_RATE, BATCH_SIZE, device, SEED, MASKING, VELOCITY_ANOMALY_SCALE, diagnostic,
                            modalities=modalities)
     train_seconds = time.perf_counter() - start
+    epochs_run = history[-1]["epoch"] if history else 0
+    selection = f"fixed: the model after {epochs_run} epochs (no test labels used)"
+    if STOP_ON_VALIDATION:
+        selected = keeper.restore(model)
+        selection = (f"label-free: epoch {selected} of {epochs_run}, the lowest pseudo-label loss on {VAL_VIDEOS} held-out train "
+                     f"videos, evaluated every {EVAL_EVERY} epochs (no test labels used)")
     settings = {k: globals()[k] for k in HELP}
     save_torch(ckpt / "fusion.pt", {"state_dict": model.cpu().state_dict(), "n_max": n_max, "settings": settings, "history": history})
     model.to(device)
@@ -123,14 +158,17 @@ def main() -> None:
         "n_test_frames": int(test.n_frames),
         "n_train_frames": int(train.n_frames),
         "protocol": {
-            "model_selection": f"fixed: the model after {EPOCHS} epochs (no test labels used)",
+            "model_selection": selection,
             "smoothing": f"gaussian sigma {SMOOTH_SIGMA}, " + ("per video" if SMOOTH_PER_VIDEO else "whole test sequence (reference)"),
             "auc": "frame-level ROC AUC; micro = all frames pooled, macro = mean per-video AUC (AI-VAD padding)",
         },
         "settings": settings,
         "fusion_train_seconds": round(train_seconds, 2),
-        "fusion_seconds_per_epoch": round(train_seconds / max(EPOCHS, 1), 4),
+        "fusion_seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 4),
     }
+    if val is not None:
+        result["validation"] = {"videos": VAL_VIDEOS, "frames": int(val.n_frames), "best_epoch": keeper.best_epoch,
+                                "best_val_loss": keeper.best_loss, "epochs_run": epochs_run}
     if curve:
         best_epoch, best_auc = max(curve, key=lambda c: c[1])
         result["oracle_micro_auc"] = best_auc
@@ -146,6 +184,9 @@ def main() -> None:
     if curve:
         plot_history([{"epoch": e, "test_micro_auc": a} for e, a in curve], out / "auc_vs_epoch.png",
                      f"{DATASET}: test micro AUC every {EVAL_EVERY} epochs (diagnostic, not for selection)", log=False)
+    if val is not None:
+        plot_history([h for h in history if "val_loss" in h], out / "validation.png",
+                     f"{DATASET}: held-out pseudo-label loss and AUC, with the test AUC", ["val_loss", "val_auc", "test_micro_auc"], log=False)
     print(f"[attention_fusion] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}"
           + (f"  (oracle, test-selected: {result['oracle_micro_auc']:.4f} at epoch {result['oracle_epoch']})" if curve else ""))
 

@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--smooth-sigma", type=float, default=None, help="score smoothing sigma (default 3; AI-VAD uses 7 on ShanghaiTech)")
     g.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
     g.add_argument("--batch-size", type=int, default=None, help="fusion frames per step (default: attention_fusion.py's)")
+    g.add_argument("--val-videos", type=int, default=0, help="hold out the last N train videos from the fusion; record their pseudo-label loss (label-free)")
+    g.add_argument("--stop-on-validation", action="store_true", help="keep the fusion weights at the lowest held-out pseudo-label loss (needs --val-videos)")
+    g.add_argument("--patience", type=int, default=0, help="with --stop-on-validation: stop after N evaluations without improvement (0 = never)")
     g.add_argument("--results-name", default=None, help="write results under results/NAME (default: the dataset name), e.g. for ablations")
     return p.parse_args(argv)
 
@@ -97,6 +100,12 @@ def stage_args(stage: str, args: argparse.Namespace, data_root: Path) -> list[st
             extra += ["--modalities", args.modalities]
         if args.batch_size is not None:
             extra += ["--batch-size", str(args.batch_size)]
+        if args.val_videos:
+            extra += ["--val-videos", str(args.val_videos)]
+        if args.stop_on_validation:
+            extra.append("--stop-on-validation")
+        if args.patience:
+            extra += ["--patience", str(args.patience)]
         if args.results_name:
             extra += ["--results-name", args.results_name]
         extra += ["--results-root", args.results_root]

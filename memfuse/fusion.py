@@ -130,6 +130,67 @@ def training_batch(split: PaddedSplit, idx: np.ndarray, device: torch.device, ve
     return torch.cat([app[c.app] for c in chosen]), torch.cat([pose[c.pose] for c in chosen]), torch.cat(vels), masks, y
 
 
+def take_frames(split: PaddedSplit, frames: slice) -> PaddedSplit:
+    """``split`` restricted to a range of frames (views: memory-mapped arrays stay mapped)."""
+    return PaddedSplit(**{name: None if a is None else a[frames] for name, a in vars(split).items()})
+
+
+def holdout_videos(ends: np.ndarray, n_videos: int) -> tuple[slice, slice]:
+    """Frames of the train split to fit on and to validate on: the last ``n_videos``
+    videos (cumulative frame counts ``ends``) are held out. Whole videos, so that no
+    validation frame has a training neighbour one frame away."""
+    if not 0 < n_videos < len(ends):
+        raise ValueError(f"can hold out 1 to {len(ends) - 1} of the {len(ends)} train videos, not {n_videos}")
+    cut = int(ends[-n_videos - 1])
+    return slice(0, cut), slice(cut, int(ends[-1]))
+
+
+@torch.no_grad()
+def pseudo_label_validation(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True,
+                            velocity_anomaly_scale: float = 0.0, modalities: tuple[str, ...] = MODALITIES,
+                            batch_size: int = INFERENCE_BATCH) -> dict[str, float]:
+    """A label-free check on held-out train frames: the training objective (summed BCE of
+    the labelled passes per frame, as in :func:`train_fusion`) without dropout, and the AUC
+    of the pseudo-normal pass against the pseudo-anomalous ones. It uses no test data and
+    no real labels; whether it tracks the test AUC is an empirical question (README)."""
+    from .metrics import micro_auc
+
+    model.eval()
+    total, scores, targets = 0.0, [], []
+    for s in range(0, split.n_frames, batch_size):
+        idx = np.arange(s, min(s + batch_size, split.n_frames))
+        app, pose, vel, masks, y = training_batch(split, idx, device, velocity_anomaly_scale, modalities)
+        logits = model(app, pose, vel, masks if masking else None)
+        total += F_.binary_cross_entropy_with_logits(logits, y, reduction="sum").item()
+        scores.append(logits.double().cpu().numpy())
+        targets.append(y.cpu().numpy())
+    return {"val_loss": total / split.n_frames, "val_auc": micro_auc(np.concatenate(scores), np.concatenate(targets))}
+
+
+class KeepBest:
+    """Keeps a copy of the weights at the lowest validation loss seen, and says when
+    ``patience`` evaluations in a row brought no improvement (0: never)."""
+
+    def __init__(self, patience: int = 0):
+        self.patience, self.best_loss, self.best_epoch, self.state, self.since_best = patience, float("inf"), 0, None, 0
+
+    def update(self, epoch: int, loss: float, model: torch.nn.Module) -> bool:
+        """Record one evaluation; returns True when training should stop."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.since_best = loss, epoch, 0
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.since_best += 1
+        return 0 < self.patience <= self.since_best
+
+    def restore(self, model: torch.nn.Module) -> int:
+        """Load the kept weights into ``model``; returns their epoch."""
+        if self.state is None:
+            raise RuntimeError("KeepBest.restore before any update")
+        model.load_state_dict(self.state)
+        return self.best_epoch
+
+
 def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: float, batch_size: int, device: torch.device, seed: int,
                  masking: bool = True, velocity_anomaly_scale: float = 0.0, on_epoch: Callable[[int, AttentionFusion], dict | None] | None = None,
                  desc: str = "fusion", micro_batch: int = MICRO_BATCH, modalities: tuple[str, ...] = MODALITIES) -> list[dict]:
@@ -137,7 +198,8 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: fl
     frame gives 4-5 samples); ``batch_size <= 0`` or >= F is full batch, as the reference.
     Each step's gradient is accumulated over pieces of ``micro_batch`` frames (same update).
     ``on_epoch(epoch, model)`` runs after each epoch (diagnostics) and may return a dict
-    that is stored in the history. Returns the per-epoch history."""
+    that is stored in the history; ``"stop": True`` in it ends training after that epoch.
+    Returns the per-epoch history."""
     passes(velocity_anomaly_scale, modalities)  # fail before the first epoch on a subset with nothing to learn
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -164,8 +226,11 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: fl
         record = {"epoch": epoch + 1, "loss": total / n}
         if on_epoch is not None:
             record.update(on_epoch(epoch + 1, model) or {})
+        stop = record.pop("stop", False)
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+        if stop:
+            break
     return history
 
 

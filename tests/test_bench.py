@@ -12,7 +12,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import run as B  # noqa: E402
-from memfuse.fusion import PaddedSplit, score, train_fusion  # noqa: E402
+from memfuse.fusion import KeepBest, PaddedSplit, holdout_videos, pseudo_label_validation, score, take_frames, train_fusion, training_batch  # noqa: E402
 from memfuse.metrics import micro_auc  # noqa: E402
 from memfuse.models import AttentionFusion  # noqa: E402
 from memfuse.pseudo import generate  # noqa: E402
@@ -117,6 +117,52 @@ def test_minibatch_fusion_training_learns_a_separable_toy():
                         app_mask=test.app_mask, pose_mask=test.pose_mask)
     labels = np.r_[np.zeros(100), np.ones(100)]
     assert micro_auc(score(model, mixed, torch.device("cpu")), labels) > 0.9
+
+
+def test_holdout_takes_whole_videos_from_the_end():
+    fit, val = holdout_videos(np.array([10, 25, 40]), 1)
+    assert (fit, val) == (slice(0, 25), slice(25, 40))
+    split = take_frames(toy_padded(n_frames=40), val)
+    assert split.n_frames == 15 and split.app_anomaly.shape[0] == 15
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match="hold out 1 to 2"):
+            holdout_videos(np.array([10, 25, 40]), bad)
+
+
+def test_pseudo_label_validation_is_the_training_objective_without_dropout():
+    torch.manual_seed(0)
+    split = toy_padded(n_frames=50, separable=True, seed=3)
+    model = AttentionFusion(5)
+    got = pseudo_label_validation(model, split, torch.device("cpu"), batch_size=7)
+    model.eval()
+    with torch.no_grad():
+        app, pose, vel, masks, y = training_batch(split, np.arange(50), torch.device("cpu"))
+        want = torch.nn.functional.binary_cross_entropy_with_logits(model(app, pose, vel, masks), y, reduction="sum").item() / 50
+    assert got["val_loss"] == pytest.approx(want, rel=1e-5)
+    # trained on other frames of the same separable toy, the held-out pseudo labels separate
+    train_fusion(model, toy_padded(n_frames=256, separable=True, seed=1), epochs=8, lr=1e-3, batch_size=64, device=torch.device("cpu"), seed=0)
+    after = pseudo_label_validation(model, split, torch.device("cpu"))
+    assert after["val_loss"] < got["val_loss"] and after["val_auc"] > 0.9
+
+
+def test_keep_best_restores_the_lowest_loss_weights_and_stops_on_patience():
+    model = torch.nn.Linear(2, 1)
+    keeper = KeepBest(patience=2)
+    stops = []
+    for epoch, loss in enumerate([3.0, 2.0, 2.5, 2.6], start=1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        stops.append(keeper.update(epoch, loss, model))
+    assert stops == [False, False, False, True]
+    assert keeper.restore(model) == 2 and torch.all(model.weight == 2.0)
+    assert not any(KeepBest(patience=0).update(e, 1.0, model) for e in range(5))
+
+
+def test_training_stops_when_the_epoch_callback_says_so():
+    model = AttentionFusion(5)
+    hist = train_fusion(model, toy_padded(n_frames=20), epochs=10, lr=1e-3, batch_size=0, device=torch.device("cpu"), seed=0,
+                        on_epoch=lambda e, m: {"stop": e == 3})
+    assert [h["epoch"] for h in hist] == [1, 2, 3] and "stop" not in hist[-1]
 
 
 # ---------------------------------------------------------------- end to end

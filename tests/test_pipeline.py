@@ -51,6 +51,24 @@ def test_second_run_skips_finished_stages(pipeline):
     assert again.stdout.count("up to date, skipped") == 9
 
 
+def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipeline):
+    tmp, args, _ = pipeline
+    common = ["--data-root", str(tmp / "data"), "--checkpoint-root", str(tmp / "ckpt_val"), "--results-root", str(tmp / "results")]
+    import shutil
+
+    shutil.copytree(tmp / "ckpt", tmp / "ckpt_val")  # the run_all fixture's checkpoints stay as they were
+    out = run(["attention_fusion.py", *common, "--results-name", "val", "--epochs", "4", "--eval-every", "1", "--val-videos", "1",
+               "--stop-on-validation", "--device", "cpu"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = json.loads((tmp / "results" / "val" / "metrics.json").read_text())
+    v = metrics["validation"]
+    assert v["videos"] == 1 and 1 <= v["best_epoch"] <= 4 and "label-free" in metrics["protocol"]["model_selection"]
+    assert metrics["n_train_frames"] + v["frames"] == int(np.load(tmp / "data" / "synthetic" / "train_clip_lengths.npy")[-1])
+    assert (tmp / "results" / "val" / "validation.png").exists()
+    bad = run(["attention_fusion.py", *common, "--results-name", "val2", "--epochs", "1", "--stop-on-validation"])
+    assert bad.returncode != 0 and "--val-videos" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_stage_without_input_names_the_stage_to_run(tmp_path):
     make_dataset(tmp_path / "data", "synthetic", TINY)
     out = run(["cluster.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt")])
