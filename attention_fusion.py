@@ -24,6 +24,7 @@ import json
 import time
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from memfuse import data as D
 from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
@@ -81,6 +82,19 @@ def load_padded(ckpt, split: str) -> PaddedSplit:
         arrays["app_anomaly"] = load_output(ckpt, "padded/train_app_anomaly.npy", mmap=True)
         arrays["pose_anomaly"] = load_output(ckpt, "padded/train_pose_anomaly.npy", mmap=True)
     return PaddedSplit(**arrays)
+
+
+def validation_diagnostics(history: list[dict], best_epoch: int) -> dict:
+    """How well the label-free rule did, judged afterwards with the test labels (a report on
+    the rule, never an input to it): the test AUC at the epoch of lowest held-out loss, and
+    the Spearman correlation of held-out loss with test AUC over the evaluated epochs
+    (negative: the loss falls where the test AUC rises)."""
+    evaluated = [h for h in history if "val_loss" in h and "test_micro_auc" in h]
+    out = {"test_micro_auc_at_best_epoch": next((h["test_micro_auc"] for h in evaluated if h["epoch"] == best_epoch), None)}
+    if len(evaluated) >= 3:
+        rho = spearmanr([h["val_loss"] for h in evaluated], [h["test_micro_auc"] for h in evaluated]).statistic
+        out["spearman_val_loss_vs_test_auc"] = None if np.isnan(rho) else float(rho)
+    return out
 
 
 def main() -> None:
@@ -168,7 +182,7 @@ def main() -> None:
     }
     if val is not None:
         result["validation"] = {"videos": VAL_VIDEOS, "frames": int(val.n_frames), "best_epoch": keeper.best_epoch,
-                                "best_val_loss": keeper.best_loss, "epochs_run": epochs_run}
+                                "best_val_loss": keeper.best_loss, "epochs_run": epochs_run, **validation_diagnostics(history, keeper.best_epoch)}
     if curve:
         best_epoch, best_auc = max(curve, key=lambda c: c[1])
         result["oracle_micro_auc"] = best_auc

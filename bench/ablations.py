@@ -35,6 +35,9 @@ VARIANTS = {
     "app_only": (["--modalities", "app"], "ablation: appearance alone (pose and velocity fed as zeros)"),
     "pose_only": (["--modalities", "pose"], "ablation: pose alone"),
     "vel_only_x3": (["--modalities", "vel", "--velocity-anomaly-scale", "3"], "ablation: velocity alone (needs the velocity extension)"),
+    "val_default": (["--val-videos", "2", "--stop-on-validation"], "label-free stopping: 2 train videos held out, lowest pseudo-label loss"),
+    "val_velocity_x3": (["--velocity-anomaly-scale", "3", "--val-videos", "2", "--stop-on-validation"],
+                        "label-free stopping with the velocity extension"),
 }
 
 
@@ -62,7 +65,8 @@ def main() -> None:
         rows[name] = {"flags": " ".join(flags) or "(none)", "what": what, "micro_auc": m["micro_auc"], "macro_auc": m["macro_auc"],
                       "eer": m["eer"], "oracle_micro_auc": m.get("oracle_micro_auc"), "oracle_epoch": m.get("oracle_epoch"),
                       "baseline_micro_auc": m.get("baseline", {}).get("micro_auc"),
-                      "per_kind_micro_auc": m.get("per_kind_micro_auc"), "wall_seconds": round(time.perf_counter() - start, 1),
+                      "per_kind_micro_auc": m.get("per_kind_micro_auc"), "validation": m.get("validation"),
+                      "wall_seconds": round(time.perf_counter() - start, 1),
                       "stage_seconds": m["stage_seconds"]}
     out = ROOT / "results" / f"{args.dataset}_ablations.json"
     previous = json.loads(out.read_text()) if out.exists() else {}

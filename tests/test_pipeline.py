@@ -63,10 +63,23 @@ def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipelin
     metrics = json.loads((tmp / "results" / "val" / "metrics.json").read_text())
     v = metrics["validation"]
     assert v["videos"] == 1 and 1 <= v["best_epoch"] <= 4 and "label-free" in metrics["protocol"]["model_selection"]
+    assert 0.0 <= v["test_micro_auc_at_best_epoch"] <= 1.0 and "spearman_val_loss_vs_test_auc" in v
     assert metrics["n_train_frames"] + v["frames"] == int(np.load(tmp / "data" / "synthetic" / "train_clip_lengths.npy")[-1])
     assert (tmp / "results" / "val" / "validation.png").exists()
     bad = run(["attention_fusion.py", *common, "--results-name", "val2", "--epochs", "1", "--stop-on-validation"])
     assert bad.returncode != 0 and "--val-videos" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_validation_diagnostics_report_the_rule_against_the_test_curve():
+    sys.path.insert(0, str(ROOT))
+    from attention_fusion import validation_diagnostics
+
+    history = [{"epoch": e, "loss": 1.0} for e in range(1, 31)]
+    for e, (vl, auc) in zip((10, 20, 30), ((0.5, 0.7), (0.3, 0.9), (0.4, 0.8))):
+        history[e - 1].update(val_loss=vl, test_micro_auc=auc)
+    d = validation_diagnostics(history, best_epoch=20)
+    assert d["test_micro_auc_at_best_epoch"] == 0.9
+    assert d["spearman_val_loss_vs_test_auc"] == pytest.approx(-1.0)
 
 
 def test_stage_without_input_names_the_stage_to_run(tmp_path):
