@@ -53,7 +53,7 @@ VAL_VIDEOS = 0  # train videos held out of the fusion for a label-free validatio
 STOP_ON_VALIDATION = False  # keep the weights at the lowest held-out pseudo-label loss (needs VAL_VIDEOS)
 PATIENCE = 0  # with STOP_ON_VALIDATION: stop after this many evaluations without improvement (0: run all EPOCHS)
 HELP = {
-    "EPOCHS": "training epochs; the model after the last one is the model",
+    "EPOCHS": "training epochs; the model after the last one is the model (unless --stop-on-validation)",
     "LEARNING_RATE": "Adam learning rate",
     "BATCH_SIZE": "frames per step (each gives 4-5 labelled samples); 0 = full batch",
     "HIDDEN": "classifier hidden width",
