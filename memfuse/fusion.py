@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F_
 from tqdm import tqdm
 
+from .metrics import micro_auc
 from .models import AttentionFusion
 from .stages import index_batches
 
@@ -153,8 +154,6 @@ def pseudo_label_validation(model: AttentionFusion, split: PaddedSplit, device: 
     the labelled passes per frame, as in :func:`train_fusion`) without dropout, and the AUC
     of the pseudo-normal pass against the pseudo-anomalous ones. It uses no test data and
     no real labels; whether it tracks the test AUC is an empirical question (README)."""
-    from .metrics import micro_auc
-
     model.eval()
     total, scores, targets = 0.0, [], []
     for s in range(0, split.n_frames, batch_size):

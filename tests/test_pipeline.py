@@ -1,5 +1,6 @@
 """End to end: a tiny synthetic dataset through run_all.py, and stage-level errors."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,8 +55,6 @@ def test_second_run_skips_finished_stages(pipeline):
 def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipeline):
     tmp, args, _ = pipeline
     common = ["--data-root", str(tmp / "data"), "--checkpoint-root", str(tmp / "ckpt_val"), "--results-root", str(tmp / "results")]
-    import shutil
-
     shutil.copytree(tmp / "ckpt", tmp / "ckpt_val")  # the run_all fixture's checkpoints stay as they were
     out = run(["attention_fusion.py", *common, "--results-name", "val", "--epochs", "4", "--eval-every", "1", "--val-videos", "1",
                "--stop-on-validation", "--device", "cpu"])
