@@ -6,7 +6,9 @@ Writes checkpoints/DATASET/fusion.pt  model weights, settings, per-epoch history
        results/DATASET/scores.npy     (F_test,) final smoothed frame scores, test-frame order
        results/DATASET/scores_raw.npy (F_test,) the same before smoothing
        results/DATASET/metrics.json   micro/macro AUC, EER, protocol, diagnostics
-       results/DATASET/roc.png, auc_vs_epoch.png, videos/video_NN.png
+       results/DATASET/history.json   per-epoch loss (and test / held-out figures where evaluated)
+       results/DATASET/roc.png, fusion_loss.png, auc_vs_epoch.png, validation.png (with
+       VAL_VIDEOS), videos/video_NN.png
 
 Model selection is honest: by default the model is the one after EPOCHS epochs; test labels
 are never used to choose it. With EVAL_EVERY > 0 the test AUC is also recorded every EVAL_EVERY
@@ -32,7 +34,7 @@ from memfuse.fusion import KeepBest, PaddedSplit, check_modalities, holdout_vide
 from memfuse.io import InputError, checkpoint_dir, require, results_dir, save_json, save_npy, save_torch
 from memfuse.metrics import evaluate, micro_auc, smooth_scores
 from memfuse.models import AttentionFusion
-from memfuse.plots import plot_history, plot_roc, plot_videos
+from memfuse.plots import plot_history, plot_roc, plot_validation, plot_videos
 from memfuse.stages import load_output, made_by
 
 EPOCHS = 2000
@@ -192,6 +194,7 @@ def main() -> None:
     save_npy(out / "scores.npy", final)
     save_npy(out / "scores_raw.npy", raw)
     save_json(out / "metrics.json", result)
+    save_json(out / "history.json", history)  # per-epoch loss and diagnostics, to redraw the curves
     plot_roc({"ours": (final, metrics["micro_auc"])}, labels, out / "roc.png", f"{DATASET}: frame-level ROC")
     plot_videos({"ours": final}, labels, ends, out / "videos")
     plot_history(history, out / "fusion_loss.png", f"{DATASET} fusion training loss", ["loss"])
@@ -199,8 +202,7 @@ def main() -> None:
         plot_history([{"epoch": e, "test_micro_auc": a} for e, a in curve], out / "auc_vs_epoch.png",
                      f"{DATASET}: test micro AUC every {EVAL_EVERY} epochs (diagnostic, not for selection)", log=False)
     if val is not None:
-        plot_history([h for h in history if "val_loss" in h], out / "validation.png",
-                     f"{DATASET}: held-out pseudo-label loss and AUC, with the test AUC", ["val_loss", "val_auc", "test_micro_auc"], log=False)
+        plot_validation(history, out / "validation.png", f"{DATASET}: held-out pseudo labels (label-free) and the test AUC")
     print(f"[attention_fusion] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}"
           + (f"  (oracle, test-selected: {result['oracle_micro_auc']:.4f} at epoch {result['oracle_epoch']})" if curve else ""))
 

@@ -39,6 +39,27 @@ def plot_history(history: list[dict], path: Path | str, title: str, keys: list[s
     _save(fig, path)
 
 
+def plot_validation(history: list[dict], path: Path | str, title: str) -> None:
+    """Two panels over the evaluated epochs: the held-out pseudo-label loss (top) and the
+    AUCs (bottom: held-out pseudo-normal vs pseudo-anomalous, and the test AUC). Separate
+    axes because the loss starts several times above 1 and would flatten the AUCs."""
+    rows = [h for h in history if "val_loss" in h]
+    x = np.array([h["epoch"] for h in rows])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
+    top.plot(x, [h["val_loss"] for h in rows], color="tab:blue", label="held-out pseudo-label loss")
+    top.set_ylabel("loss")
+    top.legend()
+    for key, label in (("val_auc", "held-out pseudo-label AUC"), ("test_micro_auc", "test micro AUC (diagnostic)")):
+        y = np.array([h.get(key, np.nan) for h in rows], dtype=float)
+        if np.isfinite(y).any():
+            bottom.plot(x[np.isfinite(y)], y[np.isfinite(y)], label=label)
+    bottom.set_ylabel("AUC")
+    bottom.set_xlabel("epoch")
+    bottom.legend()
+    top.set_title(title)
+    _save(fig, path)
+
+
 def plot_roc(curves: dict[str, tuple[np.ndarray, float]], labels: np.ndarray, path: Path | str, title: str) -> None:
     """``curves``: name -> (frame scores, AUC)."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5))

@@ -65,6 +65,8 @@ def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipelin
     assert 0.0 <= v["test_micro_auc_at_best_epoch"] <= 1.0 and "spearman_val_loss_vs_test_auc" in v
     assert metrics["n_train_frames"] + v["frames"] == int(np.load(tmp / "data" / "synthetic" / "train_clip_lengths.npy")[-1])
     assert (tmp / "results" / "val" / "validation.png").exists()
+    history = json.loads((tmp / "results" / "val" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and all("val_loss" in h and "test_micro_auc" in h for h in history)
     bad = run(["attention_fusion.py", *common, "--results-name", "val2", "--epochs", "1", "--stop-on-validation"])
     assert bad.returncode != 0 and "--val-videos" in bad.stderr and "Traceback" not in bad.stderr
 
