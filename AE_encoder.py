@@ -18,7 +18,7 @@ from memfuse import data as D
 from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
 from memfuse.io import InputError, checkpoint_dir, save_npy, save_torch
 from memfuse.models import AutoEncoder
-from memfuse.stages import index_batches
+from memfuse.stages import check_codes, index_batches
 
 # -- settings (paper values; each is also a flag, e.g. --epochs 100) --------------------
 EPOCHS = 1000
@@ -91,7 +91,9 @@ def main() -> None:
     model.load_state_dict(best_state)
     print(f"[AE_encoder] kept epoch {kept} ({SELECT}); final train MSE {history[-1]['train_mse']:.4g}")
 
-    save_npy(ckpt / "appearance_train.npy", encode_all(model, train, device, ENCODE_BATCH))
+    codes = encode_all(model, train, device, ENCODE_BATCH)
+    check_codes(codes, f"{DATASET} train appearance, epoch {kept}")  # before any output: a collapsed run leaves nothing behind
+    save_npy(ckpt / "appearance_train.npy", codes)
     save_npy(ckpt / "appearance_test.npy", encode_all(model, test, device, ENCODE_BATCH))
     # The checkpoint goes last: run_all treats it as the stage's completion mark.
     save_torch(ckpt / "autoencoder.pt", {"state_dict": model.cpu().state_dict(), "in_dim": train.shape[1], "kept_epoch": kept,

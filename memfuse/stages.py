@@ -80,6 +80,27 @@ def train_queries(ckpt: Path, data_root: Path, dataset: str, modality: str, spli
 # --------------------------------------------------------------------------------------
 # Stage 2: K-Means initialisation of a memory
 # --------------------------------------------------------------------------------------
+# Below this range (max - min) in every code dimension the encoder maps all objects to one
+# point: dead ReLUs give bit-identical codes, a working code spans ~1 (Ped2, hog).
+COLLAPSED_CODE_RANGE = 1e-6
+
+
+def check_codes(codes: np.ndarray, what: str) -> None:
+    """Raise :class:`InputError` if the autoencoder codes (N, 34) hold NaN/inf or have
+    collapsed to one point. With Adam at lr 1e-2 (the paper's) the autoencoder can stay on
+    the plateau where it reconstructs every input by the mean (all ReLUs of a layer dead):
+    every object then gets the same code, and K-Means and the memory have nothing to learn."""
+    if not np.isfinite(codes).all():
+        raise InputError(f"{what}: the autoencoder's codes hold NaN or inf; training diverged "
+                         "(rerun AE_encoder.py with a smaller --learning-rate)")
+    # The range, not the std: numpy's float32 std of 30k identical rows comes out ~2e-5.
+    spread = float((codes.max(axis=0) - codes.min(axis=0)).max()) if len(codes) else 0.0
+    if spread < COLLAPSED_CODE_RANGE:
+        raise InputError(f"{what}: the autoencoder maps every object to the same code (largest per-dimension range "
+                         f"{spread:.2g}); training stayed on the mean-reconstruction plateau. Rerun AE_encoder.py with "
+                         "another --seed or a smaller --learning-rate (the paper's is 1e-2)")
+
+
 def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, memory_size: int, seed: int, device: torch.device, backend: str = "torch") -> np.ndarray:
     """K-Means on the train queries of ``modality``; writes ``memory_init_<modality>.npy``."""
     q = train_queries(ckpt, data_root, dataset, modality).values  # frames without a person hold no rows
@@ -90,7 +111,11 @@ def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, memo
 
         centroids = KMeans(memory_size, random_state=seed).fit(q).cluster_centers_.astype(np.float32)
     else:
-        centroids, _ = kmeans(q, memory_size, seed=seed, device=device)
+        try:
+            centroids, _ = kmeans(q, memory_size, seed=seed, device=device)
+        except ValueError as e:
+            source = "the autoencoder's codes (appearance_train.npy)" if modality == "appearance" else f"{dataset}'s train {modality}"
+            raise InputError(f"{dataset}: K-Means on {source}: {e}") from None
     save_npy(ckpt_file(ckpt, f"memory_init_{modality}.npy"), centroids)
     return centroids
 

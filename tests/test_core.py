@@ -240,6 +240,33 @@ def test_kmeans_fits_a_sample_of_large_inputs_but_measures_all_rows():
     assert inertia == pytest.approx(all_rows, rel=1e-4)
 
 
+def test_kmeans_says_so_when_there_are_fewer_distinct_rows_than_centres():
+    """A collapsed autoencoder gives every object one code (seed 2 on Ped2 at lr 1e-2);
+    k-means++ must name the problem instead of failing inside torch.multinomial."""
+    x = np.tile(np.array([[0.5, -0.25]], dtype=np.float32), (50, 1))
+    x[:3] += np.arange(3, dtype=np.float32)[:, None]  # 3 distinct rows (row 0 equals the rest)
+    with pytest.raises(ValueError, match="only 3 distinct rows for k = 5"):
+        kmeans(x, 5, seed=0)
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        kmeans(x, 60 - 10, seed=0)
+
+
+def test_check_codes_rejects_collapsed_or_nan_codes_and_passes_spread_ones():
+    from memfuse.io import InputError
+    from memfuse.stages import check_codes
+
+    rng = np.random.default_rng(0)
+    check_codes(rng.normal(0, 0.1, (100, 34)).astype(np.float32), "ok")
+    collapsed = np.tile(rng.normal(0, 0.1, (1, 34)).astype(np.float32), (100, 1))
+    with pytest.raises(InputError, match="same code"):
+        check_codes(collapsed, "ped2 train appearance")
+    nan = rng.normal(0, 0.1, (100, 34)).astype(np.float32)
+    nan[5, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        check_codes(nan, "ped2 train appearance")
+
+
 def test_pseudo_ranks_survive_softmax_underflow():
     """With large-norm features W underflows to exact zeros beyond rank 1; the ranks must
     still follow the similarity (logits), in the vectorised and the loop version alike."""
