@@ -55,9 +55,10 @@ def kmeans_pp(x: Tensor, k: int, generator: torch.Generator, n_trials: int | Non
     closest = (x - centers[0]).pow(2).sum(1)
     for c in range(1, k):
         pot = closest.sum()
-        if not pot > 0:  # every point already is a centre (or NaN): multinomial would fail obscurely
-            raise ValueError(f"k-means++ found only {c} distinct rows for k = {k} centres"
-                             + ("" if torch.isfinite(pot) else " (the data holds NaN or inf)"))
+        if not pot > 0:  # every point already is a centre, or NaN: multinomial would fail obscurely
+            if not torch.isfinite(pot):
+                raise ValueError("k-means++: the data holds NaN or inf")
+            raise ValueError(f"k-means++ found only {c} distinct rows for k = {k} centres")
         probs = (closest / pot).cpu().double()
         cand = torch.multinomial(probs, n_trials, replacement=True, generator=generator).to(x.device)
         d_cand = torch.cdist(x[cand], x).pow(2)  # (trials, n)

@@ -78,10 +78,10 @@ def train_queries(ckpt: Path, data_root: Path, dataset: str, modality: str, spli
 
 
 # --------------------------------------------------------------------------------------
-# Stage 2: K-Means initialisation of a memory
+# Stage 1 output: the autoencoder's codes
 # --------------------------------------------------------------------------------------
 # Below this range (max - min) in every code dimension the encoder maps all objects to one
-# point: dead ReLUs give bit-identical codes, a working code spans ~1 (Ped2, hog).
+# point: dead ReLUs give bit-identical codes; a working code spans 0.1-1 (Ped2, hog: 0.58).
 COLLAPSED_CODE_RANGE = 1e-6
 
 
@@ -101,6 +101,9 @@ def check_codes(codes: np.ndarray, what: str) -> None:
                          "another --seed or a smaller --learning-rate (the paper's is 1e-2)")
 
 
+# --------------------------------------------------------------------------------------
+# Stage 2: K-Means initialisation of a memory
+# --------------------------------------------------------------------------------------
 def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, memory_size: int, seed: int, device: torch.device, backend: str = "torch") -> np.ndarray:
     """K-Means on the train queries of ``modality``; writes ``memory_init_<modality>.npy``."""
     q = train_queries(ckpt, data_root, dataset, modality).values  # frames without a person hold no rows

@@ -249,7 +249,7 @@ def test_kmeans_says_so_when_there_are_fewer_distinct_rows_than_centres():
         kmeans(x, 5, seed=0)
     x[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        kmeans(x, 60 - 10, seed=0)
+        kmeans(x, 5, seed=0)
 
 
 def test_check_codes_rejects_collapsed_or_nan_codes_and_passes_spread_ones():
