@@ -29,6 +29,7 @@ ANOMALY_QUERY_WEIGHT = 0.01
 TEMPERATURE_TOP = 1.0  # T1
 TEMPERATURE_BOTTOM = 1.0  # T2
 CHUNK = 4096  # queries per block: a (CHUNK, M) logit matrix of 8 MB at M = 500 stays in cache (fastest measured)
+TOPK_FAST_WIDTH_PER_K = 64  # see topk_row_width
 
 
 @dataclass
@@ -43,8 +44,21 @@ def _mixtures(items: Tensor, w_sorted: Tensor, idx: Tensor, top_k: int, t_top: f
     ``sum_r softmax(W[rank r] / T) items[idx_r]`` over ranks 1..k and k+1..2k.
     One gather of the 2k items and one weighted sum serve both mixtures."""
     a = torch.cat([torch.softmax(w_sorted[:, :top_k] / t_top, dim=1), torch.softmax(w_sorted[:, top_k:] / t_bottom, dim=1)], dim=1)
-    mixed = (a.unsqueeze(-1) * items[idx]).unflatten(1, (2, top_k)).sum(dim=2)  # (B, 2, D)
+    # index_select on the flat indices: 5x faster on CPU than items[idx] for a (4096, 10) idx
+    chosen = items.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)  # (B, 2k, D)
+    mixed = (a.unsqueeze(-1) * chosen).unflatten(1, (2, top_k)).sum(dim=2)  # (B, 2, D)
     return mixed[:, 0], mixed[:, 1]
+
+
+def topk_row_width(n_items: int, k: int, device: torch.device) -> int:
+    """Width to pad each row of logits to before ``torch.topk(., k)`` on CPU.
+
+    Measured on torch 2.13's CPU topk: its time per row jumps when the row width drops
+    below 64 k (4096 rows, k = 10: 12.2 ms at width 500, 14.6 ms at 639, 7.2 ms at 640),
+    i.e. it switches to a slower selection algorithm for short rows. Padding the M logits
+    with -inf columns up to 64 k keeps it on the fast one; -inf is never picked while
+    M >= k real columns exist, and adds exactly 0 to a softmax."""
+    return max(n_items, TOPK_FAST_WIDTH_PER_K * k) if device.type == "cpu" else n_items
 
 
 @torch.no_grad()
@@ -65,9 +79,13 @@ def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: in
     normal = np.empty((n, d), dtype=np.float32)
     anomaly = np.empty((n, d), dtype=np.float32)
     indices = np.empty((n, 2 * top_k), dtype=np.int32)
+    m = items_t.shape[0]
+    # (chunk, width) logits, columns m.. stay -inf (see topk_row_width); reused by every chunk
+    logits_buf = torch.full((min(chunk, n), topk_row_width(m, 2 * top_k, items_t.device)), float("-inf"), device=items_t.device)
     for s in range(0, n, chunk):
-        q = torch.as_tensor(np.asarray(queries[s : s + chunk], dtype=np.float32)).to(device)
-        logits = q @ items_t.T
+        q = torch.as_tensor(np.asarray(queries[s : s + chunk], dtype=np.float32)).to(items_t.device)
+        logits = logits_buf[: len(q)]
+        torch.mm(q, items_t.T, out=logits[:, :m])
         # Rank by the logits (the order of W, without W's underflow ties at 0, see module doc)
         idx = torch.topk(logits, 2 * top_k, dim=1).indices
         # torch.softmax is ~3x faster than logsumexp or a hand-written exp on CPU

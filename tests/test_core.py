@@ -8,7 +8,7 @@ from memfuse.kmeans import kmeans
 from memfuse.fusion import PaddedSplit, passes, score, train_fusion, training_batch
 from memfuse.models import AttentionFusion, AutoEncoder, Memory, dropout, masked_softmax
 from memfuse.padding import expand_velocity, n_max_of, pad, velocity_per_object
-from memfuse.pseudo import generate, generate_loop
+from memfuse.pseudo import generate, generate_loop, topk_row_width
 
 
 def ragged(frames, width):
@@ -59,14 +59,22 @@ def test_memory_training_lowers_loss():
 
 
 # ---------------------------------------------------------------- pseudo generation
-def test_pseudo_vectorised_equals_per_query_loop():
+@pytest.mark.parametrize("n_items", [50, 700])  # rows padded with -inf for topk (< 640), and not
+def test_pseudo_vectorised_equals_per_query_loop(n_items):
     rng = np.random.default_rng(1)
-    items, q = rng.normal(0, 1, (50, 34)).astype(np.float32), rng.normal(0, 1, (300, 34)).astype(np.float32)
+    items, q = rng.normal(0, 1, (n_items, 34)).astype(np.float32), rng.normal(0, 1, (300, 34)).astype(np.float32)
     fast = generate(q, items, chunk=64)  # several chunks
     slow = generate_loop(q, items)
     np.testing.assert_allclose(fast.normal, slow.normal, atol=1e-5)
     np.testing.assert_allclose(fast.anomaly, slow.anomaly, atol=1e-5)
     np.testing.assert_array_equal(fast.indices, slow.indices)
+
+
+def test_topk_row_width_pads_short_cpu_rows_only():
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert topk_row_width(500, 10, cpu) == 640
+    assert topk_row_width(700, 10, cpu) == 700
+    assert topk_row_width(500, 10, meta) == 500  # other devices: no padding
 
 
 def test_pseudo_formula_by_hand():
