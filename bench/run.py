@@ -345,7 +345,7 @@ def bench_pseudo(ctx: dict, a: argparse.Namespace) -> dict:
         for split in ("train", "test"):
             q = queries(ctx, mod, split)
             # median of PSEUDO_REPEATS calls: one call takes a fraction of a second, and a
-            # single (cold) one varied 1.5x between runs on this machine
+            # single (cold) one varied 1.4x between runs on this machine
             runs = [timed(lambda: generate(q, items, device=ctx["device"]), ctx["device"]) for _ in range(PSEUDO_REPEATS)]
             res, t = runs[0][0], float(np.median([t for _, t in runs]))
             ctx[f"pseudo_{mod}_{split}"] = res
