@@ -51,8 +51,9 @@ def plot_validation(history: list[dict], path: Path | str, title: str) -> None:
     top.legend()
     for key, label in (("val_auc", "held-out pseudo-label AUC"), ("test_micro_auc", "test micro AUC (diagnostic)")):
         y = np.array([h.get(key, np.nan) for h in rows], dtype=float)
-        if np.isfinite(y).any():
-            bottom.plot(x[np.isfinite(y)], y[np.isfinite(y)], label=label)
+        seen = np.isfinite(y)  # epochs where this figure was evaluated
+        if seen.any():
+            bottom.plot(x[seen], y[seen], label=label)
     bottom.set_ylabel("AUC")
     bottom.set_xlabel("epoch")
     bottom.legend()

@@ -73,13 +73,12 @@ def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: in
     ranks k+1..2k) lies among the memory items, closer to the memory than the
     pseudo-normal, while a real anomaly's memorised feature lies farther from it."""
     items_t = torch.as_tensor(np.asarray(items, dtype=np.float32) if not isinstance(items, Tensor) else items).float().to(device)
-    n, d = len(queries), items_t.shape[1]
-    if items_t.shape[0] < 2 * top_k:
-        raise ValueError(f"memory has {items_t.shape[0]} items, pseudo generation needs at least {2 * top_k}")
+    n, (m, d) = len(queries), items_t.shape
+    if m < 2 * top_k:
+        raise ValueError(f"memory has {m} items, pseudo generation needs at least {2 * top_k}")
     normal = np.empty((n, d), dtype=np.float32)
     anomaly = np.empty((n, d), dtype=np.float32)
     indices = np.empty((n, 2 * top_k), dtype=np.int32)
-    m = items_t.shape[0]
     # (chunk, width) logits, columns m.. stay -inf (see topk_row_width); reused by every chunk
     logits_buf = torch.full((min(chunk, n), topk_row_width(m, 2 * top_k, items_t.device)), float("-inf"), device=items_t.device)
     for s in range(0, n, chunk):
