@@ -15,10 +15,11 @@ import torch.nn.functional as F_
 from tqdm import tqdm
 
 from memfuse import data as D
-from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
+                         run_stage, seed_everything, settings_of)
 from memfuse.io import InputError, checkpoint_dir, save_npy, save_torch
 from memfuse.models import AutoEncoder
-from memfuse.stages import check_codes, index_batches
+from memfuse.stages import check_codes, finish_stage, index_batches, start_stage
 
 # -- settings (paper values; each is also a flag, e.g. --epochs 100) --------------------
 EPOCHS = 1000
@@ -59,10 +60,16 @@ def main() -> None:
         raise InputError(f"--select must be train, test or last, got {SELECT!r}")
     seed_everything(SEED)
     device = resolve_device(DEVICE)
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
+    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
+    settings = settings_of(globals(), HELP)
+    start_stage(ckpt, "AE_encoder.py", settings, SHARED_SETTINGS)
     train = D.load_split(DATA_ROOT, DATASET, "train", ("appearance",)).appearance.values
     test = D.load_split(DATA_ROOT, DATASET, "test", ("appearance",)).appearance.values
-    print(f"[AE_encoder] {DATASET}: {len(train)} train / {len(test)} test objects, {train.shape[1]}-d -> 34-d")
+    mean, std = D.zscore_fit(train) if STANDARDISE else (None, None)
+    if STANDARDISE:  # every feature weighs alike in the reconstruction, whatever its scale
+        train, test = D.zscore(train, mean, std), D.zscore(test, mean, std)
+    print(f"[AE_encoder] {DATASET}: {len(train)} train / {len(test)} test objects, {train.shape[1]}-d -> 34-d, recipe {RECIPE}"
+          + (", inputs standardised" if STANDARDISE else ""))
 
     x = torch.from_numpy(train).to(device)
     x_test = torch.from_numpy(test).to(device) if SELECT == "test" else None
@@ -97,7 +104,8 @@ def main() -> None:
     save_npy(ckpt / "appearance_test.npy", encode_all(model, test, device, ENCODE_BATCH))
     # The checkpoint goes last: run_all treats it as the stage's completion mark.
     save_torch(ckpt / "autoencoder.pt", {"state_dict": model.cpu().state_dict(), "in_dim": train.shape[1], "kept_epoch": kept,
-                                         "select": SELECT, "history": history})
+                                         "select": SELECT, "history": history, "input_mean": mean, "input_std": std, "settings": settings})
+    finish_stage(ckpt, "AE_encoder.py", settings)
     print(f"[AE_encoder] wrote {ckpt}/autoencoder.pt, appearance_train.npy, appearance_test.npy")
 
 

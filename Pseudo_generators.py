@@ -10,12 +10,15 @@ Writes checkpoints/DATASET/pseudo_appearance_train_normal.npy  (N_train, 34)
        checkpoints/DATASET/pseudo_appearance_test_normal.npy   (N_test, 34), the memorised test features
        checkpoints/DATASET/pseudo_appearance_{train,test}_indices.npy (N, 2 TOP_K) int32,
        the memory items of ranks 1..2 TOP_K per query
+       checkpoints/DATASET/pseudo_appearance_{train,test}_distance.npy (N,) float32, each
+       query's distance to its nearest memory item (an anomaly score of its own)
 
     python Pseudo_generators.py --dataset ped2 --data-root data
 """
-from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
+                         run_stage, seed_everything, settings_of)
 from memfuse.io import checkpoint_dir
-from memfuse.stages import pseudo_stage
+from memfuse.stages import SCRIPT_FOR_MODALITY, finish_stage, pseudo_stage, start_stage
 
 MODALITY = "appearance"
 TOP_K = 5
@@ -33,8 +36,12 @@ HELP = {
 def main() -> None:
     configure(globals(), HELP, __doc__.split("\n")[0])
     seed_everything(SEED)
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
-    rows = pseudo_stage(ckpt, DATA_ROOT, DATASET, MODALITY, TOP_K, TEMPERATURE_TOP, TEMPERATURE_BOTTOM, resolve_device(DEVICE), EXTRAPOLATE)
+    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
+    script, settings = SCRIPT_FOR_MODALITY["pseudo"][MODALITY], settings_of(globals(), HELP)
+    start_stage(ckpt, script, settings, SHARED_SETTINGS)
+    rows = pseudo_stage(ckpt, DATA_ROOT, DATASET, MODALITY, TOP_K, TEMPERATURE_TOP, TEMPERATURE_BOTTOM, resolve_device(DEVICE), EXTRAPOLATE,
+                        STANDARDISE)
+    finish_stage(ckpt, script, settings)
     print(f"[pseudo {MODALITY}] {DATASET}: {rows['train']} train / {rows['test']} test queries -> {ckpt}/pseudo_{MODALITY}_*.npy")
 
 

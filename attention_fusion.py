@@ -29,19 +29,24 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from memfuse import data as D
-from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
-from memfuse.fusion import KeepBest, PaddedSplit, check_modalities, holdout_videos, passes, pseudo_label_validation, score, take_frames, train_fusion
-from memfuse.io import InputError, checkpoint_dir, require, results_dir, save_json, save_npy, save_torch
+from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, configure, resolve_device, run_stage,
+                         seed_everything, settings_of)
+from memfuse.fusion import (KeepBest, PaddedSplit, check_modalities, frame_logits, holdout_videos, memory_terms, passes, pseudo_label_validation,
+                            take_frames, train_fusion)
+from memfuse.io import InputError, checkpoint_dir, require, results_dir, save_json, save_npy, save_npz, save_torch
 from memfuse.metrics import evaluate, micro_auc, smooth_scores
-from memfuse.models import AttentionFusion
+from memfuse.models import HEADS, AttentionFusion
 from memfuse.plots import plot_history, plot_roc, plot_validation, plot_videos
-from memfuse.stages import load_output, made_by
+from memfuse.scoring import combine, parse_terms
+from memfuse.stages import finish_stage, load_output, made_by, start_stage
 
 EPOCHS = 2000
 LEARNING_RATE = 1e-4
 BATCH_SIZE = 4096  # frames per step; >= the train frame count is full batch (Ped2: 2550)
 HIDDEN = 256
 DROPOUT = 0.5
+HEAD = "flatten"  # the paper: flatten the N_max slots; "pool": one MLP shared by all rows, max over real rows
+SCORE_TERMS = "classifier"  # the paper; memfuse adds app, pose, vel (memfuse.scoring), each standardised on train frames
 MASKING = True  # reference: False (its mask test never matches, nothing is masked)
 U2_KEY = "k2"  # reference: "k3" (u2 = softmax(q1 k3^T + q3 k2^T) v2)
 VELOCITY_ANOMALY_SCALE = 0.0  # extension: > 0 adds a pass (app, pose normal, vel x scale) -> 1
@@ -60,6 +65,8 @@ HELP = {
     "BATCH_SIZE": "frames per step (each gives 4-5 labelled samples); 0 = full batch",
     "HIDDEN": "classifier hidden width",
     "DROPOUT": "dropout after alignment and in the classifier",
+    "HEAD": f"classifier head: {' or '.join(HEADS)} (see memfuse.models.AttentionFusion)",
+    "SCORE_TERMS": "frame score: classifier alone (its sigmoid, the paper) or the sum of the train-standardised terms listed (classifier, app, pose, vel)",
     "MASKING": "padded keys take no attention weight (--no-masking: the reference)",
     "U2_KEY": "k2: u2 = softmax(q1 k2^T + q3 k2^T) v2; k3: the reference's q1 k3^T",
     "VELOCITY_ANOMALY_SCALE": "extension: pseudo-anomalous velocity = scale x velocity (0 = off, the reference)",
@@ -74,7 +81,7 @@ HELP = {
     "PATIENCE": "with --stop-on-validation: end training after this many evaluations without improvement (0 = never)",
 }
 
-PADDED_NAMES = ("app", "pose", "vel", "app_mask", "pose_mask")
+PADDED_NAMES = ("app", "pose", "vel", "app_mask", "pose_mask", "app_dist", "pose_dist")
 
 
 def load_padded(ckpt, split: str) -> PaddedSplit:
@@ -108,14 +115,22 @@ def main() -> None:
         passes(VELOCITY_ANOMALY_SCALE, modalities)
     except ValueError as exc:
         raise InputError(f"--modalities {MODALITIES}: {exc}") from exc
+    if HEAD not in HEADS:
+        raise InputError(f"--head must be one of {', '.join(HEADS)}, got {HEAD!r}")
+    try:
+        terms = parse_terms(SCORE_TERMS)
+    except ValueError as exc:
+        raise InputError(f"--score-terms: {exc}") from None
     if (VAL_VIDEOS > 0 or STOP_ON_VALIDATION) and EVAL_EVERY <= 0:
         raise InputError("validation is measured every EVAL_EVERY epochs: set --eval-every > 0")
     if STOP_ON_VALIDATION and VAL_VIDEOS <= 0:
         raise InputError("--stop-on-validation needs held-out videos: set --val-videos N (e.g. 2)")
     seed_everything(SEED)
     device = resolve_device(DEVICE)
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
-    out = results_dir(RESULTS_NAME or DATASET, RESULTS_ROOT)
+    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
+    settings = settings_of(globals(), HELP)
+    start_stage(ckpt, "attention_fusion.py", settings, SHARED_SETTINGS)
+    out = results_dir(f"{RESULTS_NAME or DATASET}/{RECIPE}", RESULTS_ROOT)
     meta = json.loads(require(ckpt / "padded" / "meta.json", made_by("padded/meta.json")).read_text())
     train, test = load_padded(ckpt, "train"), load_padded(ckpt, "test")
     ends = D.load_clip_lengths(DATA_ROOT, DATASET, "test", test.n_frames)
@@ -133,22 +148,33 @@ def main() -> None:
     n_max = meta["n_max"]
     print(f"[attention_fusion] {DATASET}: {train.n_frames} train / {test.n_frames} test frames, N_max {n_max}, "
           f"{EPOCHS} epochs on {device}, masking={MASKING}, u2 key={U2_KEY}, velocity anomaly x{VELOCITY_ANOMALY_SCALE}, "
-          f"modalities {','.join(modalities)}")
+          f"modalities {','.join(modalities)}, head {HEAD}, score {' + '.join(terms)}, recipe {RECIPE}")
+    fixed_train_terms, fixed_test_terms = memory_terms(train), memory_terms(test)
 
     def smoothed(raw: np.ndarray) -> np.ndarray:
         return smooth_scores(raw, ends, SMOOTH_SIGMA, SMOOTH_PER_VIDEO)
+
+    def frame_scores(model: AttentionFusion) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+        """Unsmoothed test frame scores, every term standardised (for the record), and the
+        standardisation. The classifier alone is scored by its sigmoid, as the paper."""
+        test_logits = frame_logits(model, test, device, MASKING, modalities=modalities)
+        train_terms = {"classifier": frame_logits(model, train, device, MASKING, modalities=modalities), **fixed_train_terms}
+        total, z, stats = combine(train_terms, {"classifier": test_logits, **fixed_test_terms}, tuple(train_terms))
+        if terms == ("classifier",):
+            return 1.0 / (1.0 + np.exp(-test_logits)), z, stats
+        return np.sum([z[t] for t in terms], axis=0), z, stats
 
     def diagnostic(epoch: int, model: AttentionFusion) -> dict | None:
         # Test AUC as a curve to look at, never to choose the model.
         if EVAL_EVERY <= 0 or (epoch % EVAL_EVERY and epoch != EPOCHS):
             return None
-        record = {"test_micro_auc": micro_auc(smoothed(score(model, test, device, MASKING, modalities=modalities)), labels)}
+        record = {"test_micro_auc": micro_auc(smoothed(frame_scores(model)[0]), labels)}
         if val is not None:  # label-free: held-out train videos and their pseudo labels only
             record.update(pseudo_label_validation(model, val, device, MASKING, VELOCITY_ANOMALY_SCALE, modalities))
             record["stop"] = keeper.update(epoch, record["val_loss"], model)
         return record
 
-    model = AttentionFusion(n_max, hidden=HIDDEN, dropout=DROPOUT, u2_key=U2_KEY).to(device)
+    model = AttentionFusion(n_max, hidden=HIDDEN, dropout=DROPOUT, u2_key=U2_KEY, head=HEAD).to(device)
     start = time.perf_counter()
     history = train_fusion(model, train, EPOCHS, LEARNING_RATE, BATCH_SIZE, device, SEED, MASKING, VELOCITY_ANOMALY_SCALE, diagnostic,
                            modalities=modalities)
@@ -159,11 +185,10 @@ def main() -> None:
         selected = keeper.restore(model)
         selection = (f"label-free: epoch {selected} of {epochs_run}, the lowest pseudo-label loss on {VAL_VIDEOS} held-out train "
                      f"videos, evaluated every {EVAL_EVERY} epochs (no test labels used)")
-    settings = {k: globals()[k] for k in HELP}
-    save_torch(ckpt / "fusion.pt", {"state_dict": model.cpu().state_dict(), "n_max": n_max, "settings": settings, "history": history})
+    raw, z, stats = frame_scores(model)
+    save_torch(ckpt / "fusion.pt", {"state_dict": model.cpu().state_dict(), "n_max": n_max, "settings": settings, "history": history,
+                                    "term_standardisation": stats})
     model.to(device)
-
-    raw = score(model, test, device, MASKING, modalities=modalities)
     final = smoothed(raw)
     metrics = evaluate(final, labels, ends)
     curve = [(h["epoch"], h["test_micro_auc"]) for h in history if "test_micro_auc" in h]
@@ -179,6 +204,9 @@ def main() -> None:
             "auc": "frame-level ROC AUC; micro = all frames pooled, macro = mean per-video AUC (AI-VAD padding)",
         },
         "settings": settings,
+        "score_terms": list(terms),
+        # each term alone, standardised and smoothed as the final score: which term carries what
+        "term_micro_auc": {t: micro_auc(smoothed(v), labels) for t, v in z.items()},
         "fusion_train_seconds": round(train_seconds, 2),
         "fusion_seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 4),
     }
@@ -193,6 +221,7 @@ def main() -> None:
                                  "protocol, which selects the epoch on test labels; not a fair figure")
     save_npy(out / "scores.npy", final)
     save_npy(out / "scores_raw.npy", raw)
+    save_npz(out / "score_terms.npz", **z)  # standardised, unsmoothed test terms: any combination can be re-scored
     save_json(out / "metrics.json", result)
     save_json(out / "history.json", history)  # per-epoch loss and diagnostics, to redraw the curves
     plot_roc({"ours": (final, metrics["micro_auc"])}, labels, out / "roc.png", f"{DATASET}: frame-level ROC")
@@ -203,6 +232,8 @@ def main() -> None:
                      f"{DATASET}: test micro AUC every {EVAL_EVERY} epochs (diagnostic, not for selection)", log=False)
     if val is not None:
         plot_validation(history, out / "validation.png", f"{DATASET}: held-out pseudo labels (label-free) and the test AUC")
+    finish_stage(ckpt, "attention_fusion.py", settings)
+    print(f"[attention_fusion] term micro AUCs: " + "  ".join(f"{t} {a:.4f}" for t, a in result["term_micro_auc"].items()))
     print(f"[attention_fusion] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}"
           + (f"  (oracle, test-selected: {result['oracle_micro_auc']:.4f} at epoch {result['oracle_epoch']})" if curve else ""))
 

@@ -5,13 +5,11 @@ object; each modality calibrated on its train frame scores, summed, smoothed per
 evaluated (see memfuse/baseline.py for every choice).
 
 Reads  DATA_ROOT/DATASET/extracted_features/{train,test}/*.npy, test clip lengths and labels
-Writes results/DATASET/baseline_scores.npy  (F_test,) smoothed combined frame scores
-       results/DATASET/metrics.json          gets a "baseline" entry if it exists (stage 6),
-       else results/DATASET/baseline_metrics.json
+Writes results/DATASET/baseline_scores.npy    (F_test,) smoothed combined frame scores
+       results/DATASET/baseline_metrics.json  micro/macro AUC, EER, each modality alone
 
     python baseline.py --dataset ped2 --data-root data --gmm-components 2
 """
-import json
 import time
 
 from memfuse import data as D
@@ -60,14 +58,8 @@ def main() -> None:
 
     out = results_dir(RESULTS_NAME or DATASET, RESULTS_ROOT)
     save_npy(out / "baseline_scores.npy", scores["smoothed"]["combined"])
-    path = out / "metrics.json"
-    if path.exists():
-        merged = json.loads(path.read_text())
-        merged["baseline"] = metrics
-        save_json(path, merged)
-    else:
-        path = out / "baseline_metrics.json"
-        save_json(path, {"baseline": metrics})
+    path = out / "baseline_metrics.json"
+    save_json(path, {"baseline": metrics})
     per = "  ".join(f"{m} {v['micro_auc']:.4f}" for m, v in metrics["per_modality"].items())
     print(f"[baseline] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}  ({per})")
     print(f"[baseline] wrote {out}/baseline_scores.npy and {path}")

@@ -5,9 +5,10 @@ Writes checkpoints/DATASET/memory_init_appearance.npy (MEMORY_SIZE, 34) float32
 
     python cluster.py --dataset ped2 --data-root data
 """
-from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
+                         run_stage, seed_everything, settings_of)
 from memfuse.io import checkpoint_dir
-from memfuse.stages import cluster_stage
+from memfuse.stages import SCRIPT_FOR_MODALITY, cluster_stage, finish_stage, start_stage
 
 MODALITY = "appearance"
 MEMORY_SIZE = 500  # M, memory items = K-Means clusters
@@ -23,8 +24,11 @@ HELP = {
 def main() -> None:
     configure(globals(), HELP, __doc__.split("\n")[0])
     seed_everything(SEED)
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
-    centroids = cluster_stage(ckpt, DATA_ROOT, DATASET, MODALITY, MEMORY_SIZE, KMEANS_SEED, resolve_device(DEVICE), BACKEND)
+    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
+    script, settings = SCRIPT_FOR_MODALITY["cluster"][MODALITY], settings_of(globals(), HELP)
+    start_stage(ckpt, script, settings, SHARED_SETTINGS)
+    centroids = cluster_stage(ckpt, DATA_ROOT, DATASET, MODALITY, MEMORY_SIZE, KMEANS_SEED, resolve_device(DEVICE), BACKEND, STANDARDISE)
+    finish_stage(ckpt, script, settings)
     print(f"[{__file__.split('/')[-1]}] {DATASET}: {centroids.shape[0]} {MODALITY} centroids -> {ckpt}/memory_init_{MODALITY}.npy")
 
 

@@ -10,6 +10,8 @@ Writes checkpoints/DATASET/padded/{split}_{name}.npy, memory-mappable:
          train_app, train_app_anomaly, train_pose, train_pose_anomaly, test_app, test_pose
                                               (F, N_max, 34) float32
          {split}_vel                          (F, N_max) float32
+         {split}_app_dist, {split}_pose_dist  (F, N_max) float32, each object's distance to
+                                              its nearest memory item (stage 4)
          {split}_app_mask, {split}_pose_mask  (F, N_max) bool, True = padding
                                               (velocity shares the appearance mask)
        checkpoints/DATASET/padded/meta.json   N_max, frame and object counts (written last)
@@ -17,10 +19,10 @@ Writes checkpoints/DATASET/padded/{split}_{name}.npy, memory-mappable:
     python padding_mask.py --dataset ped2 --data-root data
 """
 from memfuse import data as D
-from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, configure, run_stage
+from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, RECIPE, SHARED_SETTINGS, configure, run_stage, settings_of
 from memfuse.io import InputError, checkpoint_dir, save_json
 from memfuse.padding import n_max_of, save_padded, velocity_per_object
-from memfuse.stages import load_output
+from memfuse.stages import finish_stage, load_output, start_stage
 
 PAD_CHUNK = 16384  # frames padded per step, bounds memory on large datasets
 HELP = {"PAD_CHUNK": "frames padded per step"}
@@ -28,7 +30,9 @@ HELP = {"PAD_CHUNK": "frames padded per step"}
 
 def main() -> None:
     configure(globals(), HELP, __doc__.split("\n")[0])
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
+    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
+    settings = settings_of(globals(), HELP)
+    start_stage(ckpt, "padding_mask.py", settings, SHARED_SETTINGS)
     out = ckpt / "padded"
     out.mkdir(exist_ok=True)
     layouts = {}
@@ -52,9 +56,15 @@ def main() -> None:
                 mask_path = out / f"{split}_{short}_mask.npy" if kind == "normal" else None
                 save_padded(layout.with_values(values), n_max, out / f"{split}_{short}{suffix}.npy", mask_path, PAD_CHUNK)
         save_padded(velocity_per_object(app_layout), n_max, out / f"{split}_vel.npy", None, PAD_CHUNK, squeeze=True)
+        for modality, layout, short in (("appearance", app_layout, "app"), ("pose", pose_layout, "pose")):
+            dist = load_output(ckpt, f"pseudo_{modality}_{split}_distance.npy")
+            if len(dist) != layout.offsets[-1]:
+                raise InputError(f"{ckpt}/pseudo_{modality}_{split}_distance.npy has {len(dist)} rows, the {split} data {layout.offsets[-1]}: rerun stage 4")
+            save_padded(layout.with_values(dist.reshape(-1, 1)), n_max, out / f"{split}_{short}_dist.npy", None, PAD_CHUNK, squeeze=True)
         meta[split] = {"frames": raw.velocity.n_frames, "objects": int(app_layout.offsets[-1]), "persons": int(pose_layout.offsets[-1]),
                        "frames_without_person": int((pose_layout.counts == 0).sum()), "velocity_bins": int(raw.velocity.values.shape[1])}
     save_json(out / "meta.json", meta)
+    finish_stage(ckpt, "padding_mask.py", settings)
     print(f"[padding_mask] wrote {out}/ ({meta['train']['frames']} train, {meta['test']['frames']} test frames)")
 
 

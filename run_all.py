@@ -19,9 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from memfuse import data as D
 from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, results_dir, save_json
-from memfuse.stages import OUTPUTS, STAGE_ORDER
+from memfuse.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
+from memfuse.stages import INPUT_STAGES, OUTPUTS, STAGE_ORDER, provenance_path
 
 # Epochs per preset: (autoencoder, memory, fusion)
 PRESETS = {
@@ -29,22 +32,13 @@ PRESETS = {
     "tiny": {"AE_encoder.py": 2, "train.py": 2, "train_pose.py": 2, "attention_fusion.py": 3},  # smoke tests only
     "quick": {"AE_encoder.py": 50, "train.py": 100, "train_pose.py": 100, "attention_fusion.py": 200},
 }
-DEPENDS = {
-    "AE_encoder.py": [],
-    "cluster.py": ["AE_encoder.py"],
-    "cluster_pose.py": [],
-    "train.py": ["cluster.py"],
-    "train_pose.py": ["cluster_pose.py"],
-    "Pseudo_generators.py": ["train.py"],
-    "Pseudo_generators_pose.py": ["train_pose.py"],
-    "padding_mask.py": ["Pseudo_generators.py", "Pseudo_generators_pose.py"],
-    "attention_fusion.py": ["padding_mask.py"],
-}
 SYNTHETIC = "synthetic"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"named settings of every stage: {', '.join(RECIPES)} (memfuse/recipes.py)")
+    p.add_argument("--compare", default=None, help="other recipes to run beside it, comma-separated (default: paper on the synthetic demo, none otherwise; 'none' for none)")
     p.add_argument("--dataset", default=SYNTHETIC, help="dataset name; 'synthetic' makes the embedded demo data if missing")
     p.add_argument("--data-root", default=None, help="folder holding DATASET/ (default: the project's data/)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="epoch counts: paper (default for real data), quick (default for synthetic) or tiny (smoke tests)")
@@ -55,10 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results-root", default=str(PROJECT_ROOT / "results"))
     g = p.add_argument_group("fidelity switches (defaults: correct behaviour; each flag restores the reference's)")
     g.add_argument("--no-masking", action="store_true", help="attention ignores padding (reference)")
-    g.add_argument("--u2-key", choices=("k2", "k3"), default="k2", help="k3: the reference's u2 = softmax(q1 k3^T + q3 k2^T) v2")
+    g.add_argument("--u2-key", choices=("k2", "k3"), default=None, help="k3: the reference's u2 = softmax(q1 k3^T + q3 k2^T) v2")
     g.add_argument("--stale-step", action="store_true", help="extra optimizer step per memory epoch on stale gradients (reference)")
     g.add_argument("--smooth-whole-sequence", action="store_true", help="smooth the concatenated test sequence, not each video (reference)")
-    g.add_argument("--reference", action="store_true", help="all four reference behaviours at once")
+    g.add_argument("--reference", action="store_true", help="all four reference behaviours at once: the same as --recipe reference")
     g.add_argument("--velocity-anomaly-scale", type=float, default=0.0, help="extension: pseudo-anomalous velocity = scale x velocity (0 = off)")
     g.add_argument("--pseudo-extrapolate", type=float, default=0.0, help="extension: pseudo-anomaly = q + E (q - top-k memory mixture) instead of the ranks 6-10 mixture (0 = paper)")
     g.add_argument("--extended", action="store_true", help="both extensions: --pseudo-extrapolate 1 --velocity-anomaly-scale 3")
@@ -73,9 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def stage_args(stage: str, args: argparse.Namespace, data_root: Path) -> list[str]:
-    """The command-line flags ``run_all`` passes to one stage."""
-    common = ["--dataset", args.dataset, "--data-root", str(data_root), "--device", args.device, "--seed", str(args.seed),
+def stage_args(stage: str, args: argparse.Namespace, data_root: Path, recipe: str) -> list[str]:
+    """The command-line flags ``run_all`` passes to one stage under ``recipe``."""
+    common = ["--recipe", recipe, "--dataset", args.dataset, "--data-root", str(data_root), "--device", args.device, "--seed", str(args.seed),
               "--checkpoint-root", args.checkpoint_root]
     extra: list[str] = []
     preset = PRESETS[args.preset]
@@ -84,13 +78,14 @@ def stage_args(stage: str, args: argparse.Namespace, data_root: Path) -> list[st
         extra += ["--epochs", str(epochs)]
     if stage in ("Pseudo_generators.py", "Pseudo_generators_pose.py") and args.pseudo_extrapolate:
         extra += ["--extrapolate", str(args.pseudo_extrapolate)]
-    if stage in ("train.py", "train_pose.py") and (args.stale_step or args.reference):
+    if stage in ("train.py", "train_pose.py") and args.stale_step:
         extra.append("--stale-step")
     if stage == "attention_fusion.py":
-        if args.no_masking or args.reference:
+        if args.no_masking:
             extra.append("--no-masking")
-        extra += ["--u2-key", "k3" if args.reference else args.u2_key]
-        if args.smooth_whole_sequence or args.reference:
+        if args.u2_key:
+            extra += ["--u2-key", args.u2_key]
+        if args.smooth_whole_sequence:
             extra.append("--no-smooth-per-video")
         if args.velocity_anomaly_scale:
             extra += ["--velocity-anomaly-scale", str(args.velocity_anomaly_scale)]
@@ -120,20 +115,21 @@ def baseline_args(args: argparse.Namespace, data_root: Path) -> list[str]:
         extra += ["--results-name", args.results_name]
     if args.smooth_sigma is not None:
         extra += ["--smooth-sigma", str(args.smooth_sigma)]
-    if args.smooth_whole_sequence or args.reference:
+    if args.smooth_whole_sequence or args.recipe == "reference":
         extra.append("--no-smooth-per-video")
     return extra
 
 
 def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str]) -> bool:
-    """Outputs present, made with the same flags, and no input stage reran since."""
-    if any(dep in ran for dep in DEPENDS[stage]):
+    """Outputs complete (the stage recorded its finish), made with the same flags, and no
+    input stage reran since."""
+    if any(dep in ran for dep in INPUT_STAGES[stage]):
         return False
     stamp = ckpt / ".stamps" / f"{stage}.json"
-    if not stamp.exists() or not all((ckpt / o).exists() for o in OUTPUTS[stage]):
+    if not stamp.exists() or not provenance_path(ckpt, stage).exists() or not all((ckpt / o).exists() for o in OUTPUTS[stage]):
         return False
     record = json.loads(stamp.read_text())
-    newest_input = max([(ckpt / ".stamps" / f"{d}.json").stat().st_mtime for d in DEPENDS[stage] if (ckpt / ".stamps" / f"{d}.json").exists()] or [0])
+    newest_input = max([(ckpt / ".stamps" / f"{d}.json").stat().st_mtime for d in INPUT_STAGES[stage] if (ckpt / ".stamps" / f"{d}.json").exists()] or [0])
     return record.get("argv") == argv and stamp.stat().st_mtime >= newest_input
 
 
@@ -166,8 +162,33 @@ def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, fl
                      f"(AI-VAD format) or raw frames in {data_root / args.dataset / 'training' / 'frames'} for stage 0")
 
 
+def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float]) -> dict:
+    """Every stage of one recipe (skipping those up to date); returns its metrics.json."""
+    ckpt = checkpoint_dir(args.dataset, args.checkpoint_root, recipe)
+    ran: set[str] = set()
+    for stage in STAGE_ORDER:
+        argv_stage = stage_args(stage, args, data_root, recipe)
+        if not args.force and up_to_date(stage, ckpt, argv_stage, ran):
+            print(f"=== {stage} ({recipe}): up to date, skipped")
+            continue
+        times[f"{recipe}/{stage}"] = round(run_stage(stage, argv_stage), 2)
+        save_json(ckpt / ".stamps" / f"{stage}.json", {"argv": argv_stage, "seconds": times[f"{recipe}/{stage}"]})
+        ran.add(stage)
+    return json.loads((results_dir(f"{args.results_name or args.dataset}/{recipe}", args.results_root) / "metrics.json").read_text())
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.reference:
+        args.recipe = "reference"
+    recipes = [args.recipe]
+    compare = args.compare if args.compare is not None else ("paper" if args.dataset == SYNTHETIC else "none")
+    recipes += [r.strip() for r in compare.split(",") if r.strip() and r.strip() != "none" and r.strip() != args.recipe]
+    try:
+        for r in recipes:
+            get_recipe(r)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     args.preset = args.preset or ("quick" if args.dataset == SYNTHETIC else "paper")
     if args.extended:
         args.pseudo_extrapolate = args.pseudo_extrapolate or 1.0
@@ -177,82 +198,62 @@ def main(argv: list[str] | None = None) -> dict:
     summary = D.validate_dataset(data_root, args.dataset)
     print(f"{args.dataset}: {summary['train']['frames']} train frames / {summary['train']['objects']} objects, "
           f"{summary['test']['frames']} test frames / {summary['test']['objects']} objects, velocity bins {summary['velocity_bins']}")
-    ckpt = checkpoint_dir(args.dataset, args.checkpoint_root)
     times: dict[str, float] = {}
     if stage0_seconds is not None:
         times["stage0_features"] = round(stage0_seconds, 2)
-    ran: set[str] = set()
-    for stage in STAGE_ORDER:
-        argv_stage = stage_args(stage, args, data_root)
-        if not args.force and up_to_date(stage, ckpt, argv_stage, ran):
-            print(f"=== {stage}: up to date, skipped")
-            continue
-        times[stage] = round(run_stage(stage, argv_stage), 2)
-        save_json(ckpt / ".stamps" / f"{stage}.json", {"argv": argv_stage, "seconds": times[stage]})
-        ran.add(stage)
+    results = {r: run_recipe(args, data_root, r, times) for r in recipes}
     out = results_dir(args.results_name or args.dataset, args.results_root)
-    metrics = json.loads((out / "metrics.json").read_text())
-    if "baseline" not in metrics:  # attention_fusion.py rewrote metrics.json: add the AI-VAD baseline again
-        times["baseline.py"] = round(run_stage("baseline.py", baseline_args(args, data_root)), 2)
-        metrics = json.loads((out / "metrics.json").read_text())
-    metrics["stage_seconds"] = {**metrics.get("stage_seconds", {}), **times}
-    metrics["preset"] = args.preset
-    metrics["data"] = summary
-    ends = D.load_clip_lengths(data_root, args.dataset, "test", metrics["n_test_frames"])
+    times["baseline.py"] = round(run_stage("baseline.py", baseline_args(args, data_root)), 2)
+    baseline = json.loads((out / "baseline_metrics.json").read_text())["baseline"]
+    ends = D.load_clip_lengths(data_root, args.dataset, "test", results[args.recipe]["n_test_frames"])
     labels = D.load_labels(data_root, args.dataset, ends)
-    add_per_kind(metrics, out, data_root / args.dataset / "anomaly_kinds.npy", ends, labels)
-    save_json(out / "metrics.json", metrics)
-    plot_comparison(out, args.dataset, metrics, ends, labels)
-    print_table(metrics, out)
-    return metrics
+    kinds_file = data_root / args.dataset / "anomaly_kinds.npy"
+    scores = {r: np.load(out / r / "scores.npy") for r in recipes}
+    scores["AI-VAD baseline"] = np.load(out / "baseline_scores.npy")
+    report = {"dataset": args.dataset, "preset": args.preset, "seed": args.seed, "data": summary, "stage_seconds": times,
+              "recipes": {r: {k: m[k] for k in ("micro_auc", "macro_auc", "eer", "oracle_micro_auc", "oracle_epoch", "term_micro_auc", "settings")
+                              if k in m} for r, m in results.items()},
+              "baseline": {k: baseline[k] for k in ("micro_auc", "macro_auc", "eer", "per_modality")}}
+    if kinds_file.exists():
+        report["per_kind_micro_auc"] = per_kind(scores, np.load(kinds_file), ends, labels)
+    save_json(out / "summary.json", report)
+    plot_comparison(out, args.dataset, scores, ends, labels)
+    print_table(report, out)
+    return report
 
 
-def add_per_kind(metrics: dict, out: Path, kinds_file: Path, ends: "np.ndarray", labels: "np.ndarray") -> None:
-    """Synthetic data only: micro AUC over the test videos of each anomaly kind."""
-    import numpy as np
-
+def per_kind(scores: dict[str, np.ndarray], kinds: np.ndarray, ends: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Synthetic data only: micro AUC of each method over the test videos of each anomaly kind."""
     from memfuse.metrics import micro_auc, video_slices
 
-    if not kinds_file.exists():
-        return
-    kinds = np.load(kinds_file)
     slices = video_slices(ends)
-    for key, path in (("per_kind_micro_auc", out / "scores.npy"), ("baseline_per_kind_micro_auc", out / "baseline_scores.npy")):
-        if path.exists():
-            scores = np.load(path)
-            metrics[key] = {str(k): micro_auc(np.concatenate([scores[s] for s, kk in zip(slices, kinds) if kk == k]),
-                                              np.concatenate([labels[s] for s, kk in zip(slices, kinds) if kk == k])) for k in sorted(set(kinds))}
+    return {name: {str(k): micro_auc(np.concatenate([s[v] for v, kk in zip(slices, kinds) if kk == k]),
+                                     np.concatenate([labels[v] for v, kk in zip(slices, kinds) if kk == k])) for k in sorted(set(kinds))}
+            for name, s in scores.items()}
 
 
-def plot_comparison(out: Path, dataset: str, metrics: dict, ends: "np.ndarray", labels: "np.ndarray") -> None:
-    """ROC curves and per-video score traces of ours and the AI-VAD baseline together."""
-    import numpy as np
-
+def plot_comparison(out: Path, dataset: str, scores: dict[str, np.ndarray], ends: np.ndarray, labels: np.ndarray) -> None:
+    """ROC curves and per-video score traces of every recipe and the AI-VAD baseline together."""
+    from memfuse.metrics import micro_auc
     from memfuse.plots import plot_roc, plot_videos
 
-    series = {"ours": np.load(out / "scores.npy")}
-    curves = {"ours": (series["ours"], metrics["micro_auc"])}
-    if (out / "baseline_scores.npy").exists() and "baseline" in metrics:
-        series["AI-VAD baseline"] = np.load(out / "baseline_scores.npy")
-        curves["AI-VAD baseline"] = (series["AI-VAD baseline"], metrics["baseline"]["micro_auc"])
-    plot_roc(curves, labels, out / "roc.png", f"{dataset}: frame-level ROC")
-    plot_videos(series, labels, ends, out / "videos")
+    plot_roc({n: (s, micro_auc(s, labels)) for n, s in scores.items()}, labels, out / "roc.png", f"{dataset}: frame-level ROC")
+    plot_videos(scores, labels, ends, out / "videos")
 
 
-def print_table(m: dict, out: Path) -> None:
-    rows = [("micro AUC", m["micro_auc"]), ("macro AUC", m["macro_auc"]), ("EER", m["eer"])]
-    if "oracle_micro_auc" in m:
-        rows.append((f"oracle micro AUC (test-selected epoch {m['oracle_epoch']})", m["oracle_micro_auc"]))
-    for name in ("micro_auc", "macro_auc", "eer"):
-        if name in m.get("baseline", {}):
-            rows.append((f"AI-VAD baseline {name.replace('_auc', ' AUC').replace('eer', 'EER')}", m["baseline"][name]))
-    for kind, value in m.get("per_kind_micro_auc", {}).items():
-        rows.append((f"micro AUC, {kind} anomalies only", value))
-    print(f"\n{m['dataset']} ({m['n_test_frames']} test frames, preset {m['preset']})")
-    for name, value in rows:
-        print(f"  {name:<48} {value:.4f}")
-    print("  stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in m["stage_seconds"].items()))
-    print(f"  -> {out / 'metrics.json'}, {out / 'scores.npy'}")
+def print_table(report: dict, out: Path) -> None:
+    """One row per method: micro / macro AUC, EER (and the test-selected figure, labelled)."""
+    rows = {r: m for r, m in report["recipes"].items()}
+    rows["AI-VAD baseline"] = report["baseline"]
+    print(f"\n{report['dataset']} ({report['data']['test']['frames']} test frames, preset {report['preset']}, seed {report['seed']})")
+    print(f"  {'method':<20} {'micro AUC':>9} {'macro AUC':>9} {'EER':>7}   test-selected epoch (not a fair figure)")
+    for name, m in rows.items():
+        oracle = f"{m['oracle_micro_auc']:.4f} (epoch {m['oracle_epoch']})" if "oracle_micro_auc" in m else ""
+        print(f"  {name:<20} {m['micro_auc']:>9.4f} {m['macro_auc']:>9.4f} {m['eer']:>7.4f}   {oracle}")
+    for name, kinds in report.get("per_kind_micro_auc", {}).items():
+        print(f"  {name:<20} micro AUC by anomaly kind: " + ", ".join(f"{k} {v:.4f}" for k, v in kinds.items()))
+    print("  stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()))
+    print(f"  -> {out / 'summary.json'}; each recipe's scores and plots in {out}/<recipe>/")
 
 
 if __name__ == "__main__":

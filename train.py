@@ -8,10 +8,11 @@ Writes checkpoints/DATASET/memory_appearance.pt: {"items": (M, 34), "history": p
 
     python train.py --dataset ped2 --data-root data
 """
-from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
+from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
+                         run_stage, seed_everything, settings_of)
 from memfuse.io import checkpoint_dir, save_torch
 from memfuse.plots import plot_history
-from memfuse.stages import load_output, train_memory, train_queries
+from memfuse.stages import SCRIPT_FOR_MODALITY, finish_stage, load_output, start_stage, train_memory, train_queries
 
 MODALITY = "appearance"
 EPOCHS = 5000
@@ -44,16 +45,18 @@ def main() -> None:
     configure(globals(), HELP, __doc__.split("\n")[0])
     seed_everything(SEED)
     device = resolve_device(DEVICE)
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT)
+    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
+    script, settings = SCRIPT_FOR_MODALITY["train"][MODALITY], settings_of(globals(), HELP)
+    start_stage(ckpt, script, settings, SHARED_SETTINGS)
     init = load_output(ckpt, f"memory_init_{MODALITY}.npy")
-    queries = train_queries(ckpt, DATA_ROOT, DATASET, MODALITY).values
+    queries = train_queries(ckpt, DATA_ROOT, DATASET, MODALITY, standardise=STANDARDISE).values
     print(f"[train {MODALITY}] {DATASET}: {len(queries)} queries, {len(init)} items, {EPOCHS} epochs on {device}")
     path = ckpt / f"memory_{MODALITY}.pt"
     memory, history = train_memory(queries, init, EPOCHS, LEARNING_RATE, BATCH_SIZE, (GATHER_WEIGHT, SPREAD_WEIGHT, REC_WEIGHT), TOP_K,
                                    MARGIN, COSINE_T_MAX, STALE_STEP, device, SEED, path, CHECKPOINT_EVERY, desc=f"memory {MODALITY}")
-    save_torch(path, {"items": memory.items.detach().cpu(), "epoch": EPOCHS, "history": history, "complete": True,
-                      "settings": {k: globals()[k] for k in HELP}})
+    save_torch(path, {"items": memory.items.detach().cpu(), "epoch": EPOCHS, "history": history, "complete": True, "settings": settings})
     plot_history(history, ckpt / f"memory_{MODALITY}_loss.png", f"{DATASET} {MODALITY} memory losses")
+    finish_stage(ckpt, script, settings)
     print(f"[train {MODALITY}] final loss {history[-1]['total']:.4g} -> {path}")
 
 

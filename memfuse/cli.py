@@ -16,6 +16,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .recipes import DEFAULT_RECIPE, RECIPES, get_recipe
+
 # Settings every stage takes. A stage script imports them (`from memfuse.cli import
 # DATASET, ...`) so its readers see where they come from; configure() then overwrites the
 # script's copies with the flags' values.
@@ -24,8 +26,15 @@ DATA_ROOT = "data"
 CHECKPOINT_ROOT = "checkpoints"
 DEVICE = "auto"
 SEED = 0
-COMMON_DEFAULTS: dict[str, Any] = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "CHECKPOINT_ROOT": CHECKPOINT_ROOT, "DEVICE": DEVICE, "SEED": SEED}
+RECIPE = DEFAULT_RECIPE
+STANDARDISE = False  # per-feature z-scores (fitted on train) of appearance and pose before stages 1-4
+COMMON_DEFAULTS: dict[str, Any] = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "CHECKPOINT_ROOT": CHECKPOINT_ROOT, "DEVICE": DEVICE, "SEED": SEED,
+                                   "RECIPE": RECIPE, "STANDARDISE": STANDARDISE}
+# Settings every stage must share with the stages that made its inputs (memfuse.stages checks).
+SHARED_SETTINGS = ("RECIPE", "STANDARDISE")
 COMMON_HELP = {
+    "RECIPE": f"named settings applied before the flags: {', '.join(RECIPES)} (see memfuse/recipes.py)",
+    "STANDARDISE": "z-score appearance (before the autoencoder) and pose (before its memory) per feature, fitted on train",
     "DATASET": "dataset name: features are read from DATA_ROOT/DATASET/extracted_features",
     "DATA_ROOT": "folder holding DATASET/ (AI-VAD feature format, see README)",
     "CHECKPOINT_ROOT": "stage outputs go to CHECKPOINT_ROOT/DATASET/",
@@ -39,14 +48,26 @@ def flag_name(name: str) -> str:
 
 
 def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, argv: list[str] | None = None) -> argparse.Namespace:
-    """Add flags for ``COMMON_HELP`` and ``help_lines`` (names of globals in ``g``), parse
-    ``argv`` and store the values in ``g``. Returns the parsed namespace."""
+    """Add flags for ``COMMON_HELP`` and ``help_lines`` (names of globals in ``g``), apply
+    the ``--recipe``'s settings to ``g`` as defaults, parse ``argv`` and store the values
+    in ``g``. Returns the parsed namespace."""
     for name, value in COMMON_DEFAULTS.items():
         g.setdefault(name, value)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", default=g["RECIPE"])
+    try:
+        recipe = get_recipe(pre.parse_known_args(argv)[0].recipe)
+    except ValueError as exc:
+        raise SystemExit(f"error: --recipe: {exc}") from None
+    settings = {**COMMON_HELP, **help_lines}
+    g.update({k: v for k, v in recipe.settings.items() if k in settings})
+    g["RECIPE"] = recipe.name
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for name, text in {**COMMON_HELP, **help_lines}.items():
+    for name, text in settings.items():
         default = g[name]
-        if isinstance(default, bool):
+        if name == "RECIPE":
+            parser.add_argument(flag_name(name), dest=name, default=default, choices=list(RECIPES), help=text)
+        elif isinstance(default, bool):
             parser.add_argument(flag_name(name), dest=name, default=default, action=argparse.BooleanOptionalAction, help=text)
         elif isinstance(default, (int, float, str)):
             parser.add_argument(flag_name(name), dest=name, default=default, type=type(default), help=text)
@@ -55,6 +76,11 @@ def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, a
     args = parser.parse_args(argv)
     g.update(vars(args))
     return args
+
+
+def settings_of(g: dict[str, Any], help_lines: dict[str, str]) -> dict[str, Any]:
+    """A stage's settings as recorded in its outputs: the common ones and its own."""
+    return {k: g[k] for k in {**COMMON_HELP, **help_lines}}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -75,6 +75,22 @@ class Ragged:
         return Ragged(values, offsets)
 
 
+STD_FLOOR = 1e-6  # a feature constant on train is centred, not scaled
+
+
+def zscore_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of (N, d) train rows, each (d,) float32;
+    a standard deviation below ``STD_FLOOR`` is taken as 1."""
+    x = np.asarray(x, dtype=np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    return mean.astype(np.float32), np.where(std < STD_FLOOR, 1.0, std).astype(np.float32)
+
+
+def zscore(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(N, d) -> (N, d) float32, ``(x - mean) / std`` per feature."""
+    return ((np.asarray(x, dtype=np.float32) - mean) / std).astype(np.float32)
+
+
 def feature_path(root: Path | str, dataset: str, split: str, modality: str) -> Path:
     return Path(root) / dataset / "extracted_features" / split / MODALITY_FILES[modality]
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from .metrics import micro_auc
 from .models import AttentionFusion
+from .scoring import masked_frame_max
 from .stages import index_batches
 
 INFERENCE_BATCH = 8192  # frames per scoring batch
@@ -68,10 +69,20 @@ class PaddedSplit:
     pose_mask: np.ndarray  # (F, N) bool
     app_anomaly: np.ndarray | None = None
     pose_anomaly: np.ndarray | None = None
+    app_dist: np.ndarray | None = None  # (F, N) each object's distance to its nearest memory item
+    pose_dist: np.ndarray | None = None  # (F, N)
 
     @property
     def n_frames(self) -> int:
         return len(self.app)
+
+
+def forward(model: AttentionFusion, app: torch.Tensor, pose: torch.Tensor, vel: torch.Tensor, masks: list[torch.Tensor],
+            masking: bool = True) -> torch.Tensor:
+    """Frame logits (F,). ``masks`` = [app, pose, vel] padding masks (F, N); ``masking``
+    False feeds the attention no mask (the reference), while a pooled head still pools
+    over the real rows only (a row is real if it holds an object or a person)."""
+    return model(app, pose, vel, masks if masking else None, rows=~(masks[0] & masks[1]))
 
 
 def _t(a: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -159,7 +170,7 @@ def pseudo_label_validation(model: AttentionFusion, split: PaddedSplit, device: 
     for s in range(0, split.n_frames, batch_size):
         idx = np.arange(s, min(s + batch_size, split.n_frames))
         app, pose, vel, masks, y = training_batch(split, idx, device, velocity_anomaly_scale, modalities)
-        logits = model(app, pose, vel, masks if masking else None)
+        logits = forward(model, app, pose, vel, masks, masking)
         total += F_.binary_cross_entropy_with_logits(logits, y, reduction="sum").item()
         scores.append(logits.double().cpu().numpy())
         targets.append(y.cpu().numpy())
@@ -215,7 +226,7 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: fl
             opt.zero_grad(set_to_none=True)
             for s in range(0, len(idx), micro):
                 app, pose, vel, masks, y = training_batch(split, idx[s:s + micro], device, velocity_anomaly_scale, modalities)
-                logits = model(app, pose, vel, masks if masking else None)
+                logits = forward(model, app, pose, vel, masks, masking)
                 # The reference sums each pass's mean BCE over the batch, i.e. the BCE summed
                 # over samples divided by the number of frames in the batch.
                 loss = F_.binary_cross_entropy_with_logits(logits, y, reduction="sum") / len(idx)
@@ -234,9 +245,9 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: fl
 
 
 @torch.no_grad()
-def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True, batch_size: int = INFERENCE_BATCH,
-          modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
-    """Anomaly score in [0, 1] per frame (F,), from the memorised (pseudo-normal) inputs."""
+def frame_logits(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True, batch_size: int = INFERENCE_BATCH,
+                 modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
+    """The classifier's logit per frame (F,), from the memorised (pseudo-normal) inputs."""
     model.eval()
     modalities = check_modalities(modalities)
     out = np.empty(split.n_frames, dtype=np.float64)
@@ -244,6 +255,21 @@ def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, mask
         idx = np.arange(s, min(s + batch_size, split.n_frames))
         x = _inputs(split, idx, device, modalities, train=False)
         am, pm = x["app_mask"], x["pose_mask"]
-        logits = model(x["app"], x["pose"], x["vel"], [am, pm, am] if masking else None)
-        out[idx] = torch.sigmoid(logits).double().cpu().numpy()
+        out[idx] = forward(model, x["app"], x["pose"], x["vel"], [am, pm, am], masking).double().cpu().numpy()
     return out
+
+
+def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True, batch_size: int = INFERENCE_BATCH,
+          modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
+    """Anomaly score in [0, 1] per frame (F,): the sigmoid of :func:`frame_logits`."""
+    return 1.0 / (1.0 + np.exp(-frame_logits(model, split, device, masking, batch_size, modalities)))
+
+
+def memory_terms(split: PaddedSplit) -> dict[str, np.ndarray]:
+    """The training-free frame terms of :mod:`memfuse.scoring` (each (F,)): ``app`` and
+    ``pose``, the largest nearest-memory-item distance of the frame's objects, and ``vel``,
+    its largest object velocity. Needs the split's ``*_dist`` arrays."""
+    if split.app_dist is None or split.pose_dist is None:
+        raise ValueError("memory terms need the padded distance arrays (padding_mask.py)")
+    return {"app": masked_frame_max(split.app_dist, split.app_mask), "pose": masked_frame_max(split.pose_dist, split.pose_mask),
+            "vel": masked_frame_max(split.vel, split.app_mask)}

@@ -29,9 +29,12 @@ class InputError(ValueError):
     """Bad or missing input. The message names the file and what is wrong."""
 
 
-def checkpoint_dir(dataset: str, root: Path | str | None = None) -> Path:
-    """``checkpoints/<dataset>/`` (created if missing)."""
+def checkpoint_dir(dataset: str, root: Path | str | None = None, recipe: str | None = None) -> Path:
+    """``checkpoints/<dataset>/<recipe>/`` (created if missing): each recipe keeps its own
+    stage outputs, so running one never overwrites another's."""
     path = Path(root or CHECKPOINT_ROOT) / dataset
+    if recipe:
+        path = path / recipe
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -65,6 +68,13 @@ def save_npy(path: Path | str, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=array.dtype == object)
+
+
+def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
+    """Atomically write named arrays as one ``.npz``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
 
 def save_torch(path: Path | str, obj: Any) -> None:

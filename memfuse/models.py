@@ -17,6 +17,7 @@ FUSION_HIDDEN = 256
 DROPOUT = 0.5
 CLASSIFIER_BIAS_INIT = 0.01
 MASK_FILL = -1e9  # added to padded keys' scores: exp() underflows to exactly 0 weight
+HEADS = ("flatten", "pool")  # classifier heads of AttentionFusion: the paper's, and a permutation-invariant one
 
 
 # --------------------------------------------------------------------------------------
@@ -136,22 +137,35 @@ class AttentionFusion(nn.Module):
     - ``u2 = softmax(q1 k2^T + q3 k2^T) v2`` (``u2_key="k3"``: the reference's ``q1 k3^T``)
     - ``u3 = softmax(q1 k3^T + q2 k3^T) v3``
 
-    ``x = [u1, u2, u3, f1', f2', f3']`` (F, N, 6D) is flattened and classified by
-    Linear(6 D N -> 256) -> ReLU -> Dropout -> Linear(256 -> 1). The forward returns logits
-    (F,); ``sigmoid`` gives the anomaly score.
+    ``x = [u1, u2, u3, f1', f2', f3']`` (F, N, 6D) goes to the classifier head:
+
+    - ``head="flatten"`` (the paper): x flattened to (F, 6 D N), then
+      Linear(6 D N -> 256) -> ReLU -> Dropout -> Linear(256 -> 1). Each of the N slots has
+      its own weights, so the (arbitrary) object order matters and rarely filled slots are
+      judged by barely trained weights.
+    - ``head="pool"``: the same MLP, Linear(6 D -> 256) -> ReLU -> Dropout -> Linear(256 -> 1),
+      shared by every row, giving one logit per object row (F, N); the frame logit is the
+      max over rows that are real in either modality. Permutation-invariant, and an
+      object's logit is its own anomaly score.
+
+    The forward returns frame logits (F,); ``sigmoid`` gives the anomaly score.
     """
 
-    def __init__(self, n_max: int, dim: int = FEATURE_DIM, hidden: int = FUSION_HIDDEN, dropout: float = DROPOUT, u2_key: str = "k2"):
+    def __init__(self, n_max: int, dim: int = FEATURE_DIM, hidden: int = FUSION_HIDDEN, dropout: float = DROPOUT, u2_key: str = "k2",
+                 head: str = "flatten"):
         super().__init__()
         if u2_key not in ("k2", "k3"):
             raise ValueError(f"u2_key must be 'k2' or 'k3', got {u2_key!r}")
-        self.n_max, self.dim, self.u2_key = n_max, dim, u2_key
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        self.n_max, self.dim, self.u2_key, self.head = n_max, dim, u2_key, head
         self.align = nn.ModuleList(nn.Linear(dim, dim) for _ in range(3))
         # Separate q, k, v maps: on CPU three (rows, 34) x (34, 34) matmuls run faster than
         # one x (34, 102), and their backward needs no concatenation of gradients.
         self.query, self.key, self.value = (nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3)) for _ in range(3))
         self.dropout = Dropout(dropout)
-        self.classifier = nn.Sequential(nn.Linear(6 * dim * n_max, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, 1))
+        head_in = 6 * dim * (n_max if head == "flatten" else 1)
+        self.classifier = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, 1))
         for layer in [*self.align, self.classifier[0], self.classifier[3]]:
             nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
         for layer in (self.classifier[0], self.classifier[3]):
@@ -181,11 +195,28 @@ class AttentionFusion(nn.Module):
         lin = self.align[2]
         return torch.addcmul(lin.bias, vel.unsqueeze(-1), lin.weight.sum(dim=1))
 
-    def forward(self, app: Tensor, pose: Tensor, vel: Tensor, padded: list[Tensor] | None = None) -> Tensor:
-        """app, pose, vel: (F, N, D) (``vel`` may be (F, N): one value per object, repeated
-        over D columns as AI-VAD's 1-bin velocity is); ``padded``: [app_mask, pose_mask,
-        vel_mask], each (F, N) bool, True = padding. Returns logits (F,)."""
+    def row_logits(self, app: Tensor, pose: Tensor, vel: Tensor, padded: list[Tensor] | None = None) -> Tensor:
+        """``head="pool"`` only: one logit per object row, (F, N) (padded rows included)."""
+        if self.head != "pool":
+            raise ValueError("row logits exist only for head='pool'")
+        return self.classifier(self.fused(app, pose, vel, padded)).squeeze(-1)
+
+    def fused(self, app: Tensor, pose: Tensor, vel: Tensor, padded: list[Tensor] | None = None) -> Tensor:
+        """The classifier's input x = [u1, u2, u3, f1', f2', f3'], (F, N, 6D)."""
         aligned = [self.align[0](app), self.align[1](pose), self.align_velocity(vel) if vel.dim() == 2 else self.align[2](vel)]
         feats = [self.dropout(torch.relu(a)) for a in aligned]
-        x = torch.cat(self.attend(feats, padded) + feats, dim=-1)  # (F, N, 6D)
-        return self.classifier(x.flatten(1)).squeeze(-1)
+        return torch.cat(self.attend(feats, padded) + feats, dim=-1)
+
+    def forward(self, app: Tensor, pose: Tensor, vel: Tensor, padded: list[Tensor] | None = None, rows: Tensor | None = None) -> Tensor:
+        """app, pose, vel: (F, N, D) (``vel`` may be (F, N): one value per object, repeated
+        over D columns as AI-VAD's 1-bin velocity is); ``padded``: [app_mask, pose_mask,
+        vel_mask], each (F, N) bool, True = padding, for the attention (``None``: no
+        masking). ``rows`` (F, N) bool, True = a real row, limits the pooled head's max
+        (default: every row). Returns frame logits (F,)."""
+        x = self.fused(app, pose, vel, padded)
+        if self.head == "flatten":
+            return self.classifier(x.flatten(1)).squeeze(-1)
+        logits = self.classifier(x).squeeze(-1)  # (F, N)
+        if rows is not None:
+            logits = logits.masked_fill(~rows, float("-inf"))
+        return logits.amax(dim=1)

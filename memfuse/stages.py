@@ -6,7 +6,9 @@ stage that makes it, and ``run_all.py`` knows whether a stage is up to date.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from .models import Memory
 from .pseudo import generate
 
 MODALITIES = ("appearance", "pose")
+PSEUDO_OUTPUTS = ("train_normal", "train_anomaly", "test_normal", "train_indices", "test_indices", "train_distance", "test_distance")
 
 # stage script -> the files it writes (relative to checkpoints/<dataset>/)
 OUTPUTS: dict[str, list[str]] = {
@@ -27,12 +30,25 @@ OUTPUTS: dict[str, list[str]] = {
     "cluster_pose.py": ["memory_init_pose.npy"],
     "train.py": ["memory_appearance.pt"],
     "train_pose.py": ["memory_pose.pt"],
-    "Pseudo_generators.py": [f"pseudo_appearance_{n}.npy" for n in ("train_normal", "train_anomaly", "test_normal", "train_indices", "test_indices")],
-    "Pseudo_generators_pose.py": [f"pseudo_pose_{n}.npy" for n in ("train_normal", "train_anomaly", "test_normal", "train_indices", "test_indices")],
+    "Pseudo_generators.py": [f"pseudo_appearance_{n}.npy" for n in PSEUDO_OUTPUTS],
+    "Pseudo_generators_pose.py": [f"pseudo_pose_{n}.npy" for n in PSEUDO_OUTPUTS],
     "padding_mask.py": ["padded/meta.json"],
     "attention_fusion.py": ["fusion.pt"],
 }
 STAGE_ORDER = list(OUTPUTS)
+# stage script -> the stages whose outputs it reads
+INPUT_STAGES: dict[str, list[str]] = {
+    "AE_encoder.py": [],
+    "cluster.py": ["AE_encoder.py"],
+    "cluster_pose.py": [],
+    "train.py": ["cluster.py", "AE_encoder.py"],
+    "train_pose.py": ["cluster_pose.py"],
+    "Pseudo_generators.py": ["train.py", "AE_encoder.py"],
+    "Pseudo_generators_pose.py": ["train_pose.py"],
+    "padding_mask.py": ["Pseudo_generators.py", "Pseudo_generators_pose.py"],
+    "attention_fusion.py": ["padding_mask.py"],
+}
+PROVENANCE = ".provenance"  # checkpoints/<dataset>/<recipe>/.provenance/<script>.json: the settings of the last complete run
 SCRIPT_FOR_MODALITY = {
     "cluster": {"appearance": "cluster.py", "pose": "cluster_pose.py"},
     "train": {"appearance": "train.py", "pose": "train_pose.py"},
@@ -48,6 +64,39 @@ def made_by(filename: str) -> str:
     return "the previous stage"
 
 
+def provenance_path(ckpt: Path, script: str) -> Path:
+    return Path(ckpt) / PROVENANCE / f"{script}.json"
+
+
+def start_stage(ckpt: Path, script: str, settings: dict[str, Any], shared: tuple[str, ...]) -> None:
+    """Check that the stages ``script`` reads from ran under the same ``shared`` settings
+    (the recipe, input standardisation), then drop ``script``'s own record: its outputs are
+    incomplete until :func:`finish_stage`. Raises :class:`InputError` naming both."""
+    for source in INPUT_STAGES[script]:
+        record_path = provenance_path(ckpt, source)
+        if not record_path.exists():
+            made = [o for o in OUTPUTS[source] if (Path(ckpt) / o).exists()]
+            if made:
+                raise InputError(f"{Path(ckpt) / made[0]} has no record of the settings it was made with "
+                                 f"(its stage did not finish, or an older version made it): rerun python {source} --recipe {settings['RECIPE']}")
+            continue  # nothing made yet: loading the input will name the stage to run
+        theirs = json.loads(record_path.read_text())
+        differ = {k: (theirs.get(k), settings[k]) for k in shared if theirs.get(k) != settings[k]}
+        if differ:
+            said = ", ".join(f"{k}={a!r}" for k, (a, _) in differ.items())
+            mine = ", ".join(f"{k}={b!r}" for k, (_, b) in differ.items())
+            raise InputError(f"{script}: its inputs from {source} in {ckpt} were made with {said}, this run has {mine}; "
+                             f"rerun python {source} with the same settings (or run {script} with theirs)")
+    record_path = provenance_path(ckpt, script)
+    if record_path.exists():
+        record_path.unlink()
+
+
+def finish_stage(ckpt: Path, script: str, settings: dict[str, Any]) -> None:
+    """Record that ``script`` finished writing its outputs in ``ckpt``, with ``settings``."""
+    save_json(provenance_path(ckpt, script), settings)
+
+
 def ckpt_file(ckpt: Path, name: str) -> Path:
     return Path(ckpt) / name
 
@@ -61,8 +110,10 @@ def load_checkpoint(ckpt: Path, name: str) -> dict:
     return load_torch(ckpt_file(ckpt, name), made_by(name))
 
 
-def train_queries(ckpt: Path, data_root: Path, dataset: str, modality: str, split: str = "train") -> D.Ragged:
-    """The 34-d queries of a modality and split: encoded appearance (stage 1) or raw pose.
+def train_queries(ckpt: Path, data_root: Path, dataset: str, modality: str, split: str = "train", standardise: bool = False) -> D.Ragged:
+    """The 34-d queries of a modality and split: encoded appearance (stage 1) or pose
+    (raw, or with ``standardise`` z-scored per keypoint coordinate with the train split's
+    mean and spread).
 
     Returned as a :class:`Ragged` so frames stay attached; appearance frame offsets come
     from the velocity file (same objects), which is far smaller than the 512-d features."""
@@ -73,7 +124,11 @@ def train_queries(ckpt: Path, data_root: Path, dataset: str, modality: str, spli
             raise InputError(f"{ckpt_file(ckpt, f'appearance_{split}.npy')}: {len(values)} rows but the {split} velocity file has {offsets[-1]} objects; rerun python AE_encoder.py")
         return D.Ragged(np.asarray(values, dtype=np.float32), offsets)
     if modality == "pose":
-        return D.load_split(data_root, dataset, split, ("pose",)).pose
+        pose = D.load_split(data_root, dataset, split, ("pose",)).pose
+        if not standardise:
+            return pose
+        train = pose if split == "train" else D.load_split(data_root, dataset, "train", ("pose",)).pose
+        return pose.with_values(D.zscore(pose.values, *D.zscore_fit(train.values)))
     raise ValueError(f"unknown modality {modality!r}")
 
 
@@ -104,9 +159,10 @@ def check_codes(codes: np.ndarray, what: str) -> None:
 # --------------------------------------------------------------------------------------
 # Stage 2: K-Means initialisation of a memory
 # --------------------------------------------------------------------------------------
-def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, memory_size: int, seed: int, device: torch.device, backend: str = "torch") -> np.ndarray:
+def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, memory_size: int, seed: int, device: torch.device, backend: str = "torch",
+                  standardise: bool = False) -> np.ndarray:
     """K-Means on the train queries of ``modality``; writes ``memory_init_<modality>.npy``."""
-    q = train_queries(ckpt, data_root, dataset, modality).values  # frames without a person hold no rows
+    q = train_queries(ckpt, data_root, dataset, modality, standardise=standardise).values  # frames without a person hold no rows
     if len(q) < memory_size:
         raise InputError(f"{dataset}: {len(q)} train {modality} rows, fewer than the {memory_size} memory items; lower --memory-size")
     if backend == "sklearn":
@@ -184,18 +240,23 @@ def load_memory_items(ckpt: Path, modality: str) -> np.ndarray:
 # Stage 4: pseudo features
 # --------------------------------------------------------------------------------------
 def pseudo_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, top_k: int, t_top: float, t_bottom: float, device: torch.device,
-                 extrapolate: float = 0.0) -> dict[str, int]:
+                 extrapolate: float = 0.0, standardise: bool = False) -> dict[str, int]:
     """Pseudo-normal and pseudo-anomalous train features and memorised test features of
-    ``modality``; writes ``pseudo_<modality>_*.npy`` (rows aligned with the queries)."""
+    ``modality``; writes ``pseudo_<modality>_*.npy`` (rows aligned with the queries),
+    including ``pseudo_<modality>_<split>_distance.npy`` (N,): each raw query's Euclidean
+    distance to its nearest memory item, the memory's own anomaly score of the object."""
+    from .baseline import knn_distance
+
     items = load_memory_items(ckpt, modality)
     counts = {}
     for split in D.SPLITS:
-        q = train_queries(ckpt, data_root, dataset, modality, split)
+        q = train_queries(ckpt, data_root, dataset, modality, split, standardise)
         out = generate(q.values, items, top_k=top_k, t_top=t_top, t_bottom=t_bottom, device=device, extrapolate=extrapolate)
         save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_normal.npy"), out.normal)
         if split == "train":
             save_npy(ckpt_file(ckpt, f"pseudo_{modality}_train_anomaly.npy"), out.anomaly)
         save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_indices.npy"), out.indices)
+        save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_distance.npy"), knn_distance(q.values, items, device=device))
         counts[split] = len(q.values)
     save_json(ckpt_file(ckpt, f"pseudo_{modality}_meta.json"), {"rows": counts, "top_k": top_k, "t_top": t_top, "t_bottom": t_bottom, "extrapolate": extrapolate})
     return counts
