@@ -31,25 +31,52 @@ def pipeline(tmp_path_factory):
 
 def test_run_all_writes_results(pipeline):
     tmp, _, first = pipeline
-    metrics = json.loads((tmp / "results" / "synthetic" / "metrics.json").read_text())
-    scores = np.load(tmp / "results" / "synthetic" / "scores.npy")
     n_test = int(np.load(tmp / "data" / "synthetic" / "test_clip_lengths.npy")[-1])
-    assert metrics["n_test_frames"] == n_test == len(scores)
-    for key in ("micro_auc", "macro_auc", "eer", "oracle_micro_auc"):
-        assert 0.0 <= metrics[key] <= 1.0
-    assert "fixed" in metrics["protocol"]["model_selection"]
-    assert set(metrics["stage_seconds"]) >= {"AE_encoder.py", "attention_fusion.py"}
-    assert "micro AUC" in first.stdout
-    # the padded inputs follow the data: N_max is the largest object count in any frame
-    meta = json.loads((tmp / "ckpt" / "synthetic" / "padded" / "meta.json").read_text())
-    assert meta["n_max"] == TINY.max_objects or meta["n_max"] <= TINY.max_objects + 1
+    for recipe, terms in (("memfuse", ["classifier", "app", "pose", "vel"]), ("paper", ["classifier"])):
+        metrics = json.loads((tmp / "results" / "synthetic" / recipe / "metrics.json").read_text())
+        scores = np.load(tmp / "results" / "synthetic" / recipe / "scores.npy")
+        assert metrics["n_test_frames"] == n_test == len(scores)
+        for key in ("micro_auc", "macro_auc", "eer", "oracle_micro_auc"):
+            assert 0.0 <= metrics[key] <= 1.0
+        assert "fixed" in metrics["protocol"]["model_selection"]
+        assert metrics["settings"]["RECIPE"] == recipe and metrics["score_terms"] == terms
+        assert set(metrics["term_micro_auc"]) == {"classifier", "app", "pose", "vel"}
+        # the padded inputs follow the data: N_max is the largest object count in any frame
+        meta = json.loads((tmp / "ckpt" / "synthetic" / recipe / "padded" / "meta.json").read_text())
+        assert meta["n_max"] == TINY.max_objects or meta["n_max"] <= TINY.max_objects + 1
+    summary = json.loads((tmp / "results" / "synthetic" / "summary.json").read_text())
+    assert set(summary["recipes"]) == {"memfuse", "paper"} and "micro_auc" in summary["baseline"]
+    assert {"memfuse/AE_encoder.py", "paper/attention_fusion.py", "baseline.py"} <= set(summary["stage_seconds"])
+    lines = first.stdout.splitlines()
+    assert any(line.split()[:1] == ["memfuse"] for line in lines) and any(line.split()[:1] == ["paper"] for line in lines)
+    assert (tmp / "results" / "synthetic" / "roc.png").exists()
 
 
 def test_second_run_skips_finished_stages(pipeline):
     tmp, args, _ = pipeline
     again = run(args)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("up to date, skipped") == 9
+    assert again.stdout.count("up to date, skipped") == 18  # 9 stages, two recipes
+
+
+def test_stage_refuses_inputs_of_another_recipe(pipeline, tmp_path):
+    tmp, _, _ = pipeline
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tmp / "ckpt" / "synthetic" / "paper", ckpt / "synthetic" / "memfuse")  # paper's outputs where memfuse's belong
+    out = run(["padding_mask.py", "--data-root", str(tmp / "data"), "--checkpoint-root", str(ckpt)])
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "RECIPE='paper'" in out.stderr and "RECIPE='memfuse'" in out.stderr and "Pseudo_generators.py" in out.stderr
+    # a setting of the same recipe flipped on one stage is caught too
+    out = run(["train_pose.py", "--recipe", "paper", "--standardise", "--epochs", "1", "--data-root", str(tmp / "data"),
+               "--checkpoint-root", str(tmp / "ckpt")])
+    assert out.returncode != 0 and "STANDARDISE=False" in out.stderr and "STANDARDISE=True" in out.stderr
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    for script in ("run_all.py", "train.py"):
+        out = run([script, "--recipe", "papr"])
+        assert out.returncode != 0 and "Traceback" not in out.stderr
+        assert all(name in out.stderr for name in ("memfuse", "paper", "reference"))
 
 
 def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipeline):
@@ -59,13 +86,14 @@ def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipelin
     out = run(["attention_fusion.py", *common, "--results-name", "val", "--epochs", "4", "--eval-every", "1", "--val-videos", "1",
                "--stop-on-validation", "--device", "cpu"])
     assert out.returncode == 0, out.stderr[-2000:]
-    metrics = json.loads((tmp / "results" / "val" / "metrics.json").read_text())
+    res = tmp / "results" / "val" / "memfuse"
+    metrics = json.loads((res / "metrics.json").read_text())
     v = metrics["validation"]
     assert v["videos"] == 1 and 1 <= v["best_epoch"] <= 4 and "label-free" in metrics["protocol"]["model_selection"]
     assert 0.0 <= v["test_micro_auc_at_best_epoch"] <= 1.0 and "spearman_val_loss_vs_test_auc" in v
     assert metrics["n_train_frames"] + v["frames"] == int(np.load(tmp / "data" / "synthetic" / "train_clip_lengths.npy")[-1])
-    assert (tmp / "results" / "val" / "validation.png").exists()
-    history = json.loads((tmp / "results" / "val" / "history.json").read_text())
+    assert (res / "validation.png").exists()
+    history = json.loads((res / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4] and all("val_loss" in h and "test_micro_auc" in h for h in history)
     bad = run(["attention_fusion.py", *common, "--results-name", "val2", "--epochs", "1", "--stop-on-validation"])
     assert bad.returncode != 0 and "--val-videos" in bad.stderr and "Traceback" not in bad.stderr
@@ -96,7 +124,7 @@ def test_run_all_rejects_bad_labels_before_training(tmp_path):
     np.save(base / "frame_labels.npy", np.zeros(7))
     out = run(["run_all.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--preset", "tiny"])
     assert out.returncode != 0 and "frame labels but the test split has" in out.stderr
-    assert not (tmp_path / "ckpt" / "synthetic" / "autoencoder.pt").exists()
+    assert not list((tmp_path / "ckpt").rglob("autoencoder.pt"))
 
 
 @pytest.mark.parametrize("script", ["AE_encoder.py", "cluster_pose.py", "train_pose.py", "Pseudo_generators.py", "padding_mask.py", "attention_fusion.py", "run_all.py"])
