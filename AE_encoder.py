@@ -4,6 +4,8 @@ Reads  DATA_ROOT/DATASET/extracted_features/{train,test}/deep_features.npy (n_i,
 Writes checkpoints/DATASET/autoencoder.pt             encoder + decoder weights, loss history
        checkpoints/DATASET/appearance_{train,test}.npy (N, 34) float32, every object's code,
                                                        rows in frame order (AI-VAD object order)
+       checkpoints/DATASET/appearance_{train,test}_recon.npy (N,) float32, every object's
+                                                       reconstruction error (mean squared)
 
     python AE_encoder.py --dataset ped2 --data-root data
 """
@@ -44,6 +46,18 @@ def encode_all(model: AutoEncoder, x: np.ndarray, device: torch.device, batch: i
     out = np.empty((len(x), model.encoder[-1].out_features), dtype=np.float32)
     for s in range(0, len(x), batch):
         out[s : s + batch] = model.encode(torch.from_numpy(x[s : s + batch]).to(device)).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def reconstruction_error(model: AutoEncoder, x: np.ndarray, device: torch.device, batch: int) -> np.ndarray:
+    """(N, 512) -> (N,) float32, each object's mean squared reconstruction error: how badly
+    an autoencoder trained on normal objects reproduces it (an anomaly score of its own)."""
+    model.eval()
+    out = np.empty(len(x), dtype=np.float32)
+    for s in range(0, len(x), batch):
+        xb = torch.from_numpy(x[s : s + batch]).to(device)
+        out[s : s + batch] = (model(xb) - xb).pow(2).mean(dim=1).cpu().numpy()
     return out
 
 
@@ -102,6 +116,8 @@ def main() -> None:
     check_codes(codes, f"{DATASET} train appearance, epoch {kept}")  # before any output: a collapsed run leaves nothing behind
     save_npy(ckpt / "appearance_train.npy", codes)
     save_npy(ckpt / "appearance_test.npy", encode_all(model, test, device, ENCODE_BATCH))
+    for split, x_split in (("train", train), ("test", test)):
+        save_npy(ckpt / f"appearance_{split}_recon.npy", reconstruction_error(model, x_split, device, ENCODE_BATCH))
     # The checkpoint goes last: run_all treats it as the stage's completion mark.
     save_torch(ckpt / "autoencoder.pt", {"state_dict": model.cpu().state_dict(), "in_dim": train.shape[1], "kept_epoch": kept,
                                          "select": SELECT, "history": history, "input_mean": mean, "input_std": std, "settings": settings})

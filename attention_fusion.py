@@ -26,7 +26,6 @@ import json
 import time
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from memfuse import data as D
 from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, configure, resolve_device, run_stage,
@@ -37,7 +36,7 @@ from memfuse.io import InputError, checkpoint_dir, require, results_dir, save_js
 from memfuse.metrics import evaluate, micro_auc, smooth_scores
 from memfuse.models import HEADS, AttentionFusion
 from memfuse.plots import plot_history, plot_roc, plot_validation, plot_videos
-from memfuse.scoring import combine, parse_terms
+from memfuse.scoring import combine, parse_terms, sum_by_group
 from memfuse.stages import finish_stage, load_output, made_by, start_stage
 
 EPOCHS = 2000
@@ -66,7 +65,8 @@ HELP = {
     "HIDDEN": "classifier hidden width",
     "DROPOUT": "dropout after alignment and in the classifier",
     "HEAD": f"classifier head: {' or '.join(HEADS)} (see memfuse.models.AttentionFusion)",
-    "SCORE_TERMS": "frame score: classifier alone (its sigmoid, the paper) or the sum of the train-standardised terms listed (classifier, app, pose, vel)",
+    "SCORE_TERMS": "frame score: classifier alone (its sigmoid, the paper) or the sum of the train-standardised terms listed "
+                   "(classifier, app, app_rec, pose, vel; see memfuse/scoring.py)",
     "MASKING": "padded keys take no attention weight (--no-masking: the reference)",
     "U2_KEY": "k2: u2 = softmax(q1 k2^T + q3 k2^T) v2; k3: the reference's q1 k3^T",
     "VELOCITY_ANOMALY_SCALE": "extension: pseudo-anomalous velocity = scale x velocity (0 = off, the reference)",
@@ -81,7 +81,7 @@ HELP = {
     "PATIENCE": "with --stop-on-validation: end training after this many evaluations without improvement (0 = never)",
 }
 
-PADDED_NAMES = ("app", "pose", "vel", "app_mask", "pose_mask", "app_dist", "pose_dist")
+PADDED_NAMES = ("app", "pose", "vel", "app_mask", "pose_mask", "app_dist", "pose_dist", "app_rec")
 
 
 def load_padded(ckpt, split: str) -> PaddedSplit:
@@ -98,6 +98,8 @@ def validation_diagnostics(history: list[dict], best_epoch: int) -> dict:
     the rule, never an input to it): the test AUC at the epoch of lowest held-out loss, and
     the Spearman correlation of held-out loss with test AUC over the evaluated epochs
     (negative: the loss falls where the test AUC rises)."""
+    from scipy.stats import spearmanr
+
     evaluated = [h for h in history if "val_loss" in h and "test_micro_auc" in h]
     out = {"test_micro_auc_at_best_epoch": next((h["test_micro_auc"] for h in evaluated if h["epoch"] == best_epoch), None)}
     if len(evaluated) >= 3:
@@ -162,7 +164,7 @@ def main() -> None:
         total, z, stats = combine(train_terms, {"classifier": test_logits, **fixed_test_terms}, tuple(train_terms))
         if terms == ("classifier",):
             return 1.0 / (1.0 + np.exp(-test_logits)), z, stats
-        return np.sum([z[t] for t in terms], axis=0), z, stats
+        return sum_by_group(z, terms), z, stats
 
     def diagnostic(epoch: int, model: AttentionFusion) -> dict | None:
         # Test AUC as a curve to look at, never to choose the model.

@@ -5,13 +5,16 @@ or pose persons), found from the data. A frame without any person gets one all-z
 row, unmasked ("nobody here"), as the reference's re-inserted zero rows. Velocity per
 object is the mean over its orientation bins (the fusion repeats it to 34 columns).
 
-Reads  checkpoints/DATASET/pseudo_{appearance,pose}_*.npy (stage 4) and velocity.npy
+Reads  checkpoints/DATASET/pseudo_{appearance,pose}_*.npy (stage 4), appearance_*_recon.npy
+       (stage 1) and velocity.npy
 Writes checkpoints/DATASET/padded/{split}_{name}.npy, memory-mappable:
          train_app, train_app_anomaly, train_pose, train_pose_anomaly, test_app, test_pose
                                               (F, N_max, 34) float32
          {split}_vel                          (F, N_max) float32
          {split}_app_dist, {split}_pose_dist  (F, N_max) float32, each object's distance to
                                               its nearest memory item (stage 4)
+         {split}_app_rec                      (F, N_max) float32, each object's autoencoder
+                                              reconstruction error (stage 1)
          {split}_app_mask, {split}_pose_mask  (F, N_max) bool, True = padding
                                               (velocity shares the appearance mask)
        checkpoints/DATASET/padded/meta.json   N_max, frame and object counts (written last)
@@ -61,6 +64,10 @@ def main() -> None:
             if len(dist) != layout.offsets[-1]:
                 raise InputError(f"{ckpt}/pseudo_{modality}_{split}_distance.npy has {len(dist)} rows, the {split} data {layout.offsets[-1]}: rerun stage 4")
             save_padded(layout.with_values(dist.reshape(-1, 1)), n_max, out / f"{split}_{short}_dist.npy", None, PAD_CHUNK, squeeze=True)
+        recon = load_output(ckpt, f"appearance_{split}_recon.npy")
+        if len(recon) != app_layout.offsets[-1]:
+            raise InputError(f"{ckpt}/appearance_{split}_recon.npy has {len(recon)} rows, the {split} data {app_layout.offsets[-1]}: rerun python AE_encoder.py")
+        save_padded(app_layout.with_values(recon.reshape(-1, 1)), n_max, out / f"{split}_app_rec.npy", None, PAD_CHUNK, squeeze=True)
         meta[split] = {"frames": raw.velocity.n_frames, "objects": int(app_layout.offsets[-1]), "persons": int(pose_layout.offsets[-1]),
                        "frames_without_person": int((pose_layout.counts == 0).sum()), "velocity_bins": int(raw.velocity.values.shape[1])}
     save_json(out / "meta.json", meta)

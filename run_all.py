@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare", default=None, help="other recipes to run beside it, comma-separated (default: paper on the synthetic demo, none otherwise; 'none' for none)")
     p.add_argument("--dataset", default=SYNTHETIC, help="dataset name; 'synthetic' makes the embedded demo data if missing")
     p.add_argument("--data-root", default=None, help="folder holding DATASET/ (default: the project's data/)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="epoch counts: paper (default for real data), quick (default for synthetic) or tiny (smoke tests)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="epoch counts: quick (the memfuse recipe's, and every recipe's on synthetic data), paper (the paper's; "
+                        "paper and reference recipes on real data) or tiny (smoke tests)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun every stage even if its outputs are up to date")
@@ -64,7 +66,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--stop-on-validation", action="store_true", help="keep the fusion weights at the lowest held-out pseudo-label loss (needs --val-videos)")
     g.add_argument("--patience", type=int, default=0, help="with --stop-on-validation: stop after N evaluations without improvement (0 = never)")
     g.add_argument("--results-name", default=None, help="write results under results/NAME (default: the dataset name), e.g. for ablations")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                   help="any stage setting (the globals at the top of a stage script, e.g. HEAD=flatten, STANDARDISE=false), "
+                        "forwarded to every stage that has it; repeatable")
     return p.parse_args(argv)
+
+
+def stage_settings() -> dict[str, dict[str, object]]:
+    """stage script -> {setting name: default}, read from the scripts' globals."""
+    import importlib
+
+    from memfuse.cli import COMMON_DEFAULTS
+
+    sys.path.insert(0, str(PROJECT_ROOT))
+    out = {}
+    for stage in STAGE_ORDER:
+        # the pose twins run their appearance script's main with its settings
+        module = importlib.import_module(Path(stage).stem.replace("_pose", ""))
+        out[stage] = {**COMMON_DEFAULTS, **{k: getattr(module, k) for k in module.HELP}}
+    return out
+
+
+def override_flags(overrides: list[str]) -> dict[str, list[str]]:
+    """``["HEAD=flatten", "STANDARDISE=false"]`` -> {stage: its flags}. Raises InputError
+    for a malformed item or a name no stage has (naming the nearest known one)."""
+    import difflib
+
+    from memfuse.cli import flag_name
+
+    settings = stage_settings()
+    known = sorted({k for v in settings.values() for k in v})
+    flags: dict[str, list[str]] = {stage: [] for stage in settings}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        name = name.strip().upper()
+        if not sep or not name:
+            raise InputError(f"--set {item!r}: expected NAME=VALUE, e.g. HEAD=flatten")
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            raise InputError(f"--set {item!r}: no stage has a setting {name}" + (f"; did you mean {near[0]}?" if near else ""))
+        for stage, owned in settings.items():
+            if name not in owned:
+                continue
+            if isinstance(owned[name], bool):
+                if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise InputError(f"--set {item!r}: {name} is true or false")
+                on = value.strip().lower() in ("true", "1", "yes")
+                flags[stage].append(flag_name(name) if on else "--no-" + flag_name(name)[2:])
+            else:
+                flags[stage] += [flag_name(name), value]
+    return flags
 
 
 def stage_args(stage: str, args: argparse.Namespace, data_root: Path, recipe: str) -> list[str]:
@@ -167,7 +218,7 @@ def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: di
     ckpt = checkpoint_dir(args.dataset, args.checkpoint_root, recipe)
     ran: set[str] = set()
     for stage in STAGE_ORDER:
-        argv_stage = stage_args(stage, args, data_root, recipe)
+        argv_stage = stage_args(stage, args, data_root, recipe) + args.stage_flags[stage]
         if not args.force and up_to_date(stage, ckpt, argv_stage, ran):
             print(f"=== {stage} ({recipe}): up to date, skipped")
             continue
@@ -189,7 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
             get_recipe(r)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    args.preset = args.preset or ("quick" if args.dataset == SYNTHETIC else "paper")
+    args.stage_flags = override_flags(args.overrides)  # before any stage runs: a typo costs nothing
+    args.preset = args.preset or get_recipe(args.recipe).preset or ("quick" if args.dataset == SYNTHETIC else "paper")
     if args.extended:
         args.pseudo_extrapolate = args.pseudo_extrapolate or 1.0
         args.velocity_anomaly_scale = args.velocity_anomaly_scale or 3.0

@@ -1,11 +1,17 @@
-"""Fidelity switches and extensions, one run_all.py run each, in one table.
+"""Recipes and ablations over seeds, one run_all.py run per (variant, seed), in one table.
 
-    python bench/ablations.py                         # synthetic data, quick preset
-    python bench/ablations.py --dataset ped2 --data-root ../shared/data --preset quick --only default,extended
+    python bench/ablations.py                                  # synthetic data, quick preset, seeds 0-4, every variant
+    python bench/ablations.py --dataset ped2 --data-root ../shared/data --only memfuse,paper
 
-Every variant shares the dataset's checkpoints (run_all reruns only the stages whose flags
-changed) and writes its results to results/<dataset>_<variant>/. The table (markdown) is
-printed and written with the raw figures to results/<dataset>_ablations.json.
+A variant is a recipe plus setting overrides (run_all.py --set NAME=VALUE). The variants
+of one seed share a checkpoint folder, ordered so that consecutive runs rerun only the
+stages whose settings changed. Results go to results/<dataset>_<variant>_s<seed>/. Besides
+each run's own score, the score-term ablation is read from each run's score_terms.npz
+(every term standardised on train frames): the classifier alone, the memory terms
+alone, and sums of subsets, with no further training.
+
+The table (markdown: mean and worst over seeds of the micro AUC, mean macro AUC) is printed
+and written with every figure to results/<dataset>_ablations.json.
 """
 from __future__ import annotations
 
@@ -16,69 +22,110 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from memfuse import data as D  # noqa: E402
 from memfuse.io import save_json  # noqa: E402
+from memfuse.metrics import evaluate, smooth_scores  # noqa: E402
+from memfuse.scoring import sum_by_group  # noqa: E402
 
-# name -> (run_all flags, what it shows); ordered so that consecutive runs share stages
+# name -> (recipe, run_all --set overrides, what it shows); memfuse first, then memfuse
+# without one of its parts, then the paper with one part added
 VARIANTS = {
-    "default": ([], "the method as specified, correct behaviour"),
-    "no_masking": (["--no-masking"], "reference: padded keys attended"),
-    "u2_k3": (["--u2-key", "k3"], "reference: u2 with q1 k3^T"),
-    "smooth_whole": (["--smooth-whole-sequence"], "reference: smoothing across video borders"),
-    "velocity_x3": (["--velocity-anomaly-scale", "3"], "extension: pseudo-anomalous velocity x3"),
-    "stale_step": (["--stale-step"], "reference: stale optimizer step per memory epoch"),
-    "reference": (["--reference"], "all four reference behaviours"),
-    "extrapolate": (["--pseudo-extrapolate", "1"], "extension: pseudo-anomaly pushed away from memory"),
-    "extended": (["--extended"], "both extensions"),
-    "app_only": (["--modalities", "app"], "ablation: appearance alone (pose and velocity fed as zeros)"),
-    "pose_only": (["--modalities", "pose"], "ablation: pose alone"),
-    "vel_only_x3": (["--modalities", "vel", "--velocity-anomaly-scale", "3"], "ablation: velocity alone (needs the velocity extension)"),
-    "val_default": (["--val-videos", "2", "--stop-on-validation"], "label-free stopping: 2 train videos held out, lowest pseudo-label loss"),
-    "val_velocity_x3": (["--velocity-anomaly-scale", "3", "--val-videos", "2", "--stop-on-validation"],
-                        "label-free stopping with the velocity extension"),
+    "memfuse": ("memfuse", [], "the default recipe"),
+    "memfuse-no-extrapolate": ("memfuse", ["EXTRAPOLATE=0"], "memfuse with the paper's pseudo-anomalies (ranks 6-10 mixture)"),
+    "memfuse-no-velocity-pass": ("memfuse", ["VELOCITY_ANOMALY_SCALE=0"], "memfuse without the pseudo-anomalous velocity pass"),
+    "memfuse-flatten-head": ("memfuse", ["HEAD=flatten", "HIDDEN=256"], "memfuse with the paper's flatten head"),
+    "memfuse-no-standardise": ("memfuse", ["STANDARDISE=false"], "memfuse on raw inputs"),
+    "paper": ("paper", [], "the method as specified"),
+    "paper+velocity-pass": ("paper", ["VELOCITY_ANOMALY_SCALE=3"], "the paper plus the velocity pass"),
+    "paper+extrapolate": ("paper", ["EXTRAPOLATE=1"], "the paper plus pseudo-anomalies away from memory"),
+    "paper+pool-head": ("paper", ["HEAD=pool", "HIDDEN=64"], "the paper plus the pooled head"),
+    "paper+standardise": ("paper", ["STANDARDISE=true"], "the paper on standardised inputs"),
+    "reference": ("reference", [], "the paper with every quirk of the authors' scripts"),
+}
+# score-term subsets re-scored from score_terms.npz (standardised terms, summed, smoothed)
+TERM_SETS = {
+    "classifier": ("classifier",),
+    "classifier+vel": ("classifier", "vel"),
+    "classifier+app+pose+vel": ("classifier", "app", "pose", "vel"),
+    "app+app_rec+pose+vel": ("app", "app_rec", "pose", "vel"),
+    "classifier+app+app_rec+pose+vel": ("classifier", "app", "app_rec", "pose", "vel"),
 }
 
 
+def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
+    recipe, overrides, _ = VARIANTS[name]
+    results_name = f"{args.dataset}_{name}_s{seed}"
+    cmd = [sys.executable, str(ROOT / "run_all.py"), "--dataset", args.dataset, "--preset", args.preset, "--recipe", recipe, "--compare", "none",
+           "--seed", str(seed), "--checkpoint-root", str(Path(args.checkpoint_root) / f"seed{seed}"), "--results-name", results_name,
+           *[f"--set={o}" for o in overrides]]
+    if args.data_root:
+        cmd += ["--data-root", args.data_root]
+    print(f"\n##### {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
+    start = time.perf_counter()
+    if subprocess.run(cmd, cwd=ROOT).returncode:
+        return {"failed": True}
+    out = ROOT / "results" / results_name
+    m = json.loads((out / recipe / "metrics.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    row = {"micro_auc": m["micro_auc"], "macro_auc": m["macro_auc"], "eer": m["eer"], "oracle_micro_auc": m.get("oracle_micro_auc"),
+           "baseline_micro_auc": summary["baseline"]["micro_auc"], "wall_seconds": round(time.perf_counter() - start, 1),
+           "stage_seconds": summary["stage_seconds"]}
+    terms = np.load(out / recipe / "score_terms.npz")
+    data_root = D.resolve_data_root(args.dataset, Path(args.data_root) if args.data_root else ROOT / "data")
+    ends = D.load_clip_lengths(data_root, args.dataset, "test", m["n_test_frames"])
+    labels = D.load_labels(data_root, args.dataset, ends)
+    sigma, per_video = m["settings"]["SMOOTH_SIGMA"], m["settings"]["SMOOTH_PER_VIDEO"]
+    row["term_sets"] = {k: evaluate(smooth_scores(sum_by_group(terms, ts), ends, sigma, per_video), labels, ends)
+                        for k, ts in TERM_SETS.items()}
+    return row
+
+
+def table(rows: dict[str, dict[int, dict]]) -> str:
+    """Markdown: one line per variant (and per score-term subset of it)."""
+    lines = ["| variant | score | seeds | micro AUC mean | worst | macro AUC mean | EER mean |", "|---|---|---|---|---|---|---|"]
+    for name, by_seed in rows.items():
+        ok = [r for r in by_seed.values() if not r.get("failed")]
+        failed = len(by_seed) - len(ok)
+        seeds = f"{len(ok)}" + (f" (+{failed} failed)" if failed else "")
+        if not ok:
+            lines.append(f"| {name} | | {seeds} | | | | |")
+            continue
+        entries = [("as run", [(r["micro_auc"], r["macro_auc"], r["eer"]) for r in ok])]
+        entries += [(k, [(r["term_sets"][k]["micro_auc"], r["term_sets"][k]["macro_auc"], r["term_sets"][k]["eer"]) for r in ok])
+                    for k in TERM_SETS]
+        for label, vals in entries:
+            v = np.array(vals) * 100
+            lines.append(f"| {name} | {label} | {seeds} | {v[:, 0].mean():.1f} | {v[:, 0].min():.1f} | {v[:, 1].mean():.1f} | {v[:, 2].mean():.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--data-root", default=None)
     p.add_argument("--preset", default="quick")
-    p.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--only", default="", help=f"comma-separated variants (default: all): {', '.join(VARIANTS)}")
+    p.add_argument("--checkpoint-root", default=str(ROOT / "checkpoints" / "ablations"), help="checkpoints go to DIR/seedS/")
     args = p.parse_args()
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
-    rows = {}
-    for name in names:
-        flags, what = VARIANTS[name]
-        cmd = [sys.executable, str(ROOT / "run_all.py"), "--dataset", args.dataset, "--preset", args.preset,
-               "--results-name", f"{args.dataset}_{name}", *flags]
-        if args.data_root:
-            cmd += ["--data-root", args.data_root]
-        print(f"\n##### {name}: {' '.join(cmd[1:])}", flush=True)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT)
-        if proc.returncode:
-            sys.exit(f"variant {name} failed")
-        m = json.loads((ROOT / "results" / f"{args.dataset}_{name}" / "metrics.json").read_text())
-        rows[name] = {"flags": " ".join(flags) or "(none)", "what": what, "micro_auc": m["micro_auc"], "macro_auc": m["macro_auc"],
-                      "eer": m["eer"], "oracle_micro_auc": m.get("oracle_micro_auc"), "oracle_epoch": m.get("oracle_epoch"),
-                      "baseline_micro_auc": m.get("baseline", {}).get("micro_auc"),
-                      "per_kind_micro_auc": m.get("per_kind_micro_auc"), "validation": m.get("validation"),
-                      "wall_seconds": round(time.perf_counter() - start, 1),
-                      "stage_seconds": m["stage_seconds"]}
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
     out = ROOT / "results" / f"{args.dataset}_ablations.json"
-    previous = json.loads(out.read_text()) if out.exists() else {}
-    rows = {**previous, **rows}  # a run of some variants (--only) updates their rows and keeps the others
-    save_json(out, rows)
-    kinds = sorted(set.intersection(*(set(r.get("per_kind_micro_auc") or {}) for r in rows.values())))
-    print("\n| variant | flags | micro AUC | macro AUC | EER | " + "".join(f"{k} only | " for k in kinds)
-          + "oracle micro AUC (test-selected) | wall s |\n|---|---|---|---|---|" + "---|" * len(kinds) + "---|---|")
-    for name, r in rows.items():
-        oracle = f"{r['oracle_micro_auc']:.3f} (epoch {r['oracle_epoch']})" if r["oracle_micro_auc"] is not None else "-"
-        per_kind = "".join(f"{r['per_kind_micro_auc'][k]:.3f} | " for k in kinds)
-        print(f"| {name} | `{r['flags']}` | {r['micro_auc']:.3f} | {r['macro_auc']:.3f} | {r['eer']:.3f} | {per_kind}{oracle} | {r['wall_seconds']} |")
+    rows: dict = json.loads(out.read_text()) if out.exists() else {}
+    for seed in seeds:
+        for name in names:
+            rows.setdefault(name, {})[str(seed)] = run_variant(args, name, seed)
+            save_json(out, rows)  # after every run: a long sweep keeps what it measured
+    print("\n" + table({n: rows[n] for n in VARIANTS if n in rows}))
+    print(f"\n-> {out}")
 
 
 if __name__ == "__main__":

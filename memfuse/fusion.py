@@ -71,6 +71,7 @@ class PaddedSplit:
     pose_anomaly: np.ndarray | None = None
     app_dist: np.ndarray | None = None  # (F, N) each object's distance to its nearest memory item
     pose_dist: np.ndarray | None = None  # (F, N)
+    app_rec: np.ndarray | None = None  # (F, N) each object's autoencoder reconstruction error
 
     @property
     def n_frames(self) -> int:
@@ -267,9 +268,10 @@ def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, mask
 
 def memory_terms(split: PaddedSplit) -> dict[str, np.ndarray]:
     """The training-free frame terms of :mod:`memfuse.scoring` (each (F,)): ``app`` and
-    ``pose``, the largest nearest-memory-item distance of the frame's objects, and ``vel``,
-    its largest object velocity. Needs the split's ``*_dist`` arrays."""
-    if split.app_dist is None or split.pose_dist is None:
-        raise ValueError("memory terms need the padded distance arrays (padding_mask.py)")
-    return {"app": masked_frame_max(split.app_dist, split.app_mask), "pose": masked_frame_max(split.pose_dist, split.pose_mask),
-            "vel": masked_frame_max(split.vel, split.app_mask)}
+    ``pose``, the largest nearest-memory-item distance of the frame's objects; ``app_rec``,
+    the largest autoencoder reconstruction error; ``vel``, the largest object velocity.
+    Needs the split's ``*_dist`` and ``app_rec`` arrays."""
+    if split.app_dist is None or split.pose_dist is None or split.app_rec is None:
+        raise ValueError("memory terms need the padded distance and reconstruction arrays (padding_mask.py)")
+    return {"app": masked_frame_max(split.app_dist, split.app_mask), "app_rec": masked_frame_max(split.app_rec, split.app_mask),
+            "pose": masked_frame_max(split.pose_dist, split.pose_mask), "vel": masked_frame_max(split.vel, split.app_mask)}

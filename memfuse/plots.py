@@ -10,10 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
-from .metrics import video_slices  # noqa: E402
+from .metrics import roc_curve, video_slices  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path | str) -> None:
@@ -65,7 +64,7 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, float]], labels: np.ndarray, pa
     """``curves``: name -> (frame scores, AUC)."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for name, (scores, auc) in curves.items():
-        fpr, tpr, _ = roc_curve(labels, scores)
+        fpr, tpr = roc_curve(labels, scores)
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("false positive rate")

@@ -6,11 +6,15 @@ The terms of a frame (each (F,), higher = more anomalous):
 - ``app``, ``pose``: the largest distance, over the frame's objects (persons), of a raw
   query (autoencoder code; pose) to its nearest memory item: how far the frame's least
   familiar object lies from everything the memory learnt as normal.
+- ``app_rec``: the largest autoencoder reconstruction error of the frame's objects.
 - ``vel``: the frame's largest object velocity (the mean over orientation bins).
 
 A term is standardised by the mean and standard deviation of its *train* frame scores, so
 terms on different scales add up with equal say and no test frame or label sets a weight.
 A frame with no row of a modality (no person) gets the train minimum: nothing unusual.
+Each source of evidence (:data:`GROUP`: the classifier, appearance, pose, velocity) has one
+vote: terms of the same group are averaged before the groups are summed, so measuring
+appearance twice does not double its weight.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TERMS = ("classifier", "app", "pose", "vel")
+TERMS = ("classifier", "app", "app_rec", "pose", "vel")
+GROUP = {"classifier": "classifier", "app": "appearance", "app_rec": "appearance", "pose": "pose", "vel": "velocity"}
 
 
 def parse_terms(text: str) -> tuple[str, ...]:
@@ -63,11 +68,20 @@ class Standardiser:
 
 
 def combine(train: dict[str, np.ndarray], test: dict[str, np.ndarray], terms: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, dict]]:
-    """Sum of the standardised ``terms``. ``train`` and ``test`` map each term to its frame
-    scores. Returns the test frame scores (F,), each term standardised (F,), and each
-    term's standardisation ({"mean", "std", "floor"})."""
+    """The standardised ``terms``, averaged within their :data:`GROUP` and summed over
+    groups. ``train`` and ``test`` map each term to its frame scores. Returns the test
+    frame scores (F,), each term standardised (F,), and each term's standardisation
+    ({"mean", "std", "floor"})."""
     z, stats = {}, {}
     for t in terms:
         st = Standardiser.fit(train[t])
         z[t], stats[t] = st(test[t]), vars(st).copy()
-    return np.sum([z[t] for t in terms], axis=0), z, stats
+    return sum_by_group(z, terms), z, stats
+
+
+def sum_by_group(z: dict[str, np.ndarray], terms: tuple[str, ...]) -> np.ndarray:
+    """Sum over groups of the mean of each group's standardised terms (F,)."""
+    groups: dict[str, list[np.ndarray]] = {}
+    for t in terms:
+        groups.setdefault(GROUP[t], []).append(z[t])
+    return np.sum([np.mean(g, axis=0) for g in groups.values()], axis=0)

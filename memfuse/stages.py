@@ -25,7 +25,7 @@ PSEUDO_OUTPUTS = ("train_normal", "train_anomaly", "test_normal", "train_indices
 
 # stage script -> the files it writes (relative to checkpoints/<dataset>/)
 OUTPUTS: dict[str, list[str]] = {
-    "AE_encoder.py": ["autoencoder.pt", "appearance_train.npy", "appearance_test.npy"],
+    "AE_encoder.py": ["autoencoder.pt", "appearance_train.npy", "appearance_test.npy", "appearance_train_recon.npy", "appearance_test_recon.npy"],
     "cluster.py": ["memory_init_appearance.npy"],
     "cluster_pose.py": ["memory_init_pose.npy"],
     "train.py": ["memory_appearance.pt"],
@@ -45,7 +45,7 @@ INPUT_STAGES: dict[str, list[str]] = {
     "train_pose.py": ["cluster_pose.py"],
     "Pseudo_generators.py": ["train.py", "AE_encoder.py"],
     "Pseudo_generators_pose.py": ["train_pose.py"],
-    "padding_mask.py": ["Pseudo_generators.py", "Pseudo_generators_pose.py"],
+    "padding_mask.py": ["Pseudo_generators.py", "Pseudo_generators_pose.py", "AE_encoder.py"],
     "attention_fusion.py": ["padding_mask.py"],
 }
 PROVENANCE = ".provenance"  # checkpoints/<dataset>/<recipe>/.provenance/<script>.json: the settings of the last complete run

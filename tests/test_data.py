@@ -144,6 +144,17 @@ def test_error_clip_lengths_and_labels(toy):
 
 
 # ---------------------------------------------------------------- metrics
+def test_roc_and_auc_agree_with_scikit_learn_including_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    scores = np.round(rng.normal(size=500) + labels, 1)  # many ties
+    assert micro_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    with pytest.raises(ValueError, match="single class"):
+        micro_auc(scores, np.zeros(500))
+
+
 def test_micro_auc_and_eer_known_values():
     labels = np.array([0, 0, 1, 1])
     assert micro_auc(np.array([0.1, 0.4, 0.35, 0.8]), labels) == pytest.approx(0.75)

@@ -32,7 +32,7 @@ def pipeline(tmp_path_factory):
 def test_run_all_writes_results(pipeline):
     tmp, _, first = pipeline
     n_test = int(np.load(tmp / "data" / "synthetic" / "test_clip_lengths.npy")[-1])
-    for recipe, terms in (("memfuse", ["classifier", "app", "pose", "vel"]), ("paper", ["classifier"])):
+    for recipe, terms in (("memfuse", ["classifier", "app", "app_rec", "pose", "vel"]), ("paper", ["classifier"])):
         metrics = json.loads((tmp / "results" / "synthetic" / recipe / "metrics.json").read_text())
         scores = np.load(tmp / "results" / "synthetic" / recipe / "scores.npy")
         assert metrics["n_test_frames"] == n_test == len(scores)
@@ -40,7 +40,7 @@ def test_run_all_writes_results(pipeline):
             assert 0.0 <= metrics[key] <= 1.0
         assert "fixed" in metrics["protocol"]["model_selection"]
         assert metrics["settings"]["RECIPE"] == recipe and metrics["score_terms"] == terms
-        assert set(metrics["term_micro_auc"]) == {"classifier", "app", "pose", "vel"}
+        assert set(metrics["term_micro_auc"]) == {"classifier", "app", "app_rec", "pose", "vel"}
         # the padded inputs follow the data: N_max is the largest object count in any frame
         meta = json.loads((tmp / "ckpt" / "synthetic" / recipe / "padded" / "meta.json").read_text())
         assert meta["n_max"] == TINY.max_objects or meta["n_max"] <= TINY.max_objects + 1

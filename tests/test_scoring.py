@@ -6,7 +6,7 @@ import torch
 from memfuse.data import zscore, zscore_fit
 from memfuse.fusion import PaddedSplit, frame_logits, memory_terms, score
 from memfuse.models import AttentionFusion
-from memfuse.scoring import Standardiser, combine, masked_frame_max, parse_terms
+from memfuse.scoring import Standardiser, combine, masked_frame_max, parse_terms, sum_by_group
 
 
 def test_masked_frame_max_ignores_padding_and_marks_empty_frames():
@@ -26,15 +26,21 @@ def test_standardiser_uses_train_frames_only_and_fills_empty_frames_with_the_tra
 
 def test_combine_sums_standardised_terms_so_scale_does_not_set_the_weight():
     rng = np.random.default_rng(0)
-    train = {"a": rng.normal(0, 1, 500), "b": rng.normal(0, 1000, 500)}
-    test = {"a": np.array([0.0, 3.0]), "b": np.array([3000.0, 0.0])}
-    total, z, stats = combine(train, test, ("a", "b"))
+    train = {"pose": rng.normal(0, 1, 500), "vel": rng.normal(0, 1000, 500)}
+    test = {"pose": np.array([0.0, 3.0]), "vel": np.array([3000.0, 0.0])}
+    total, z, stats = combine(train, test, ("pose", "vel"))
     # each test frame is 3 train-sigmas out in one term: equal totals, whatever the raw scale
     assert total[0] == pytest.approx(total[1], rel=0.1)
-    assert set(z) == {"a", "b"} and stats["b"]["std"] > 500
+    assert set(z) == {"pose", "vel"} and stats["vel"]["std"] > 500
     with pytest.raises(ValueError, match="classifier"):
         parse_terms("classifier,speed")
     assert parse_terms("vel, classifier") == ("classifier", "vel")
+
+
+def test_terms_of_one_source_share_one_vote():
+    z = {"app": np.array([2.0, 0.0]), "app_rec": np.array([0.0, 0.0]), "vel": np.array([0.0, 1.0])}
+    np.testing.assert_allclose(sum_by_group(z, ("app", "app_rec", "vel")), [1.0, 1.0])  # appearance: mean of its two terms
+    np.testing.assert_allclose(sum_by_group(z, ("app", "vel")), [2.0, 1.0])
 
 
 def test_zscore_is_fitted_on_train_and_survives_constant_features():
@@ -49,7 +55,8 @@ def _split(f, n, seed=0):
     mask = np.arange(n)[None, :] >= counts[:, None]
     x = lambda: rng.normal(size=(f, n, 34)).astype(np.float32)  # noqa: E731
     return PaddedSplit(app=x(), pose=x(), vel=rng.random((f, n)).astype(np.float32), app_mask=mask, pose_mask=mask.copy(),
-                       app_dist=rng.random((f, n)).astype(np.float32), pose_dist=rng.random((f, n)).astype(np.float32))
+                       app_dist=rng.random((f, n)).astype(np.float32), pose_dist=rng.random((f, n)).astype(np.float32),
+                       app_rec=rng.random((f, n)).astype(np.float32))
 
 
 def test_pooled_head_is_permutation_invariant_and_ignores_padded_rows():
@@ -58,7 +65,7 @@ def test_pooled_head_is_permutation_invariant_and_ignores_padded_rows():
     split = _split(6, 5)
     a = frame_logits(model, split, torch.device("cpu"))
     perm = np.array([4, 2, 0, 3, 1])
-    shuffled = PaddedSplit(**{k: v[:, perm] for k, v in vars(split).items()})
+    shuffled = PaddedSplit(**{k: None if v is None else v[:, perm] for k, v in vars(split).items()})
     np.testing.assert_allclose(a, frame_logits(model, shuffled, torch.device("cpu")), rtol=1e-5, atol=1e-5)
     noisy = PaddedSplit(**vars(split))
     for name in ("app", "pose"):
@@ -80,7 +87,7 @@ def test_flatten_head_depends_on_the_slot_order():
     split = _split(6, 5)
     full = PaddedSplit(**{**vars(split), "app_mask": np.zeros_like(split.app_mask), "pose_mask": np.zeros_like(split.app_mask)})
     perm = np.array([4, 2, 0, 3, 1])
-    shuffled = PaddedSplit(**{k: v[:, perm] for k, v in vars(full).items()})
+    shuffled = PaddedSplit(**{k: None if v is None else v[:, perm] for k, v in vars(full).items()})
     assert not np.allclose(frame_logits(model, full, torch.device("cpu")), frame_logits(model, shuffled, torch.device("cpu")), atol=1e-4)
     with pytest.raises(ValueError):
         AttentionFusion(n_max=5, head="mean")
@@ -89,5 +96,7 @@ def test_flatten_head_depends_on_the_slot_order():
 def test_memory_terms_are_frame_maxima_over_real_rows():
     split = _split(4, 3, seed=1)
     t = memory_terms(split)
-    for name, values, mask in (("app", split.app_dist, split.app_mask), ("pose", split.pose_dist, split.pose_mask), ("vel", split.vel, split.app_mask)):
+    assert set(t) == {"app", "app_rec", "pose", "vel"}
+    for name, values, mask in (("app", split.app_dist, split.app_mask), ("app_rec", split.app_rec, split.app_mask),
+                               ("pose", split.pose_dist, split.pose_mask), ("vel", split.vel, split.app_mask)):
         np.testing.assert_allclose(t[name], [v[~m].max() for v, m in zip(values, mask)], rtol=1e-6)
