@@ -245,6 +245,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.extended:
         args.pseudo_extrapolate = args.pseudo_extrapolate or 1.0
         args.velocity_anomaly_scale = args.velocity_anomaly_scale or 3.0
+    from memfuse.cli import check_dataset_name
+
+    try:
+        check_dataset_name(args.dataset)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if args.data_root and not Path(args.data_root).is_dir():
+        raise InputError(f"--data-root {args.data_root}: no such folder")
     data_root = Path(args.data_root) if args.data_root else PROJECT_ROOT / "data"
     data_root, stage0_seconds = ensure_features(args, data_root)
     summary = D.validate_dataset(data_root, args.dataset)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .recipes import DEFAULT_RECIPE, RECIPES, get_recipe
+from .recipes import DATASET_SETTINGS, DEFAULT_RECIPE, RECIPES, get_recipe
 
 # Settings every stage takes. A stage script imports them (`from memfuse.cli import
 # DATASET, ...`) so its readers see where they come from; configure() then overwrites the
@@ -49,17 +49,21 @@ def flag_name(name: str) -> str:
 
 def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, argv: list[str] | None = None) -> argparse.Namespace:
     """Add flags for ``COMMON_HELP`` and ``help_lines`` (names of globals in ``g``), apply
-    the ``--recipe``'s settings to ``g`` as defaults, parse ``argv`` and store the values
-    in ``g``. Returns the parsed namespace."""
+    the ``--dataset``'s constants and the ``--recipe``'s settings to ``g`` as defaults,
+    parse ``argv`` and store the values in ``g``. Returns the parsed namespace."""
     for name, value in COMMON_DEFAULTS.items():
         g.setdefault(name, value)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--recipe", default=g["RECIPE"])
+    pre.add_argument("--dataset", default=g["DATASET"])
+    known, _ = pre.parse_known_args(argv)
     try:
-        recipe = get_recipe(pre.parse_known_args(argv)[0].recipe)
+        recipe = get_recipe(known.recipe)
     except ValueError as exc:
         raise SystemExit(f"error: --recipe: {exc}") from None
     settings = {**COMMON_HELP, **help_lines}
+    # layers, each over the one before: the script's globals, the dataset's constants, the recipe, the flags
+    g.update({k: v for k, v in DATASET_SETTINGS.get(known.dataset, {}).items() if k in settings})
     g.update({k: v for k, v in recipe.settings.items() if k in settings})
     g["RECIPE"] = recipe.name
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -74,8 +78,19 @@ def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, a
         else:
             raise TypeError(f"setting {name} has unsupported type {type(default).__name__}")
     args = parser.parse_args(argv)
+    try:
+        check_dataset_name(args.DATASET)
+    except ValueError as exc:
+        parser.error(str(exc))
     g.update(vars(args))
     return args
+
+
+def check_dataset_name(name: str) -> str:
+    """A dataset name is a plain folder name: outputs go to checkpoints/NAME and results/NAME."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\") or name.startswith("~"):
+        raise ValueError(f"--dataset {name!r}: a dataset is a plain name (no path separators, no '..'); its folder is DATA_ROOT/NAME")
+    return name
 
 
 def settings_of(g: dict[str, Any], help_lines: dict[str, str]) -> dict[str, Any]:
@@ -106,8 +121,3 @@ def run_stage(main: Callable[[], Any]) -> None:
         main()
     except InputError as exc:
         sys.exit(f"error: {exc}")
-
-
-def data_root(path: str) -> Path:
-    """Relative data roots are taken from the current directory, as a shell user expects."""
-    return Path(path).expanduser()

@@ -58,6 +58,14 @@ RECIPES: dict[str, Recipe] = {
 }
 DEFAULT_RECIPE = "memfuse"
 
+# Per-dataset constants, only those AI-VAD sets per dataset (velocity bins are read from the
+# data). Applied by every stage for --dataset NAME, under the recipe and the flags.
+DATASET_SETTINGS: dict[str, dict[str, Any]] = {
+    "ped2": {"GMM_COMPONENTS": 2, "SMOOTH_SIGMA": 3.0},
+    "avenue": {"GMM_COMPONENTS": 5, "SMOOTH_SIGMA": 3.0},
+    "shanghaitech": {"GMM_COMPONENTS": 5, "SMOOTH_SIGMA": 7.0},
+}
+
 
 def get_recipe(name: str) -> Recipe:
     """The recipe called ``name``; a ``ValueError`` listing the known ones otherwise."""

@@ -131,3 +131,11 @@ def test_run_all_rejects_bad_labels_before_training(tmp_path):
 def test_help(script):
     out = run([script, "--help"])
     assert out.returncode == 0 and "--dataset" in out.stdout
+
+
+@pytest.mark.parametrize("extra, message", [(["--dataset", "../x"], "plain name"), (["--data-root", "/no/such/folder"], "no such folder"),
+                                            (["--set", "HEADD=pool"], "did you mean HEAD")])
+def test_run_all_rejects_bad_arguments_before_any_stage(tmp_path, extra, message):
+    out = run(["run_all.py", "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"), *extra])
+    assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").rglob("*.pt"))

@@ -43,3 +43,21 @@ def test_default_recipe_and_unknown_names():
     assert DEFAULT_RECIPE == "memfuse" and get_recipe("paper").settings == {}
     with pytest.raises(ValueError, match="memfuse, paper, reference"):
         get_recipe("nope")
+
+
+def test_dataset_constants_apply_under_the_flags():
+    g = {"GMM_COMPONENTS": 2, "SMOOTH_SIGMA": 3.0}
+    help_lines = {"GMM_COMPONENTS": "gmm", "SMOOTH_SIGMA": "sigma"}
+    configure(g, help_lines, "test", ["--dataset", "shanghaitech"])
+    assert g["GMM_COMPONENTS"] == 5 and g["SMOOTH_SIGMA"] == 7.0
+    configure(g, help_lines, "test", ["--dataset", "avenue", "--smooth-sigma", "1"])
+    assert g["GMM_COMPONENTS"] == 5 and g["SMOOTH_SIGMA"] == 1.0
+    g = {"GMM_COMPONENTS": 2, "SMOOTH_SIGMA": 3.0}
+    configure(g, help_lines, "test", ["--dataset", "mine"])  # no constants: the scripts' defaults
+    assert g["GMM_COMPONENTS"] == 2 and g["SMOOTH_SIGMA"] == 3.0
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs/path", "a/b", ".."])
+def test_dataset_names_are_plain_names(name):
+    with pytest.raises(SystemExit):
+        configure({}, {}, "test", ["--dataset", name])
