@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -66,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--stop-on-validation", action="store_true", help="keep the fusion weights at the lowest held-out pseudo-label loss (needs --val-videos)")
     g.add_argument("--patience", type=int, default=0, help="with --stop-on-validation: stop after N evaluations without improvement (0 = never)")
     g.add_argument("--results-name", default=None, help="write results under results/NAME (default: the dataset name), e.g. for ablations")
+    p.add_argument("--jobs", type=int, default=2, help="recipes run side by side (1: one after the other, output on the terminal)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="any stage setting (the globals at the top of a stage script, e.g. HEAD=flatten, STANDARDISE=false), "
                         "forwarded to every stage that has it; repeatable")
@@ -184,14 +186,31 @@ def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str]) -> bool:
     return record.get("argv") == argv and stamp.stat().st_mtime >= newest_input
 
 
-def run_stage(script: str, argv: list[str]) -> float:
-    """Run one stage script; exit with its status if it fails. Returns wall seconds."""
-    print(f"\n=== {script} {' '.join(argv)}", flush=True)
+def run_stage(script: str, argv: list[str], log: Path | None = None, threads: int | None = None) -> float:
+    """Run one stage script; exit with its status if it fails. Returns wall seconds.
+
+    ``log``: append the stage's output to this file instead of the terminal (recipes run
+    side by side), and print one line when it is done. ``threads``: torch CPU threads."""
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(PROJECT_ROOT / script), *argv], cwd=PROJECT_ROOT)
+    if log is None:
+        print(f"\n=== {script} {' '.join(argv)}", flush=True)
+        proc = subprocess.run([sys.executable, str(PROJECT_ROOT / script), *argv], cwd=PROJECT_ROOT, env=env)
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as fh:
+            fh.write(f"\n=== {script} {' '.join(argv)}\n")
+            fh.flush()
+            proc = subprocess.run([sys.executable, str(PROJECT_ROOT / script), *argv], cwd=PROJECT_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"run_all: {script} failed (exit {proc.returncode}); fix the error above and rerun (finished stages are kept)")
-    return time.perf_counter() - start
+        if log is not None:
+            print("".join(log.read_text().splitlines(keepends=True)[-20:]), file=sys.stderr)
+        sys.exit(f"run_all: {script} failed (exit {proc.returncode})" + (f"; its output is in {log}" if log else "; fix the error above")
+                 + " and rerun (finished stages are kept)")
+    if log is not None:
+        print(f"  {script:<28} {seconds:6.1f} s   ({log})", flush=True)
+    return seconds
 
 
 def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, float | None]:
@@ -213,8 +232,10 @@ def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, fl
                      f"(AI-VAD format) or raw frames in {data_root / args.dataset / 'training' / 'frames'} for stage 0")
 
 
-def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float]) -> dict:
-    """Every stage of one recipe (skipping those up to date); returns its metrics.json."""
+def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float], log: Path | None = None,
+               threads: int | None = None) -> dict:
+    """Every stage of one recipe (skipping those up to date); returns its metrics.json.
+    ``log`` and ``threads``: see :func:`run_stage`."""
     ckpt = checkpoint_dir(args.dataset, args.checkpoint_root, recipe)
     ran: set[str] = set()
     for stage in STAGE_ORDER:
@@ -222,10 +243,28 @@ def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: di
         if not args.force and up_to_date(stage, ckpt, argv_stage, ran):
             print(f"=== {stage} ({recipe}): up to date, skipped")
             continue
-        times[f"{recipe}/{stage}"] = round(run_stage(stage, argv_stage), 2)
+        times[f"{recipe}/{stage}"] = round(run_stage(stage, argv_stage, log, threads), 2)
         save_json(ckpt / ".stamps" / f"{stage}.json", {"argv": argv_stage, "seconds": times[f"{recipe}/{stage}"]})
         ran.add(stage)
     return json.loads((results_dir(f"{args.results_name or args.dataset}/{recipe}", args.results_root) / "metrics.json").read_text())
+
+
+def run_recipes(args: argparse.Namespace, data_root: Path, recipes: list[str], times: dict[str, float]) -> dict[str, dict]:
+    """One recipe: its stages in order, output on the terminal. Several: side by side, one
+    thread each, the CPU threads shared among them and each recipe's output in
+    ``results/NAME/RECIPE/run.log`` (their stages are independent of each other)."""
+    if len(recipes) == 1 or args.jobs <= 1:
+        return {r: run_recipe(args, data_root, r, times) for r in recipes}
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // len(recipes))
+    logs = {r: results_dir(f"{args.results_name or args.dataset}/{r}", args.results_root) / "run.log" for r in recipes}
+    for r, log in logs.items():
+        log.write_text("")
+        print(f"=== recipe {r}: running, output in {log}", flush=True)
+    with ThreadPoolExecutor(max_workers=len(recipes)) as pool:
+        futures = {r: pool.submit(run_recipe, args, data_root, r, times, logs[r], threads) for r in recipes}
+        return {r: f.result() for r, f in futures.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -261,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
     times: dict[str, float] = {}
     if stage0_seconds is not None:
         times["stage0_features"] = round(stage0_seconds, 2)
-    results = {r: run_recipe(args, data_root, r, times) for r in recipes}
+    results = run_recipes(args, data_root, recipes, times)
     out = results_dir(args.results_name or args.dataset, args.results_root)
     times["baseline.py"] = round(run_stage("baseline.py", baseline_args(args, data_root)), 2)
     baseline = json.loads((out / "baseline_metrics.json").read_text())["baseline"]
