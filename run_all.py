@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from memfuse import data as D
-from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, results_dir, save_json
+from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, folder_lock, results_dir, save_json
 from memfuse.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from memfuse.stages import INPUT_STAGES, OUTPUTS, STAGE_ORDER, provenance_path
 
@@ -237,6 +237,12 @@ def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: di
     """Every stage of one recipe (skipping those up to date); returns its metrics.json.
     ``log`` and ``threads``: see :func:`run_stage`."""
     ckpt = checkpoint_dir(args.dataset, args.checkpoint_root, recipe)
+    with folder_lock(ckpt):
+        return _run_recipe_stages(args, data_root, recipe, times, ckpt, log, threads)
+
+
+def _run_recipe_stages(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float], ckpt: Path, log: Path | None,
+                       threads: int | None) -> dict:
     ran: set[str] = set()
     for stage in STAGE_ORDER:
         argv_stage = stage_args(stage, args, data_root, recipe) + args.stage_flags[stage]

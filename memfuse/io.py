@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -61,6 +62,34 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextmanager
+def folder_lock(folder: Path | str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (its ``.lock`` file) for a run's lifetime, so two
+    runs never write into one checkpoint folder at once. A second run stops at once with
+    an :class:`InputError` naming the holder; the lock goes when its process ends, however
+    it ends."""
+    import fcntl
+
+    path = Path(folder) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise InputError(f"{folder} is in use by another run ({holder}); wait for it to finish, "
+                             "or give this run its own --checkpoint-root") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
 
 
 def save_npy(path: Path | str, array: np.ndarray) -> None:

@@ -1,5 +1,6 @@
 """End to end: a tiny synthetic dataset through run_all.py, and stage-level errors."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -139,3 +140,17 @@ def test_run_all_rejects_bad_arguments_before_any_stage(tmp_path, extra, message
     out = run(["run_all.py", "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"), *extra])
     assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").rglob("*.pt"))
+
+
+def test_a_second_run_on_the_same_checkpoint_folder_stops_naming_the_holder(tmp_path):
+    from memfuse.io import folder_lock
+
+    make_dataset(tmp_path / "data", "synthetic", TINY)
+    held = tmp_path / "ckpt" / "synthetic" / "memfuse"
+    with folder_lock(held):
+        out = run(["run_all.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"),
+                   "--results-root", str(tmp_path / "res"), "--preset", "tiny", "--compare", "none"])
+    assert out.returncode != 0 and "in use by another run" in out.stderr and f"pid {os.getpid()}" in out.stderr
+    assert "Traceback" not in out.stderr and not (held / "autoencoder.pt").exists()
+    with folder_lock(held):  # released when its holder is done
+        pass
