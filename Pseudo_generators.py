@@ -39,8 +39,8 @@ def main() -> None:
     ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
     script, settings = SCRIPT_FOR_MODALITY["pseudo"][MODALITY], settings_of(globals(), HELP)
     start_stage(ckpt, script, settings, SHARED_SETTINGS)
-    rows = pseudo_stage(ckpt, DATA_ROOT, DATASET, MODALITY, TOP_K, TEMPERATURE_TOP, TEMPERATURE_BOTTOM, resolve_device(DEVICE), EXTRAPOLATE,
-                        STANDARDISE)
+    rows = pseudo_stage(ckpt, DATA_ROOT, DATASET, MODALITY, top_k=TOP_K, t_top=TEMPERATURE_TOP, t_bottom=TEMPERATURE_BOTTOM,
+                        device=resolve_device(DEVICE), extrapolate=EXTRAPOLATE, standardise=STANDARDISE)
     finish_stage(ckpt, script, settings)
     print(f"[pseudo {MODALITY}] {DATASET}: {rows['train']} train / {rows['test']} test queries -> {ckpt}/pseudo_{MODALITY}_*.npy")
 

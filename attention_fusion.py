@@ -178,8 +178,8 @@ def main() -> None:
 
     model = AttentionFusion(n_max, hidden=HIDDEN, dropout=DROPOUT, u2_key=U2_KEY, head=HEAD).to(device)
     start = time.perf_counter()
-    history = train_fusion(model, train, EPOCHS, LEARNING_RATE, BATCH_SIZE, device, SEED, MASKING, VELOCITY_ANOMALY_SCALE, diagnostic,
-                           modalities=modalities)
+    history = train_fusion(model, train, epochs=EPOCHS, lr=LEARNING_RATE, batch_size=BATCH_SIZE, device=device, seed=SEED, masking=MASKING,
+                           velocity_anomaly_scale=VELOCITY_ANOMALY_SCALE, on_epoch=diagnostic, modalities=modalities)
     train_seconds = time.perf_counter() - start
     epochs_run = history[-1]["epoch"] if history else 0
     selection = f"fixed: the model after {epochs_run} epochs (no test labels used)"

@@ -27,7 +27,8 @@ def main() -> None:
     ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
     script, settings = SCRIPT_FOR_MODALITY["cluster"][MODALITY], settings_of(globals(), HELP)
     start_stage(ckpt, script, settings, SHARED_SETTINGS)
-    centroids = cluster_stage(ckpt, DATA_ROOT, DATASET, MODALITY, MEMORY_SIZE, KMEANS_SEED, resolve_device(DEVICE), BACKEND, STANDARDISE)
+    centroids = cluster_stage(ckpt, DATA_ROOT, DATASET, MODALITY, memory_size=MEMORY_SIZE, seed=KMEANS_SEED, device=resolve_device(DEVICE),
+                              backend=BACKEND, standardise=STANDARDISE)
     finish_stage(ckpt, script, settings)
     print(f"[{__file__.split('/')[-1]}] {DATASET}: {centroids.shape[0]} {MODALITY} centroids -> {ckpt}/memory_init_{MODALITY}.npy")
 

@@ -244,7 +244,7 @@ def copy_dataset_files(dataset: str, data_root: Path, out_root: Path, frame_coun
 
 
 # ---- whole dataset -------------------------------------------------------------------------------
-def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = OUT_ROOT, appearance: str = APPEARANCE,
+def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = OUT_ROOT, *, appearance: str = APPEARANCE,
                     flow: str = FLOW, flow_scale: float = FLOW_SCALE, flow_blur: float = FLOW_BLUR, bins: int | None = None,
                     clip_weights: Path | str | None = None, clip_interpolation: str = CLIP_INTERPOLATION,
                     clip_quick_gelu: bool = CLIP_QUICK_GELU, clip_bgr: bool = CLIP_BGR, force: bool = False,

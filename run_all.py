@@ -25,7 +25,7 @@ import numpy as np
 from memfuse import data as D
 from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, folder_lock, results_dir, save_json
 from memfuse.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
-from memfuse.stages import INPUT_STAGES, OUTPUTS, STAGE_ORDER, provenance_path
+from memfuse.stages import INPUT_STAGES, OUTPUTS, STAGE_ORDER, data_files, file_identity, provenance_path
 
 # Epochs per preset: (autoencoder, memory, fusion)
 PRESETS = {
@@ -173,9 +173,9 @@ def baseline_args(args: argparse.Namespace, data_root: Path) -> list[str]:
     return extra
 
 
-def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str]) -> bool:
-    """Outputs complete (the stage recorded its finish), made with the same flags, and no
-    input stage reran since."""
+def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str], inputs: dict[str, list[int]]) -> bool:
+    """Outputs complete (the stage recorded its finish), made with the same flags from the
+    same dataset files (``inputs``: size and mtime of each), and no input stage reran since."""
     if any(dep in ran for dep in INPUT_STAGES[stage]):
         return False
     stamp = ckpt / ".stamps" / f"{stage}.json"
@@ -183,7 +183,7 @@ def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str]) -> bool:
         return False
     record = json.loads(stamp.read_text())
     newest_input = max([(ckpt / ".stamps" / f"{d}.json").stat().st_mtime for d in INPUT_STAGES[stage] if (ckpt / ".stamps" / f"{d}.json").exists()] or [0])
-    return record.get("argv") == argv and stamp.stat().st_mtime >= newest_input
+    return record.get("argv") == argv and record.get("inputs") == inputs and stamp.stat().st_mtime >= newest_input
 
 
 def run_stage(script: str, argv: list[str], log: Path | None = None, threads: int | None = None) -> float:
@@ -246,11 +246,12 @@ def _run_recipe_stages(args: argparse.Namespace, data_root: Path, recipe: str, t
     ran: set[str] = set()
     for stage in STAGE_ORDER:
         argv_stage = stage_args(stage, args, data_root, recipe) + args.stage_flags[stage]
-        if not args.force and up_to_date(stage, ckpt, argv_stage, ran):
+        inputs = file_identity(data_files(data_root, args.dataset, stage))
+        if not args.force and up_to_date(stage, ckpt, argv_stage, ran, inputs):
             print(f"=== {stage} ({recipe}): up to date, skipped")
             continue
         times[f"{recipe}/{stage}"] = round(run_stage(stage, argv_stage, log, threads), 2)
-        save_json(ckpt / ".stamps" / f"{stage}.json", {"argv": argv_stage, "seconds": times[f"{recipe}/{stage}"]})
+        save_json(ckpt / ".stamps" / f"{stage}.json", {"argv": argv_stage, "inputs": inputs, "seconds": times[f"{recipe}/{stage}"]})
         ran.add(stage)
     return json.loads((results_dir(f"{args.results_name or args.dataset}/{recipe}", args.results_root) / "metrics.json").read_text())
 

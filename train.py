@@ -52,8 +52,10 @@ def main() -> None:
     queries = train_queries(ckpt, DATA_ROOT, DATASET, MODALITY, standardise=STANDARDISE).values
     print(f"[train {MODALITY}] {DATASET}: {len(queries)} queries, {len(init)} items, {EPOCHS} epochs on {device}")
     path = ckpt / f"memory_{MODALITY}.pt"
-    memory, history = train_memory(queries, init, EPOCHS, LEARNING_RATE, BATCH_SIZE, (GATHER_WEIGHT, SPREAD_WEIGHT, REC_WEIGHT), TOP_K,
-                                   MARGIN, COSINE_T_MAX, STALE_STEP, device, SEED, path, CHECKPOINT_EVERY, desc=f"memory {MODALITY}")
+    memory, history = train_memory(queries, init, epochs=EPOCHS, lr=LEARNING_RATE, batch_size=BATCH_SIZE,
+                                   weights=(GATHER_WEIGHT, SPREAD_WEIGHT, REC_WEIGHT), top_k=TOP_K, margin=MARGIN, cosine_t_max=COSINE_T_MAX,
+                                   stale_step=STALE_STEP, device=device, seed=SEED, checkpoint_path=path, checkpoint_every=CHECKPOINT_EVERY,
+                                   desc=f"memory {MODALITY}")
     save_torch(path, {"items": memory.items.detach().cpu(), "epoch": EPOCHS, "history": history, "complete": True, "settings": settings})
     plot_history(history, ckpt / f"memory_{MODALITY}_loss.png", f"{DATASET} {MODALITY} memory losses")
     finish_stage(ckpt, script, settings)

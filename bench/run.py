@@ -326,8 +326,9 @@ def bench_memory(ctx: dict, a: argparse.Namespace) -> dict:
         times = []
         mem = None
         for _ in range(a.memory_epochs):  # one epoch per call: a timing per epoch
-            (mem, _), t = timed(lambda: train_memory(q, init if mem is None else mem.items.detach().cpu().numpy(), 1, PAPER["memory_lr"],
-                                                      a.batch, (5.0, 1.0, 1.0), 5, 1.0, t_max, False, ctx["device"], a.seed), ctx["device"])
+            (mem, _), t = timed(lambda: train_memory(q, init if mem is None else mem.items.detach().cpu().numpy(), epochs=1, lr=PAPER["memory_lr"],
+                                                      batch_size=a.batch, weights=(5.0, 1.0, 1.0), top_k=5, margin=1.0, cosine_t_max=t_max,
+                                                      stale_step=False, device=ctx["device"], seed=a.seed), ctx["device"])
             times.append(t)
         ctx[f"memory_{mod}"] = mem.items.detach().cpu().numpy()
         s_epoch = float(np.median(times[1:] if len(times) > 1 else times))
@@ -419,7 +420,8 @@ def bench_fusion(ctx: dict, a: argparse.Namespace) -> dict:
     model = AttentionFusion(n_max).to(device)
     times, losses = [], []
     for e in range(a.fusion_epochs):
-        hist, t = timed(lambda: train_fusion(model, train, 1, PAPER["fusion_lr"], a.fusion_batch, device, a.seed + e, desc="bench fusion"), device)
+        hist, t = timed(lambda: train_fusion(model, train, epochs=1, lr=PAPER["fusion_lr"], batch_size=a.fusion_batch, device=device, seed=a.seed + e,
+                                             desc="bench fusion"), device)
         times.append(t)
         losses.append(hist[-1]["loss"])
     scores, t_score = timed(lambda: score(model, test, device), device)

@@ -48,14 +48,6 @@ class Ragged:
         """(F,) number of objects in each frame."""
         return np.diff(self.offsets)
 
-    @property
-    def frame_index(self) -> np.ndarray:
-        """(N,) the frame each row belongs to."""
-        return np.repeat(np.arange(self.n_frames), self.counts)
-
-    def frame(self, i: int) -> np.ndarray:
-        return self.values[self.offsets[i] : self.offsets[i + 1]]
-
     def with_values(self, values: np.ndarray) -> "Ragged":
         """Same frame layout, new per-object values (e.g. encoded or pseudo features)."""
         if len(values) != len(self.values):

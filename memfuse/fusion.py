@@ -202,7 +202,7 @@ class KeepBest:
         return self.best_epoch
 
 
-def train_fusion(model: AttentionFusion, split: PaddedSplit, epochs: int, lr: float, batch_size: int, device: torch.device, seed: int,
+def train_fusion(model: AttentionFusion, split: PaddedSplit, *, epochs: int, lr: float, batch_size: int, device: torch.device, seed: int,
                  masking: bool = True, velocity_anomaly_scale: float = 0.0, on_epoch: Callable[[int, AttentionFusion], dict | None] | None = None,
                  desc: str = "fusion", micro_batch: int = MICRO_BATCH, modalities: tuple[str, ...] = MODALITIES) -> list[dict]:
     """Adam on the summed BCE of the labelled passes. ``batch_size`` frames per step (each

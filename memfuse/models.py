@@ -56,10 +56,6 @@ class Memory(nn.Module):
         self.items = nn.Parameter(items.detach().clone().float())
         self.top_k = top_k
 
-    @property
-    def size(self) -> int:
-        return self.items.shape[0]
-
     def weights(self, q: Tensor) -> Tensor:
         """(B, D) -> (B, M) addressing weights, each row sums to 1."""
         return torch.softmax(q @ self.items.T, dim=1)

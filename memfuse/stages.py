@@ -48,6 +48,18 @@ INPUT_STAGES: dict[str, list[str]] = {
     "padding_mask.py": ["Pseudo_generators.py", "Pseudo_generators_pose.py", "AE_encoder.py"],
     "attention_fusion.py": ["padding_mask.py"],
 }
+# stage script -> the dataset files it reads: (split or None, modality file or other name)
+DATA_INPUTS: dict[str, list[tuple[str, str]]] = {
+    "AE_encoder.py": [("train", "appearance"), ("test", "appearance")],
+    "cluster.py": [("train", "velocity")],
+    "cluster_pose.py": [("train", "pose")],
+    "train.py": [("train", "velocity")],
+    "train_pose.py": [("train", "pose")],
+    "Pseudo_generators.py": [("train", "velocity"), ("test", "velocity")],
+    "Pseudo_generators_pose.py": [("train", "pose"), ("test", "pose")],
+    "padding_mask.py": [(s, m) for s in ("train", "test") for m in ("velocity", "pose")],
+    "attention_fusion.py": [("test", "clip_lengths"), ("train", "clip_lengths"), ("test", "labels")],
+}
 PROVENANCE = ".provenance"  # checkpoints/<dataset>/<recipe>/.provenance/<script>.json: the settings of the last complete run
 SCRIPT_FOR_MODALITY = {
     "cluster": {"appearance": "cluster.py", "pose": "cluster_pose.py"},
@@ -62,6 +74,25 @@ def made_by(filename: str) -> str:
         if filename in names or any(filename.startswith(n.split("/")[0] + "/") for n in names if "/" in n):
             return f"python {script}"
     return "the previous stage"
+
+
+def data_files(data_root: Path, dataset: str, script: str) -> list[Path]:
+    """The dataset files ``script`` reads (those that exist)."""
+    root = D.resolve_data_root(dataset, data_root)
+    out = []
+    for split, what in DATA_INPUTS[script]:
+        if what == "clip_lengths":
+            out.append(root / dataset / f"{split}_clip_lengths.npy")
+        elif what == "labels":
+            out += [p for p in D.label_candidates(root, dataset) if p.exists()][:1]
+        else:
+            out.append(D.feature_path(root, dataset, split, what))
+    return [p for p in out if p.exists()]
+
+
+def file_identity(paths: list[Path]) -> dict[str, list[int]]:
+    """{path: [size, mtime in ns]}: changes when a file is rewritten, replaced or touched."""
+    return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] for p in paths}
 
 
 def provenance_path(ckpt: Path, script: str) -> Path:
@@ -159,8 +190,8 @@ def check_codes(codes: np.ndarray, what: str) -> None:
 # --------------------------------------------------------------------------------------
 # Stage 2: K-Means initialisation of a memory
 # --------------------------------------------------------------------------------------
-def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, memory_size: int, seed: int, device: torch.device, backend: str = "torch",
-                  standardise: bool = False) -> np.ndarray:
+def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, *, memory_size: int, seed: int, device: torch.device,
+                  backend: str = "torch", standardise: bool = False) -> np.ndarray:
     """K-Means on the train queries of ``modality``; writes ``memory_init_<modality>.npy``."""
     q = train_queries(ckpt, data_root, dataset, modality, standardise=standardise).values  # frames without a person hold no rows
     if len(q) < memory_size:
@@ -182,7 +213,7 @@ def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, memo
 # --------------------------------------------------------------------------------------
 # Stage 3: memory training
 # --------------------------------------------------------------------------------------
-def train_memory(queries: np.ndarray, init_items: np.ndarray, epochs: int, lr: float, batch_size: int, weights: tuple[float, float, float],
+def train_memory(queries: np.ndarray, init_items: np.ndarray, *, epochs: int, lr: float, batch_size: int, weights: tuple[float, float, float],
                  top_k: int, margin: float, cosine_t_max: int, stale_step: bool, device: torch.device, seed: int,
                  checkpoint_path: Path | None = None, checkpoint_every: int = 100, desc: str = "memory") -> tuple[Memory, list[dict]]:
     """Train the memory items (the only parameters) on queries (N, D).
@@ -239,7 +270,7 @@ def load_memory_items(ckpt: Path, modality: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Stage 4: pseudo features
 # --------------------------------------------------------------------------------------
-def pseudo_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, top_k: int, t_top: float, t_bottom: float, device: torch.device,
+def pseudo_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, *, top_k: int, t_top: float, t_bottom: float, device: torch.device,
                  extrapolate: float = 0.0, standardise: bool = False) -> dict[str, int]:
     """Pseudo-normal and pseudo-anomalous train features and memorised test features of
     ``modality``; writes ``pseudo_<modality>_*.npy`` (rows aligned with the queries),

@@ -154,3 +154,17 @@ def test_a_second_run_on_the_same_checkpoint_folder_stops_naming_the_holder(tmp_
     assert "Traceback" not in out.stderr and not (held / "autoencoder.pt").exists()
     with folder_lock(held):  # released when its holder is done
         pass
+
+
+def test_new_feature_files_rerun_the_stages_that_read_them(pipeline, tmp_path):
+    tmp, args, _ = pipeline
+    features = tmp / "data" / "synthetic" / "extracted_features"
+    pose = features / "test" / "pose.npy"
+    os.utime(pose, ns=(pose.stat().st_atime_ns, pose.stat().st_mtime_ns + 1_000_000_000))  # touched: same bytes, new mtime
+    again = run([*args, "--compare", "none"])
+    assert again.returncode == 0, again.stderr[-2000:]
+    reran = [line.split()[1] for line in again.stdout.splitlines() if line.startswith("=== ") and "skipped" not in line]
+    # the test poses are read by the pose pseudo features, padding and (through them) the fusion; nothing else reruns
+    assert reran[:3] == ["Pseudo_generators_pose.py", "padding_mask.py", "attention_fusion.py"] and "AE_encoder.py" not in reran
+    unchanged = run([*args, "--compare", "none"])
+    assert unchanged.stdout.count("up to date, skipped") == 9
