@@ -96,6 +96,8 @@ def override_flags(overrides: list[str]) -> dict[str, list[str]]:
 
     from memfuse.cli import flag_name
 
+    if not overrides:  # reading the stage scripts' settings imports each of them: only when asked
+        return {stage: [] for stage in STAGE_ORDER}
     settings = stage_settings()
     known = sorted({k for v in settings.values() for k in v})
     flags: dict[str, list[str]] = {stage: [] for stage in settings}
