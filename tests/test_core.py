@@ -5,7 +5,7 @@ import torch
 
 from memfuse.data import Ragged
 from memfuse.kmeans import kmeans
-from memfuse.fusion import PaddedSplit, passes, score, train_fusion, training_batch
+from memfuse.fusion import PaddedSplit, passes, real_row_counts, score, train_fusion, training_batch, trimmed_pieces
 from memfuse.models import AttentionFusion, AutoEncoder, Memory, dropout, masked_softmax
 from memfuse.padding import expand_velocity, n_max_of, pad, velocity_per_object
 from memfuse.pseudo import generate, generate_loop, topk_row_width
@@ -188,6 +188,31 @@ def test_micro_batches_give_the_same_update_as_one_piece():
         params.append((torch.cat([p.detach().flatten() for p in model.parameters()]), hist[-1]["loss"]))
     torch.testing.assert_close(params[0][0], params[1][0], rtol=1e-3, atol=1e-4)
     assert params[0][1] == pytest.approx(params[1][1], rel=1e-5)
+
+
+def test_trimmed_rows_give_the_same_training_as_the_full_padding():
+    """The fast path (frames grouped by object count, padding rows cut) must train the
+    pooled head exactly as the full padded batch does."""
+    split, n = _toy_split(f=41, n=6, seed=3), 6
+    assert (real_row_counts(split) < n).any(), "the toy data must have padding to trim"
+    runs = []
+    for trim in (False, True):
+        torch.manual_seed(0)
+        model = AttentionFusion(n_max=n, dropout=0.0, head="pool", hidden=16)
+        hist = train_fusion(model, split, epochs=3, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0, micro_batch=5,
+                            velocity_anomaly_scale=3.0, trim_rows=trim)
+        runs.append((torch.cat([p.detach().flatten() for p in model.parameters()]), [h["loss"] for h in hist]))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-4, atol=1e-5)
+    assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-5)
+
+
+def test_trimmed_pieces_cover_the_step_and_fit_their_frames():
+    counts = np.array([3, 1, 4, 1, 5, 9, 2, 6, 0])
+    idx = np.array([8, 0, 5, 2, 7, 1])
+    pieces = trimmed_pieces(idx, 4, counts)
+    assert sorted(np.concatenate([p for p, _ in pieces]).tolist()) == sorted(idx.tolist())
+    assert [rows for _, rows in pieces] == [4, 9]  # counts sorted: 0 1 3 4 | 6 9
+    assert all(counts[p].max(initial=1) <= rows for p, rows in pieces)
 
 
 def _toy_split(f: int = 9, n: int = 4, d: int = 34, seed: int = 0) -> PaddedSplit:
