@@ -235,7 +235,7 @@ def main() -> None:
     if val is not None:
         plot_validation(history, out / "validation.png", f"{DATASET}: held-out pseudo labels (label-free) and the test AUC")
     finish_stage(ckpt, "attention_fusion.py", settings)
-    print(f"[attention_fusion] term micro AUCs: " + "  ".join(f"{t} {a:.4f}" for t, a in result["term_micro_auc"].items()))
+    print("[attention_fusion] term micro AUCs: " + "  ".join(f"{t} {a:.4f}" for t, a in result["term_micro_auc"].items()))
     print(f"[attention_fusion] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}"
           + (f"  (oracle, test-selected: {result['oracle_micro_auc']:.4f} at epoch {result['oracle_epoch']})" if curve else ""))
 

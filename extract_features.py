@@ -89,7 +89,7 @@ def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int)
 def _process_video(job: tuple) -> dict:
     """One video -> per-frame velocity and appearance arrays (+ repair counts)."""
     from memfuse.extract.frames import BoxRepairs, check_boxes, read_frame, to_grey
-    from memfuse.extract.velocity import box_velocity, compute_flow
+    from memfuse.extract.velocity import frame_velocity
 
     name, frame_paths, boxes, flow_cfg, bins = job
     backbone = _WORKER["backbone"]
@@ -108,10 +108,7 @@ def _process_video(job: tuple) -> dict:
         rep.add(r)
         grey = to_grey(rgb)
         whole = np.full(len(checked), np.asarray(bx).size == 0)
-        if prev is None:  # first frame: itself as t-1 -> zero flow
-            v = np.zeros((len(checked), bins), dtype=np.float32)
-        else:
-            v = box_velocity(compute_flow(prev, grey, flow_cfg), checked, bins)
+        v = frame_velocity(prev, grey, checked, flow_cfg, bins)
         a = backbone(rgb, checked, whole)
         if a.shape != (len(checked), 512) or v.shape != (len(checked), bins):
             raise AssertionError(f"video {name} frame {t}: shapes {v.shape} {a.shape} for {len(checked)} boxes")

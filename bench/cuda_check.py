@@ -59,7 +59,6 @@ def max_abs(a, b) -> float:
 def agreement(ctx: dict, gpu: torch.device, seed: int = 0) -> dict:
     """CPU vs ``gpu`` on the same inputs and weights; each entry has value, tol, ok."""
     cpu = torch.device("cpu")
-    rng = np.random.default_rng(seed)
     out = {}
 
     def check(name, value, tol, higher_is_better=False):

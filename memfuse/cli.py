@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np

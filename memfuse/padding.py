@@ -14,21 +14,12 @@ import numpy as np
 
 from .data import Ragged
 from .io import atomic_path
-from .models import FEATURE_DIM
 
 
 def velocity_per_object(velocity: Ragged) -> Ragged:
     """(N, B) orientation-binned velocity -> (N, 1), the mean over bins. The fusion model
     repeats it to D = 34 columns on the fly instead of storing 34 copies."""
     return velocity.with_values(velocity.values.mean(axis=1, keepdims=True))
-
-
-def expand_velocity(velocity: np.ndarray, dim: int = FEATURE_DIM) -> np.ndarray:
-    """Per-object velocity (..., 1) or (...,) -> (..., dim), the value repeated."""
-    v = np.asarray(velocity)
-    if v.ndim and v.shape[-1] == 1:
-        v = v[..., 0]
-    return np.repeat(v[..., None], dim, axis=-1)
 
 
 def n_max_of(*ragged: Ragged) -> int:

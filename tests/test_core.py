@@ -7,7 +7,7 @@ from memfuse.data import Ragged
 from memfuse.kmeans import kmeans
 from memfuse.fusion import PaddedSplit, passes, real_row_counts, score, train_fusion, training_batch, trimmed_pieces
 from memfuse.models import AttentionFusion, AutoEncoder, Memory, dropout, masked_softmax
-from memfuse.padding import expand_velocity, n_max_of, pad, velocity_per_object
+from memfuse.padding import n_max_of, pad, velocity_per_object
 from memfuse.pseudo import generate, generate_loop, topk_row_width
 
 
@@ -110,12 +110,10 @@ def test_pad_subset_and_truncation_warns():
     assert not padded.any()
 
 
-def test_velocity_expansion():
+def test_velocity_is_the_mean_over_orientation_bins():
     v = ragged([[[1, 3]], [[2, 2], [0, 4]]], 2)
     per_obj = velocity_per_object(v)
     np.testing.assert_allclose(per_obj.values[:, 0], [2, 2, 2])
-    e = expand_velocity(per_obj.values, 34)
-    assert e.shape == (3, 34) and np.all(e == 2)
 
 
 def test_padded_key_gets_zero_attention_weight():

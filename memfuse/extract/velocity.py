@@ -165,24 +165,27 @@ def box_velocity_resized(flow: np.ndarray, boxes: np.ndarray, bins: int = 1, siz
     return np.asarray(rows, dtype=np.float32).reshape(len(rows), bins)
 
 
-def video_velocity(frames: list[np.ndarray], boxes: list[np.ndarray], cfg: FlowConfig = FlowConfig(), bins: int = 1) -> list[np.ndarray]:
-    """Velocity of every object of one video.
+def frame_velocity(prev: np.ndarray | None, frame: np.ndarray, boxes: np.ndarray, cfg: FlowConfig = FlowConfig(), bins: int = 1) -> np.ndarray:
+    """Velocity of the objects of one frame, the step stage 0 streams a video through.
 
     Args:
-        frames: T frames, (H, W) uint8 grey (or RGB), in temporal order.
-        boxes: T checked (n_t, 4) box arrays (n_t >= 1).
+        prev: the previous frame, (H, W) uint8 grey (or RGB); ``None`` for a video's first
+            frame, which uses itself as its previous frame: zero flow, velocities exactly 0.
+        frame: this frame, same size and kind as ``prev``.
+        boxes: (n, 4) checked boxes of this frame (n >= 1).
         cfg: flow setting; bins: B.
 
     Returns:
-        T arrays (n_t, B) float32. Frame 0 uses itself as its previous frame: zero flow,
-        so its velocities are exactly 0.
+        (n, B) float32.
     """
+    if prev is None:
+        return np.zeros((len(boxes), bins), dtype=np.float32)
+    return box_velocity(compute_flow(prev, frame, cfg), boxes, bins).astype(np.float32)
+
+
+def video_velocity(frames: list[np.ndarray], boxes: list[np.ndarray], cfg: FlowConfig = FlowConfig(), bins: int = 1) -> list[np.ndarray]:
+    """Velocity of every object of one video held in memory: :func:`frame_velocity` over
+    its T frames (T arrays (n_t, B) float32; frame 0 is all zeros)."""
     if len(frames) != len(boxes):
         raise ValueError(f"{len(frames)} frames but {len(boxes)} box arrays")
-    out = []
-    for t, (img, bx) in enumerate(zip(frames, boxes)):
-        if t == 0:
-            out.append(np.zeros((len(bx), bins), dtype=np.float32))
-            continue
-        out.append(box_velocity(compute_flow(frames[t - 1], img, cfg), bx, bins))
-    return out
+    return [frame_velocity(frames[t - 1] if t else None, img, bx, cfg, bins) for t, (img, bx) in enumerate(zip(frames, boxes))]
