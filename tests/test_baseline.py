@@ -7,8 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memfuse.baseline import (calibrate, evaluate_baseline, frame_max, knn_distance, l2_normalise, normalise_pose, score_baseline,
-                              velocity_object_scores)
+from memfuse.baseline import (
+    calibrate,
+    evaluate_baseline,
+    frame_max,
+    knn_distance,
+    l2_normalise,
+    normalise_pose,
+    score_baseline,
+    velocity_object_scores,
+)
 from memfuse.data import Ragged, Split
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,6 @@
 """Stage 0 (extract_features.py, memfuse.extract): fast tests on synthetic data."""
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -10,14 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from extract_features import extract_dataset, main  # noqa: E402
-from memfuse.extract.appearance import APPEARANCE_DIM, HogGeometry, Pixels, hog, make_backbone  # noqa: E402
-from memfuse.extract.clip_vit import ClipVisionEncoder, load_clip_vision, preprocess_crops, encode  # noqa: E402
-from memfuse.extract.frames import check_boxes, crop, crop_slices, list_videos, read_frame, split_boxes_by_video  # noqa: E402
-from memfuse.extract.velocity import FlowConfig, box_velocity, compute_flow, video_velocity  # noqa: E402
-from memfuse.io import InputError  # noqa: E402
+from extract_features import extract_dataset, main
+from memfuse.extract.appearance import APPEARANCE_DIM, HogGeometry, Pixels, hog, make_backbone
+from memfuse.extract.clip_vit import ClipVisionEncoder, encode, load_clip_vision, preprocess_crops
+from memfuse.extract.frames import check_boxes, crop, crop_slices, list_videos, read_frame, split_boxes_by_video
+from memfuse.extract.velocity import FlowConfig, box_velocity, compute_flow, video_velocity
+from memfuse.io import InputError
 
 
 def textured(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:

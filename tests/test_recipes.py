@@ -1,6 +1,5 @@
 """Named recipes: every setting they name belongs to a stage, and --recipe applies them."""
 import importlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ STAGES = ("AE_encoder", "cluster", "train", "Pseudo_generators", "padding_mask",
 
 
 def stage_settings() -> set[str]:
-    sys.path.insert(0, str(ROOT))
     names = set(COMMON_HELP)
     for s in STAGES:
         names |= set(importlib.import_module(s).HELP)

@@ -101,7 +101,6 @@ def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipelin
 
 
 def test_validation_diagnostics_report_the_rule_against_the_test_curve():
-    sys.path.insert(0, str(ROOT))
     from attention_fusion import validation_diagnostics
 
     history = [{"epoch": e, "loss": 1.0} for e in range(1, 31)]

@@ -1,0 +1,164 @@
+"""memfuse.fusion: training batches, the fast path, validation and scoring of the fusion classifier."""
+
+import numpy as np
+import pytest
+import torch
+
+from memfuse.fusion import (
+    KeepBest,
+    PaddedSplit,
+    holdout_videos,
+    memory_terms,
+    passes,
+    pseudo_label_validation,
+    real_row_counts,
+    score,
+    take_frames,
+    train_fusion,
+    training_batch,
+    trimmed_pieces,
+)
+from memfuse.metrics import micro_auc
+from memfuse.models import AttentionFusion
+from toys import scored_split, toy_padded, toy_split
+
+
+def test_micro_batches_give_the_same_update_as_one_piece():
+    """Gradient accumulation over pieces of a batch must not change the optimiser step."""
+    split, n = toy_split(f=23, n=4), 4
+    params = []
+    for micro in (0, 5):
+        torch.manual_seed(0)
+        model = AttentionFusion(n_max=n, dropout=0.0)  # no dropout: both runs see the same network
+        hist = train_fusion(model, split, epochs=2, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0, micro_batch=micro)
+        params.append((torch.cat([p.detach().flatten() for p in model.parameters()]), hist[-1]["loss"]))
+    torch.testing.assert_close(params[0][0], params[1][0], rtol=1e-3, atol=1e-4)
+    assert params[0][1] == pytest.approx(params[1][1], rel=1e-5)
+
+
+def test_trimmed_rows_give_the_same_training_as_the_full_padding():
+    """The fast path (frames grouped by object count, padding rows cut) must train the
+    pooled head exactly as the full padded batch does."""
+    split, n = toy_split(f=41, n=6, seed=3), 6
+    assert (real_row_counts(split) < n).any(), "the toy data must have padding to trim"
+    runs = []
+    for trim in (False, True):
+        torch.manual_seed(0)
+        model = AttentionFusion(n_max=n, dropout=0.0, head="pool", hidden=16)
+        hist = train_fusion(model, split, epochs=3, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0, micro_batch=5,
+                            velocity_anomaly_scale=3.0, trim_rows=trim)
+        runs.append((torch.cat([p.detach().flatten() for p in model.parameters()]), [h["loss"] for h in hist]))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-4, atol=1e-5)
+    assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-5)
+
+
+def test_trimmed_pieces_cover_the_step_and_fit_their_frames():
+    counts = np.array([3, 1, 4, 1, 5, 9, 2, 6, 0])
+    idx = np.array([8, 0, 5, 2, 7, 1])
+    pieces = trimmed_pieces(idx, 4, counts)
+    assert sorted(np.concatenate([p for p, _ in pieces]).tolist()) == sorted(idx.tolist())
+    assert [rows for _, rows in pieces] == [4, 9]  # counts sorted: 0 1 3 4 | 6 9
+    assert all(counts[p].max(initial=1) <= rows for p, rows in pieces)
+
+
+def test_modality_ablation_keeps_only_passes_that_vary_a_kept_modality():
+    assert len(passes()) == 4 and len(passes(3.0)) == 5
+    assert [(p.app, p.pose) for p in passes(modalities=("pose",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("normal", "anomaly")]
+    assert [(p.app, p.pose) for p in passes(modalities=("app",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("anomaly", "normal")]
+    assert [p.vel_scaled for p in passes(3.0, ("vel",))] == [False, True]
+    with pytest.raises(ValueError, match="velocity alone"):
+        passes(0.0, ("vel",))
+    with pytest.raises(ValueError):
+        passes(0.0, ("colour",))
+
+
+def test_dropped_modality_is_zero_in_training_and_ignored_in_scoring():
+    split = toy_split()
+    idx = np.arange(5)
+    app, pose, vel, masks, y = training_batch(split, idx, torch.device("cpu"), modalities=("pose", "vel"))
+    assert app.shape == (3 * 5, 4, 34) and torch.all(app == 0) and torch.any(pose != 0) and y.tolist() == [0.0] * 5 + [1.0] * 10
+    torch.manual_seed(0)
+    model = AttentionFusion(n_max=4)
+    a = score(model, split, torch.device("cpu"), modalities=("pose",))
+    noisy = PaddedSplit(split.app * 5 + 1, split.pose, split.vel * 3, split.app_mask, split.pose_mask)
+    np.testing.assert_array_equal(a, score(model, noisy, torch.device("cpu"), modalities=("pose",)))
+    assert not np.allclose(a, score(model, noisy, torch.device("cpu")))
+
+
+def test_fusion_scoring_batched_equals_one_shot():
+    torch.manual_seed(0)
+    split = toy_padded(n_frames=103)
+    model = AttentionFusion(5)
+    a = score(model, split, torch.device("cpu"), batch_size=7)
+    b = score(model, split, torch.device("cpu"), batch_size=100_000)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_minibatch_fusion_training_learns_a_separable_toy():
+    torch.manual_seed(0)
+    train = toy_padded(n_frames=256, separable=True, seed=1)
+    model = AttentionFusion(5)
+    hist = train_fusion(model, train, epochs=8, lr=1e-3, batch_size=64, device=torch.device("cpu"), seed=0)
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    # test set: normal frames (the pseudo-normal inputs) vs anomalous ones (both shifted)
+    test = toy_padded(n_frames=200, separable=True, seed=2)
+    mixed = PaddedSplit(app=np.concatenate([test.app[:100], test.app_anomaly[100:]]),
+                        pose=np.concatenate([test.pose[:100], test.pose_anomaly[100:]]), vel=test.vel,
+                        app_mask=test.app_mask, pose_mask=test.pose_mask)
+    labels = np.r_[np.zeros(100), np.ones(100)]
+    assert micro_auc(score(model, mixed, torch.device("cpu")), labels) > 0.9
+
+
+def test_holdout_takes_whole_videos_from_the_end():
+    fit, val = holdout_videos(np.array([10, 25, 40]), 1)
+    assert (fit, val) == (slice(0, 25), slice(25, 40))
+    split = take_frames(toy_padded(n_frames=40), val)
+    assert split.n_frames == 15 and split.app_anomaly.shape[0] == 15
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match="hold out 1 to 2"):
+            holdout_videos(np.array([10, 25, 40]), bad)
+
+
+def test_pseudo_label_validation_is_the_training_objective_without_dropout():
+    torch.manual_seed(0)
+    split = toy_padded(n_frames=50, separable=True, seed=3)
+    model = AttentionFusion(5)
+    got = pseudo_label_validation(model, split, torch.device("cpu"), batch_size=7)
+    model.eval()
+    with torch.no_grad():
+        app, pose, vel, masks, y = training_batch(split, np.arange(50), torch.device("cpu"))
+        want = torch.nn.functional.binary_cross_entropy_with_logits(model(app, pose, vel, masks), y, reduction="sum").item() / 50
+    assert got["val_loss"] == pytest.approx(want, rel=1e-5)
+    # trained on other frames of the same separable toy, the held-out pseudo labels separate
+    train_fusion(model, toy_padded(n_frames=256, separable=True, seed=1), epochs=8, lr=1e-3, batch_size=64, device=torch.device("cpu"), seed=0)
+    after = pseudo_label_validation(model, split, torch.device("cpu"))
+    assert after["val_loss"] < got["val_loss"] and after["val_auc"] > 0.9
+
+
+def test_keep_best_restores_the_lowest_loss_weights_and_stops_on_patience():
+    model = torch.nn.Linear(2, 1)
+    keeper = KeepBest(patience=2)
+    stops = []
+    for epoch, loss in enumerate([3.0, 2.0, 2.5, 2.6], start=1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        stops.append(keeper.update(epoch, loss, model))
+    assert stops == [False, False, False, True]
+    assert keeper.restore(model) == 2 and torch.all(model.weight == 2.0)
+    assert not any(KeepBest(patience=0).update(e, 1.0, model) for e in range(5))
+
+
+def test_training_stops_when_the_epoch_callback_says_so():
+    model = AttentionFusion(5)
+    hist = train_fusion(model, toy_padded(n_frames=20), epochs=10, lr=1e-3, batch_size=0, device=torch.device("cpu"), seed=0,
+                        on_epoch=lambda e, m: {"stop": e == 3})
+    assert [h["epoch"] for h in hist] == [1, 2, 3] and "stop" not in hist[-1]
+
+
+def test_memory_terms_are_frame_maxima_over_real_rows():
+    split = scored_split(4, 3, seed=1)
+    t = memory_terms(split)
+    assert set(t) == {"app", "app_rec", "pose", "vel"}
+    for name, values, mask in (("app", split.app_dist, split.app_mask), ("app_rec", split.app_rec, split.app_mask),
+                               ("pose", split.pose_dist, split.pose_mask), ("vel", split.vel, split.app_mask)):
+        np.testing.assert_allclose(t[name], [v[~m].max() for v, m in zip(values, mask)], rtol=1e-6)

@@ -1,0 +1,31 @@
+"""memfuse.stages: memory training and the checks between stages."""
+
+import numpy as np
+import pytest
+import torch
+
+
+def test_memory_training_lowers_loss():
+    from memfuse.stages import train_memory
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 6)).astype(np.float32)
+    q = (centres[rng.integers(4, size=400)] + rng.normal(0, 0.05, (400, 6))).astype(np.float32)
+    _, hist = train_memory(q, rng.normal(0, 1, (16, 6)).astype(np.float32), epochs=40, lr=1e-2, batch_size=128, weights=(5, 1, 1), top_k=5,
+                           margin=1.0, cosine_t_max=0, stale_step=False, device=torch.device("cpu"), seed=0)
+    assert hist[-1]["total"] < 0.5 * hist[0]["total"]
+
+
+def test_check_codes_rejects_collapsed_or_nan_codes_and_passes_spread_ones():
+    from memfuse.io import InputError
+    from memfuse.stages import check_codes
+
+    rng = np.random.default_rng(0)
+    check_codes(rng.normal(0, 0.1, (100, 34)).astype(np.float32), "ok")
+    collapsed = np.tile(rng.normal(0, 0.1, (1, 34)).astype(np.float32), (100, 1))
+    with pytest.raises(InputError, match="same code"):
+        check_codes(collapsed, "ped2 train appearance")
+    nan = rng.normal(0, 0.1, (100, 34)).astype(np.float32)
+    nan[5, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        check_codes(nan, "ped2 train appearance")
