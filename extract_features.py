@@ -52,8 +52,7 @@ APPEARANCE = "hog"  # appearance backbone: hog | pixels | clip [--appearance]
 FLOW = "dis_fine"  # flow: dis_ultrafast | dis_fast | dis_medium | dis_fine | farneback [--flow]
 FLOW_SCALE = 1.0  # upsample frames by this factor before the flow (x2/x3 help DIS medium) [--flow-scale]
 FLOW_BLUR = 0.0  # Gaussian sigma (native px) on frames before the flow, 0 = none [--flow-blur]
-BINS_BY_DATASET = {"ped2": 1}  # velocity orientation bins; any other dataset: DEFAULT_BINS [--bins]
-DEFAULT_BINS = 8
+DEFAULT_BINS = 8  # velocity orientation bins of a dataset whose config/datasets/NAME.toml sets no VELOCITY_BINS [--bins]
 WORKERS = 2  # processes, one video each (CLIP runs in the main process) [--workers]
 CLIP_INTERPOLATION = "bilinear"  # crop -> 224x224 resize; AI-VAD uses cv2.resize's bilinear [--clip-interp]
 CLIP_QUICK_GELU = True  # OpenAI weights: QuickGELU; open_clip LAION weights: exact GELU [--clip-gelu]
@@ -63,8 +62,10 @@ SPLIT_FOLDERS = {"train": "training", "test": "testing"}
 
 
 def default_bins(dataset: str) -> int:
-    """AI-VAD: 1 orientation bin on Ped2, 8 elsewhere."""
-    return BINS_BY_DATASET.get(dataset, DEFAULT_BINS)
+    """The dataset's VELOCITY_BINS (config/datasets/NAME.toml; AI-VAD: 1 on Ped2, 8 elsewhere)."""
+    from memfuse.recipes import dataset_settings
+
+    return int((dataset_settings(dataset) or {}).get("VELOCITY_BINS", DEFAULT_BINS))
 
 
 # ---- per-video work (runs in worker processes) ---------------------------------------------
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="optical flow (default %(default)s)")
     ap.add_argument("--flow-scale", type=float, default=FLOW_SCALE, help="upsample frames before the flow (default %(default)s)")
     ap.add_argument("--flow-blur", type=float, default=FLOW_BLUR, help="Gaussian sigma before the flow, 0 = none (default %(default)s)")
-    ap.add_argument("--bins", type=int, default=None, help="velocity orientation bins (default 1 for ped2, else 8)")
+    ap.add_argument("--bins", type=int, default=None, help="velocity orientation bins (default: VELOCITY_BINS of config/datasets/NAME.toml, else 8)")
     ap.add_argument("--workers", type=int, default=WORKERS, help="processes (default %(default)s)")
     ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to extract")
     ap.add_argument("--force", action="store_true", help="redo splits whose outputs exist")

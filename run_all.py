@@ -24,7 +24,7 @@ import numpy as np
 
 from memfuse import data as D
 from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, folder_lock, results_dir, save_json
-from memfuse.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
+from memfuse.recipes import DEFAULT_RECIPE, get_recipe, recipe_names
 from memfuse.stages import INPUT_STAGES, OUTPUTS, STAGE_ORDER, data_files, file_identity, provenance_path
 
 # Epochs per preset: (autoencoder, memory, fusion)
@@ -37,8 +37,10 @@ SYNTHETIC = "synthetic"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"named settings of every stage: {', '.join(RECIPES)} (memfuse/recipes.py)")
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False,
+                                epilog="Any other flag is a stage setting, forwarded unchanged to every stage that has it "
+                                       "(e.g. --head flatten, --no-masking, --smooth-sigma 7; see each stage's --help).")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"named settings of every stage: {', '.join(recipe_names())} (config/recipes/NAME.toml)")
     p.add_argument("--compare", default=None, help="other recipes to run beside it, comma-separated (default: paper on the synthetic demo, none otherwise; 'none' for none)")
     p.add_argument("--dataset", default=SYNTHETIC, help="dataset name; 'synthetic' makes the embedded demo data if missing")
     p.add_argument("--data-root", default=None, help="folder holding DATASET/ (default: the project's data/)")
@@ -50,28 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="rerun every stage even if its outputs are up to date")
     p.add_argument("--checkpoint-root", default=str(PROJECT_ROOT / "checkpoints"))
     p.add_argument("--results-root", default=str(PROJECT_ROOT / "results"))
-    g = p.add_argument_group("fidelity switches (defaults: correct behaviour; each flag restores the reference's)")
-    g.add_argument("--no-masking", action="store_true", help="attention ignores padding (reference)")
-    g.add_argument("--u2-key", choices=("k2", "k3"), default=None, help="k3: the reference's u2 = softmax(q1 k3^T + q3 k2^T) v2")
-    g.add_argument("--stale-step", action="store_true", help="extra optimizer step per memory epoch on stale gradients (reference)")
-    g.add_argument("--smooth-whole-sequence", action="store_true", help="smooth the concatenated test sequence, not each video (reference)")
-    g.add_argument("--reference", action="store_true", help="all four reference behaviours at once: the same as --recipe reference")
-    g.add_argument("--velocity-anomaly-scale", type=float, default=0.0, help="extension: pseudo-anomalous velocity = scale x velocity (0 = off)")
-    g.add_argument("--pseudo-extrapolate", type=float, default=0.0, help="extension: pseudo-anomaly = q + E (q - top-k memory mixture) instead of the ranks 6-10 mixture (0 = paper)")
-    g.add_argument("--extended", action="store_true", help="both extensions: --pseudo-extrapolate 1 --velocity-anomaly-scale 3")
-    g.add_argument("--modalities", default=None, help="ablation: modalities the fusion sees, e.g. pose or app,vel (default: all three)")
-    g.add_argument("--smooth-sigma", type=float, default=None, help="score smoothing sigma (default 3; AI-VAD uses 7 on ShanghaiTech)")
-    g.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
-    g.add_argument("--batch-size", type=int, default=None, help="fusion frames per step (default: attention_fusion.py's)")
-    g.add_argument("--val-videos", type=int, default=0, help="hold out the last N train videos from the fusion; record their pseudo-label loss (label-free)")
-    g.add_argument("--stop-on-validation", action="store_true", help="keep the fusion weights at the lowest held-out pseudo-label loss (needs --val-videos)")
-    g.add_argument("--patience", type=int, default=0, help="with --stop-on-validation: stop after N evaluations without improvement (0 = never)")
-    g.add_argument("--results-name", default=None, help="write results under results/NAME (default: the dataset name), e.g. for ablations")
+    p.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
+    p.add_argument("--results-name", default=None, help="write results under results/NAME (default: the dataset name), e.g. for ablations")
     p.add_argument("--jobs", type=int, default=2, help="recipes run side by side (1: one after the other, output on the terminal)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="any stage setting (the globals at the top of a stage script, e.g. HEAD=flatten, STANDARDISE=false), "
                         "forwarded to every stage that has it; repeatable")
-    return p.parse_args(argv)
+    args, rest = p.parse_known_args(argv)
+    args.passthrough = rest  # stage flags (--head flatten, --no-masking): checked and forwarded by override_flags
+    return args
 
 
 def stage_settings() -> dict[str, dict[str, object]]:
@@ -82,23 +71,55 @@ def stage_settings() -> dict[str, dict[str, object]]:
 
     sys.path.insert(0, str(PROJECT_ROOT))
     out = {}
-    for stage in STAGE_ORDER:
+    for stage in [*STAGE_ORDER, "baseline.py"]:
         # the pose twins run their appearance script's main with its settings
         module = importlib.import_module(Path(stage).stem.replace("_pose", ""))
         out[stage] = {**COMMON_DEFAULTS, **{k: getattr(module, k) for k in module.HELP}}
     return out
 
 
-def override_flags(overrides: list[str]) -> dict[str, list[str]]:
-    """``["HEAD=flatten", "STANDARDISE=false"]`` -> {stage: its flags}. Raises InputError
-    for a malformed item or a name no stage has (naming the nearest known one)."""
+def passthrough_overrides(tokens: list[str], settings: dict[str, dict[str, object]]) -> list[str]:
+    """Stage flags given to run_all.py (``--head flatten``, ``--no-masking``,
+    ``--smooth-sigma=7``) -> ``NAME=VALUE`` items for :func:`override_flags`. Raises
+    InputError for a flag no stage has (naming the nearest setting) or a missing value."""
+    import difflib
+
+    defaults = {name: default for owned in settings.values() for name, default in owned.items()}
+    out, i = [], 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--"):
+            raise InputError(f"unexpected argument {token!r}")
+        flag, has_value, value = token[2:].partition("=")
+        name = flag.upper().replace("-", "_")
+        negated = name.startswith("NO_") and name not in defaults and isinstance(defaults.get(name[3:]), bool)
+        name = name[3:] if negated else name
+        if name not in defaults:
+            near = difflib.get_close_matches(name, list(defaults), n=1)
+            raise InputError(f"{token}: neither run_all.py nor any stage has this flag" + (f"; did you mean --{near[0].lower().replace('_', '-')}?" if near else ""))
+        i += 1
+        if isinstance(defaults[name], bool) and not has_value:
+            value = "false" if negated else "true"
+        elif not has_value:
+            if i >= len(tokens) or tokens[i].startswith("--"):
+                raise InputError(f"{token} needs a value")
+            value, i = tokens[i], i + 1
+        out.append(f"{name}={value}")
+    return out
+
+
+def override_flags(overrides: list[str], passthrough: list[str] | None = None) -> dict[str, list[str]]:
+    """``["HEAD=flatten", "STANDARDISE=false"]`` and stage flags (:func:`passthrough_overrides`)
+    -> {stage: its flags}. Raises InputError for a malformed item or a name no stage has
+    (naming the nearest known one)."""
     import difflib
 
     from memfuse.cli import flag_name
 
-    if not overrides:  # reading the stage scripts' settings imports each of them: only when asked
-        return {stage: [] for stage in STAGE_ORDER}
+    if not overrides and not passthrough:  # reading the stage scripts' settings imports each of them: only when asked
+        return {stage: [] for stage in [*STAGE_ORDER, "baseline.py"]}
     settings = stage_settings()
+    overrides = [*passthrough_overrides(passthrough or [], settings), *overrides]
     known = sorted({k for v in settings.values() for k in v})
     flags: dict[str, list[str]] = {stage: [] for stage in settings}
     for item in overrides:
@@ -131,31 +152,7 @@ def stage_args(stage: str, args: argparse.Namespace, data_root: Path, recipe: st
     if stage in preset:
         epochs = args.fusion_epochs if stage == "attention_fusion.py" and args.fusion_epochs else preset[stage]
         extra += ["--epochs", str(epochs)]
-    if stage in ("Pseudo_generators.py", "Pseudo_generators_pose.py") and args.pseudo_extrapolate:
-        extra += ["--extrapolate", str(args.pseudo_extrapolate)]
-    if stage in ("train.py", "train_pose.py") and args.stale_step:
-        extra.append("--stale-step")
     if stage == "attention_fusion.py":
-        if args.no_masking:
-            extra.append("--no-masking")
-        if args.u2_key:
-            extra += ["--u2-key", args.u2_key]
-        if args.smooth_whole_sequence:
-            extra.append("--no-smooth-per-video")
-        if args.velocity_anomaly_scale:
-            extra += ["--velocity-anomaly-scale", str(args.velocity_anomaly_scale)]
-        if args.smooth_sigma is not None:
-            extra += ["--smooth-sigma", str(args.smooth_sigma)]
-        if args.modalities:
-            extra += ["--modalities", args.modalities]
-        if args.batch_size is not None:
-            extra += ["--batch-size", str(args.batch_size)]
-        if args.val_videos:
-            extra += ["--val-videos", str(args.val_videos)]
-        if args.stop_on_validation:
-            extra.append("--stop-on-validation")
-        if args.patience:
-            extra += ["--patience", str(args.patience)]
         if args.results_name:
             extra += ["--results-name", args.results_name]
         extra += ["--results-root", args.results_root]
@@ -164,15 +161,11 @@ def stage_args(stage: str, args: argparse.Namespace, data_root: Path, recipe: st
 
 def baseline_args(args: argparse.Namespace, data_root: Path) -> list[str]:
     """Flags for ``baseline.py``: the AI-VAD baseline on the same features and smoothing."""
-    extra = ["--dataset", args.dataset, "--data-root", str(data_root), "--device", args.device, "--seed", str(args.seed),
+    extra = ["--recipe", args.recipe, "--dataset", args.dataset, "--data-root", str(data_root), "--device", args.device, "--seed", str(args.seed),
              "--results-root", args.results_root]
     if args.results_name:
         extra += ["--results-name", args.results_name]
-    if args.smooth_sigma is not None:
-        extra += ["--smooth-sigma", str(args.smooth_sigma)]
-    if args.smooth_whole_sequence or args.recipe == "reference":
-        extra.append("--no-smooth-per-video")
-    return extra
+    return extra + args.stage_flags["baseline.py"]
 
 
 def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str], inputs: dict[str, list[int]]) -> bool:
@@ -278,8 +271,6 @@ def run_recipes(args: argparse.Namespace, data_root: Path, recipes: list[str], t
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.reference:
-        args.recipe = "reference"
     recipes = [args.recipe]
     compare = args.compare if args.compare is not None else ("paper" if args.dataset == SYNTHETIC else "none")
     recipes += [r.strip() for r in compare.split(",") if r.strip() and r.strip() != "none" and r.strip() != args.recipe]
@@ -288,11 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
             get_recipe(r)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    args.stage_flags = override_flags(args.overrides)  # before any stage runs: a typo costs nothing
+    args.stage_flags = override_flags(args.overrides, args.passthrough)  # before any stage runs: a typo costs nothing
     args.preset = args.preset or get_recipe(args.recipe).preset or ("quick" if args.dataset == SYNTHETIC else "paper")
-    if args.extended:
-        args.pseudo_extrapolate = args.pseudo_extrapolate or 1.0
-        args.velocity_anomaly_scale = args.velocity_anomaly_scale or 3.0
     from memfuse.cli import check_dataset_name
 
     try:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .recipes import DATASET_SETTINGS, DEFAULT_RECIPE, RECIPES, get_recipe
+from .recipes import DEFAULT_RECIPE, dataset_settings, get_recipe, recipe_names
 
 # Settings every stage takes. A stage script imports them (`from memfuse.cli import
 # DATASET, ...`) so its readers see where they come from; configure() then overwrites the
@@ -32,7 +32,7 @@ COMMON_DEFAULTS: dict[str, Any] = {"DATASET": DATASET, "DATA_ROOT": DATA_ROOT, "
 # Settings every stage must share with the stages that made its inputs (memfuse.stages checks).
 SHARED_SETTINGS = ("RECIPE", "STANDARDISE")
 COMMON_HELP = {
-    "RECIPE": f"named settings applied before the flags: {', '.join(RECIPES)} (see memfuse/recipes.py)",
+    "RECIPE": f"named settings applied before the flags: {', '.join(recipe_names())} (config/recipes/NAME.toml)",
     "STANDARDISE": "z-score appearance (before the autoencoder) and pose (before its memory) per feature, fitted on train",
     "DATASET": "dataset name: features are read from DATA_ROOT/DATASET/extracted_features",
     "DATA_ROOT": "folder holding DATASET/ (AI-VAD feature format, see README)",
@@ -60,16 +60,22 @@ def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, a
         recipe = get_recipe(known.recipe)
     except ValueError as exc:
         raise SystemExit(f"error: --recipe: {exc}") from None
+    try:
+        constants = dataset_settings(known.dataset)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if constants is None:
+        print(f"[config] no config/datasets/{known.dataset}.toml: the scripts' defaults apply", file=sys.stderr)
     settings = {**COMMON_HELP, **help_lines}
     # layers, each over the one before: the script's globals, the dataset's constants, the recipe, the flags
-    g.update({k: v for k, v in DATASET_SETTINGS.get(known.dataset, {}).items() if k in settings})
+    g.update({k: v for k, v in (constants or {}).items() if k in settings})
     g.update({k: v for k, v in recipe.settings.items() if k in settings})
     g["RECIPE"] = recipe.name
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for name, text in settings.items():
         default = g[name]
         if name == "RECIPE":
-            parser.add_argument(flag_name(name), dest=name, default=default, choices=list(RECIPES), help=text)
+            parser.add_argument(flag_name(name), dest=name, default=default, choices=recipe_names(), help=text)
         elif isinstance(default, bool):
             parser.add_argument(flag_name(name), dest=name, default=default, action=argparse.BooleanOptionalAction, help=text)
         elif isinstance(default, (int, float, str)):

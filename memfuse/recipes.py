@@ -1,21 +1,37 @@
-"""Named recipes: each is a set of stage settings applied on top of the stage scripts'
-own defaults (the paper's values), before any command-line flag.
+"""Named recipes and per-dataset constants, read from ``config/``.
 
-- ``memfuse`` (the default): the paper's stages, repaired so that the detector works.
-- ``paper``: the method as ``../shared/METHOD.md`` specifies it, the reference scripts'
-  bugs fixed.
-- ``reference``: the paper with every quirk of the authors' scripts.
+- ``config/recipes/NAME.toml``: a recipe, i.e. stage settings applied on top of the stage
+  scripts' own defaults (the paper's values), before any flag. ``memfuse`` (the default)
+  is the paper's stages repaired so that the detector works; ``paper`` is the method as
+  ``../shared/METHOD.md`` specifies it, the reference scripts' bugs fixed; ``reference`` is
+  the paper with every quirk of the authors' scripts.
+- ``config/datasets/NAME.toml``: the constants AI-VAD sets per dataset (velocity bins, the
+  baseline's GMM components, the smoothing sigma), applied under the recipe. A dataset
+  with no file runs on the scripts' defaults.
 
 A setting's name is the global of the stage script that owns it (``HEAD`` in
-attention_fusion.py). A stage applies the recipe's settings it owns and ignores the rest;
+attention_fusion.py). A stage applies the settings it owns and ignores the rest;
 ``--recipe NAME`` on every stage script and on ``run_all.py`` picks the recipe, and a flag
-still overrides one setting of it. Every stage records its recipe in its outputs, and a
+still overrides one setting of it. A file naming a setting that no stage has is an error
+that names the nearest known one. Every stage records its recipe in its outputs, and a
 stage whose inputs were made under another recipe stops (:mod:`memfuse.stages`).
 """
 from __future__ import annotations
 
+import ast
+import difflib
+import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+from .io import PROJECT_ROOT
+
+CONFIG_DIR = PROJECT_ROOT / "config"
+DEFAULT_RECIPE = "memfuse"
+# Settings read outside the stage scripts' HELP tables: stage 0's velocity bins.
+OTHER_SETTINGS = {"VELOCITY_BINS": "extract_features.py"}
 
 
 @dataclass(frozen=True)
@@ -27,48 +43,68 @@ class Recipe:
     preset: str | None = None
 
 
-RECIPES: dict[str, Recipe] = {
-    "memfuse": Recipe(
-        "memfuse",
-        "the paper's stages, repaired: standardised inputs, pseudo-anomalies outside the normal data, a pooled "
-        "classifier head, and the classifier's score summed with the memories' own distances and velocity",
-        {
-            # Per-feature z-scores (fitted on train) before the autoencoder and the pose memory.
-            "STANDARDISE": True,
-            # Pseudo-anomaly = q + 1 (q - top-5 mixture): away from the memory, not among its items.
-            "EXTRAPOLATE": 1.0,
-            # A fifth training pass with velocity x 3 labelled anomalous: the paper never varies velocity.
-            "VELOCITY_ANOMALY_SCALE": 3.0,
-            # One MLP shared by every object row, max-pooled: no per-slot weights.
-            "HEAD": "pool",
-            # The shared MLP sees one object row at a time (204-d in): 64 hidden units suffice, and
-            # its element-wise work scales with rows x width (a 256-wide pooled head is 2.5x slower).
-            "HIDDEN": 64,
-            # Frame score = sum of train-standardised terms, one vote per source (memfuse.scoring).
-            "SCORE_TERMS": "classifier,app,app_rec,pose,vel",
-        },
-        preset="quick",  # autoencoder 50, memories 100, fusion 200 epochs: fixed, on every dataset
-    ),
-    "paper": Recipe("paper", "the method as METHOD.md specifies it, with the reference scripts' bugs fixed"),
-    "reference": Recipe(
-        "reference",
-        "the paper with every quirk of the authors' scripts",
-        {"STALE_STEP": True, "MASKING": False, "U2_KEY": "k3", "SMOOTH_PER_VIDEO": False},
-    ),
-}
-DEFAULT_RECIPE = "memfuse"
+@lru_cache(maxsize=None)
+def known_settings(root: Path = PROJECT_ROOT) -> dict[str, tuple[str, ...]]:
+    """setting name -> the scripts that own it: the keys of the ``HELP`` table at the top
+    of every script in ``root``, read from the source (nothing is imported), the common
+    settings of :mod:`memfuse.cli` and :data:`OTHER_SETTINGS`."""
+    owners: dict[str, list[str]] = {}
+    for script in sorted(root.glob("*.py")):
+        for node in ast.parse(script.read_text()).body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HELP" for t in node.targets) and isinstance(node.value, ast.Dict):
+                for key in node.value.keys:
+                    if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                        owners.setdefault(key.value, []).append(script.name)
+    from .cli import COMMON_HELP  # cli imports this module at load time
 
-# Per-dataset constants, only those AI-VAD sets per dataset (velocity bins are read from the
-# data). Applied by every stage for --dataset NAME, under the recipe and the flags.
-DATASET_SETTINGS: dict[str, dict[str, Any]] = {
-    "ped2": {"GMM_COMPONENTS": 2, "SMOOTH_SIGMA": 3.0},
-    "avenue": {"GMM_COMPONENTS": 5, "SMOOTH_SIGMA": 3.0},
-    "shanghaitech": {"GMM_COMPONENTS": 5, "SMOOTH_SIGMA": 7.0},
-}
+    for name in COMMON_HELP:
+        owners.setdefault(name, []).append("every stage")
+    for name, script in OTHER_SETTINGS.items():
+        owners.setdefault(name, []).append(script)
+    return {k: tuple(v) for k, v in owners.items()}
 
 
+def check_setting_names(names: list[str] | set[str], where: str) -> None:
+    """``ValueError`` naming the first setting no script has, with the nearest known one."""
+    known = known_settings()
+    for name in names:
+        if name not in known:
+            near = difflib.get_close_matches(name, list(known), n=1)
+            raise ValueError(f"{where}: no stage has a setting {name}" + (f"; did you mean {near[0]}?" if near else ""))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: [settings] must be a table of NAME = value")
+    check_setting_names(list(settings), str(path))
+    return data
+
+
+def recipe_names() -> list[str]:
+    """The recipes in ``config/recipes/``, the default first."""
+    names = sorted(p.stem for p in (CONFIG_DIR / "recipes").glob("*.toml"))
+    return sorted(names, key=lambda n: n != DEFAULT_RECIPE)
+
+
+@lru_cache(maxsize=None)
 def get_recipe(name: str) -> Recipe:
-    """The recipe called ``name``; a ``ValueError`` listing the known ones otherwise."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
-    return RECIPES[name]
+    """The recipe ``config/recipes/NAME.toml``; a ``ValueError`` listing the known ones
+    otherwise (or naming a setting in it that no stage has)."""
+    path = CONFIG_DIR / "recipes" / f"{name}.toml"
+    if not name or "/" in name or "\\" in name or not path.is_file():
+        raise ValueError(f"unknown recipe {name!r}; known recipes: {', '.join(recipe_names())}")
+    data = _read(path)
+    return Recipe(name, data.get("summary", ""), dict(data.get("settings", {})), data.get("preset"))
+
+
+@lru_cache(maxsize=None)
+def dataset_settings(name: str) -> dict[str, Any] | None:
+    """The constants of ``config/datasets/NAME.toml``; ``None`` when there is no such file
+    (the scripts' defaults apply)."""
+    path = CONFIG_DIR / "datasets" / f"{name}.toml"
+    return dict(_read(path).get("settings", {})) if path.is_file() else None

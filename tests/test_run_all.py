@@ -134,7 +134,8 @@ def test_help(script):
 
 
 @pytest.mark.parametrize("extra, message", [(["--dataset", "../x"], "plain name"), (["--data-root", "/no/such/folder"], "no such folder"),
-                                            (["--set", "HEADD=pool"], "did you mean HEAD")])
+                                            (["--set", "HEADD=pool"], "did you mean HEAD"), (["--haed", "flatten"], "did you mean --head"),
+                                            (["--smooth-sigma"], "needs a value"), (["--set", "MASKING=maybe"], "true or false")])
 def test_run_all_rejects_bad_arguments_before_any_stage(tmp_path, extra, message):
     out = run(["run_all.py", "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"), *extra])
     assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr
