@@ -33,7 +33,7 @@ from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SE
 from memfuse.fusion import (KeepBest, PaddedSplit, check_modalities, frame_logits, holdout_videos, memory_terms, passes, pseudo_label_validation,
                             take_frames, train_fusion)
 from memfuse.io import InputError, checkpoint_dir, require, results_dir, save_json, save_npy, save_npz, save_torch
-from memfuse.metrics import evaluate, micro_auc, smooth_scores
+from memfuse.metrics import evaluate, micro_auc, smooth_scores, why_no_auc
 from memfuse.models import HEADS, AttentionFusion
 from memfuse.plots import plot_history, plot_roc, plot_validation, plot_videos
 from memfuse.scoring import combine, parse_terms, sum_by_group
@@ -108,25 +108,32 @@ def validation_diagnostics(history: list[dict], best_epoch: int) -> dict:
     return out
 
 
-def main() -> None:
-    configure(globals(), HELP, __doc__.split("\n")[0])
-    if U2_KEY not in ("k2", "k3"):
-        raise InputError(f"--u2-key must be k2 or k3, got {U2_KEY!r}")
+def check_settings(g: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The settings ``g`` checked before anything trains (run_all.py calls this before its
+    first stage): raises InputError naming the flag. Returns the modalities and score terms."""
+    if g["U2_KEY"] not in ("k2", "k3"):
+        raise InputError(f"--u2-key must be k2 or k3, got {g['U2_KEY']!r}")
     try:
-        modalities = check_modalities(tuple(m.strip() for m in MODALITIES.split(",") if m.strip()))
-        passes(VELOCITY_ANOMALY_SCALE, modalities)
+        modalities = check_modalities(tuple(m.strip() for m in g["MODALITIES"].split(",") if m.strip()))
+        passes(g["VELOCITY_ANOMALY_SCALE"], modalities)
     except ValueError as exc:
-        raise InputError(f"--modalities {MODALITIES}: {exc}") from exc
-    if HEAD not in HEADS:
-        raise InputError(f"--head must be one of {', '.join(HEADS)}, got {HEAD!r}")
+        raise InputError(f"--modalities {g['MODALITIES']}: {exc}") from exc
+    if g["HEAD"] not in HEADS:
+        raise InputError(f"--head must be one of {', '.join(HEADS)}, got {g['HEAD']!r}")
     try:
-        terms = parse_terms(SCORE_TERMS)
+        terms = parse_terms(g["SCORE_TERMS"])
     except ValueError as exc:
         raise InputError(f"--score-terms: {exc}") from None
-    if (VAL_VIDEOS > 0 or STOP_ON_VALIDATION) and EVAL_EVERY <= 0:
+    if (g["VAL_VIDEOS"] > 0 or g["STOP_ON_VALIDATION"]) and g["EVAL_EVERY"] <= 0:
         raise InputError("validation is measured every EVAL_EVERY epochs: set --eval-every > 0")
-    if STOP_ON_VALIDATION and VAL_VIDEOS <= 0:
+    if g["STOP_ON_VALIDATION"] and g["VAL_VIDEOS"] <= 0:
         raise InputError("--stop-on-validation needs held-out videos: set --val-videos N (e.g. 2)")
+    return modalities, terms
+
+
+def main() -> None:
+    configure(globals(), HELP, __doc__.split("\n")[0])
+    modalities, terms = check_settings(globals())
     seed_everything(SEED)
     device = resolve_device(DEVICE)
     ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
@@ -136,7 +143,10 @@ def main() -> None:
     meta = json.loads(require(ckpt / "padded" / "meta.json", made_by("padded/meta.json")).read_text())
     train, test = load_padded(ckpt, "train"), load_padded(ckpt, "test")
     ends = D.load_clip_lengths(DATA_ROOT, DATASET, "test", test.n_frames)
-    labels = D.load_labels(DATA_ROOT, DATASET, ends)  # checked before training, used only after it
+    labels = D.load_labels(DATA_ROOT, DATASET, ends, required=False)  # checked before training, used only after it
+    no_auc = why_no_auc(labels)
+    if no_auc:
+        print(f"[attention_fusion] {no_auc}: scores are written, with no AUC")
     val = None
     if VAL_VIDEOS > 0:
         train_ends = D.load_clip_lengths(DATA_ROOT, DATASET, "train", train.n_frames)
@@ -170,11 +180,11 @@ def main() -> None:
         # Test AUC as a curve to look at, never to choose the model.
         if EVAL_EVERY <= 0 or (epoch % EVAL_EVERY and epoch != EPOCHS):
             return None
-        record = {"test_micro_auc": micro_auc(smoothed(frame_scores(model)[0]), labels)}
+        record = {} if no_auc else {"test_micro_auc": micro_auc(smoothed(frame_scores(model)[0]), labels)}
         if val is not None:  # label-free: held-out train videos and their pseudo labels only
             record.update(pseudo_label_validation(model, val, device, MASKING, VELOCITY_ANOMALY_SCALE, modalities))
             record["stop"] = keeper.update(epoch, record["val_loss"], model)
-        return record
+        return record or None
 
     model = AttentionFusion(n_max, hidden=HIDDEN, dropout=DROPOUT, u2_key=U2_KEY, head=HEAD).to(device)
     start = time.perf_counter()
@@ -197,7 +207,7 @@ def main() -> None:
     result = {
         "dataset": DATASET,
         **metrics,
-        "unsmoothed_micro_auc": micro_auc(raw, labels),
+        "unsmoothed_micro_auc": None if no_auc else micro_auc(raw, labels),
         "n_test_frames": int(test.n_frames),
         "n_train_frames": int(train.n_frames),
         "protocol": {
@@ -208,7 +218,7 @@ def main() -> None:
         "settings": settings,
         "score_terms": list(terms),
         # each term alone, standardised and smoothed as the final score: which term carries what
-        "term_micro_auc": {t: micro_auc(smoothed(v), labels) for t, v in z.items()},
+        "term_micro_auc": {} if no_auc else {t: micro_auc(smoothed(v), labels) for t, v in z.items()},
         "fusion_train_seconds": round(train_seconds, 2),
         "fusion_seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 4),
     }
@@ -226,7 +236,8 @@ def main() -> None:
     save_npz(out / "score_terms.npz", **z)  # standardised, unsmoothed test terms: any combination can be re-scored
     save_json(out / "metrics.json", result)
     save_json(out / "history.json", history)  # per-epoch loss and diagnostics, to redraw the curves
-    plot_roc({"ours": (final, metrics["micro_auc"])}, labels, out / "roc.png", f"{DATASET}: frame-level ROC")
+    if not no_auc:
+        plot_roc({"ours": (final, metrics["micro_auc"])}, labels, out / "roc.png", f"{DATASET}: frame-level ROC")
     plot_videos({"ours": final}, labels, ends, out / "videos")
     plot_history(history, out / "fusion_loss.png", f"{DATASET} fusion training loss", ["loss"])
     if curve:
@@ -235,6 +246,9 @@ def main() -> None:
     if val is not None:
         plot_validation(history, out / "validation.png", f"{DATASET}: held-out pseudo labels (label-free) and the test AUC")
     finish_stage(ckpt, "attention_fusion.py", settings)
+    if no_auc:
+        print(f"[attention_fusion] no AUC ({no_auc}); scores in {out / 'scores.npy'}")
+        return
     print("[attention_fusion] term micro AUCs: " + "  ".join(f"{t} {a:.4f}" for t, a in result["term_micro_auc"].items()))
     print(f"[attention_fusion] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}"
           + (f"  (oracle, test-selected: {result['oracle_micro_auc']:.4f} at epoch {result['oracle_epoch']})" if curve else ""))

@@ -42,7 +42,7 @@ def main() -> None:
     train = D.load_split(DATA_ROOT, DATASET, "train")
     test = D.load_split(DATA_ROOT, DATASET, "test")
     ends = D.load_clip_lengths(DATA_ROOT, DATASET, "test", test.n_frames)
-    labels = D.load_labels(DATA_ROOT, DATASET, ends)
+    labels = D.load_labels(DATA_ROOT, DATASET, ends, required=False)
     print(f"[baseline] {DATASET}: {train.n_frames} train / {test.n_frames} test frames, "
           f"{len(train.appearance.values)} / {len(test.appearance.values)} objects, {len(train.pose.values)} / {len(test.pose.values)} persons")
     start = time.perf_counter()
@@ -60,8 +60,11 @@ def main() -> None:
     save_npy(out / "baseline_scores.npy", scores["smoothed"]["combined"])
     path = out / "baseline_metrics.json"
     save_json(path, {"baseline": metrics})
-    per = "  ".join(f"{m} {v['micro_auc']:.4f}" for m, v in metrics["per_modality"].items())
-    print(f"[baseline] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}  ({per})")
+    if metrics["micro_auc"] is None:
+        print(f"[baseline] no AUC: {metrics['no_auc']}")
+    else:
+        per = "  ".join(f"{m} {v['micro_auc']:.4f}" for m, v in metrics["per_modality"].items())
+        print(f"[baseline] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}  ({per})")
     print(f"[baseline] wrote {out}/baseline_scores.npy and {path}")
 
 

@@ -69,7 +69,6 @@ def stage_settings() -> dict[str, dict[str, object]]:
 
     from memfuse.cli import COMMON_DEFAULTS
 
-    sys.path.insert(0, str(PROJECT_ROOT))
     out = {}
     for stage in [*STAGE_ORDER, "baseline.py"]:
         # the pose twins run their appearance script's main with its settings
@@ -141,6 +140,26 @@ def override_flags(overrides: list[str], passthrough: list[str] | None = None) -
             else:
                 flags[stage] += [flag_name(name), value]
     return flags
+
+
+def preflight(args: argparse.Namespace, data_root: Path, recipes: list[str]) -> None:
+    """Parse and check every stage's settings under every recipe as the stage itself will
+    (types, choices, and a stage's own ``check_settings``), before the first stage runs:
+    a bad value costs seconds, not the stages trained before the one that reads it."""
+    import importlib
+
+    from memfuse.cli import configure
+
+    for recipe in recipes:
+        for stage in [*STAGE_ORDER, "baseline.py"]:
+            module = importlib.import_module(Path(stage).stem.replace("_pose", ""))
+            argv = baseline_args(args, data_root) if stage == "baseline.py" else stage_args(stage, args, data_root, recipe) + args.stage_flags[stage]
+            if stage == "baseline.py":
+                argv[argv.index("--recipe") + 1] = recipe
+            g = dict(vars(module))
+            configure(g, module.HELP, module.__doc__ or "", argv, prog=f"{stage} (recipe {recipe})", announce=False)
+            if hasattr(module, "check_settings"):
+                module.check_settings(g)
 
 
 def stage_args(stage: str, args: argparse.Namespace, data_root: Path, recipe: str) -> list[str]:
@@ -281,19 +300,23 @@ def main(argv: list[str] | None = None) -> dict:
         raise InputError(str(exc)) from None
     args.stage_flags = override_flags(args.overrides, args.passthrough)  # before any stage runs: a typo costs nothing
     args.preset = args.preset or get_recipe(args.recipe).preset or ("quick" if args.dataset == SYNTHETIC else "paper")
-    from memfuse.cli import check_dataset_name
+    from memfuse.cli import check_dataset_name, check_seed
 
     try:
         check_dataset_name(args.dataset)
+        check_seed(args.seed)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if args.data_root and not Path(args.data_root).is_dir():
         raise InputError(f"--data-root {args.data_root}: no such folder")
     data_root = Path(args.data_root) if args.data_root else PROJECT_ROOT / "data"
+    preflight(args, data_root, recipes)
     data_root, stage0_seconds = ensure_features(args, data_root)
     summary = D.validate_dataset(data_root, args.dataset)
     print(f"{args.dataset}: {summary['train']['frames']} train frames / {summary['train']['objects']} objects, "
           f"{summary['test']['frames']} test frames / {summary['test']['objects']} objects, velocity bins {summary['velocity_bins']}")
+    if summary["test"]["no_auc"]:
+        print(f"{args.dataset}: {summary['test']['no_auc']}; every method's scores are written, with no AUC")
     times: dict[str, float] = {}
     if stage0_seconds is not None:
         times["stage0_features"] = round(stage0_seconds, 2)
@@ -302,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
     times["baseline.py"] = round(run_stage("baseline.py", baseline_args(args, data_root)), 2)
     baseline = json.loads((out / "baseline_metrics.json").read_text())["baseline"]
     ends = D.load_clip_lengths(data_root, args.dataset, "test", results[args.recipe]["n_test_frames"])
-    labels = D.load_labels(data_root, args.dataset, ends)
+    labels = D.load_labels(data_root, args.dataset, ends, required=False)
     kinds_file = data_root / args.dataset / "anomaly_kinds.npy"
     scores = {r: np.load(out / r / "scores.npy") for r in recipes}
     scores["AI-VAD baseline"] = np.load(out / "baseline_scores.npy")
@@ -310,7 +333,9 @@ def main(argv: list[str] | None = None) -> dict:
               "recipes": {r: {k: m[k] for k in ("micro_auc", "macro_auc", "eer", "oracle_micro_auc", "oracle_epoch", "term_micro_auc", "settings")
                               if k in m} for r, m in results.items()},
               "baseline": {k: baseline[k] for k in ("micro_auc", "macro_auc", "eer", "per_modality")}}
-    if kinds_file.exists():
+    if summary["test"]["no_auc"]:
+        report["no_auc"] = summary["test"]["no_auc"]
+    elif kinds_file.exists():
         report["per_kind_micro_auc"] = per_kind(scores, np.load(kinds_file), ends, labels)
     save_json(out / "summary.json", report)
     plot_comparison(out, args.dataset, scores, ends, labels)
@@ -328,12 +353,13 @@ def per_kind(scores: dict[str, np.ndarray], kinds: np.ndarray, ends: np.ndarray,
             for name, s in scores.items()}
 
 
-def plot_comparison(out: Path, dataset: str, scores: dict[str, np.ndarray], ends: np.ndarray, labels: np.ndarray) -> None:
+def plot_comparison(out: Path, dataset: str, scores: dict[str, np.ndarray], ends: np.ndarray, labels: np.ndarray | None) -> None:
     """ROC curves and per-video score traces of every recipe and the AI-VAD baseline together."""
-    from memfuse.metrics import micro_auc
+    from memfuse.metrics import micro_auc, why_no_auc
     from memfuse.plots import plot_roc, plot_videos
 
-    plot_roc({n: (s, micro_auc(s, labels)) for n, s in scores.items()}, labels, out / "roc.png", f"{dataset}: frame-level ROC")
+    if why_no_auc(labels) is None:
+        plot_roc({n: (s, micro_auc(s, labels)) for n, s in scores.items()}, labels, out / "roc.png", f"{dataset}: frame-level ROC")
     plot_videos(scores, labels, ends, out / "videos")
 
 
@@ -343,7 +369,11 @@ def print_table(report: dict, out: Path) -> None:
     rows["AI-VAD baseline"] = report["baseline"]
     print(f"\n{report['dataset']} ({report['data']['test']['frames']} test frames, preset {report['preset']}, seed {report['seed']})")
     print(f"  {'method':<20} {'micro AUC':>9} {'macro AUC':>9} {'EER':>7}   test-selected epoch (not a fair figure)")
+    if "no_auc" in report:
+        print(f"  no AUC: {report['no_auc']}; the scores of every method are in {out}")
     for name, m in rows.items():
+        if m["micro_auc"] is None:
+            continue
         oracle = f"{m['oracle_micro_auc']:.4f} (epoch {m['oracle_epoch']})" if "oracle_micro_auc" in m else ""
         print(f"  {name:<20} {m['micro_auc']:>9.4f} {m['macro_auc']:>9.4f} {m['eer']:>7.4f}   {oracle}")
     for name, kinds in report.get("per_kind_micro_auc", {}).items():

@@ -185,7 +185,7 @@ def score_baseline(train: Split, test: Split, test_ends: np.ndarray, gmm_compone
     return {"frame": frame, "combined": combined, "smoothed": smoothed, "calibration": calib}
 
 
-def evaluate_baseline(scores: dict, labels: np.ndarray, test_ends: np.ndarray) -> dict:
+def evaluate_baseline(scores: dict, labels: np.ndarray | None, test_ends: np.ndarray) -> dict:
     """Micro/macro AUC and EER of the smoothed combined score, and of each modality alone
     (``per_modality``), from the output of :func:`score_baseline`."""
     sm = scores["smoothed"]

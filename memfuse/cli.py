@@ -46,10 +46,13 @@ def flag_name(name: str) -> str:
     return "--" + name.lower().replace("_", "-")
 
 
-def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, argv: list[str] | None = None) -> argparse.Namespace:
+def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, argv: list[str] | None = None, *,
+              prog: str | None = None, announce: bool = True) -> argparse.Namespace:
     """Add flags for ``COMMON_HELP`` and ``help_lines`` (names of globals in ``g``), apply
     the ``--dataset``'s constants and the ``--recipe``'s settings to ``g`` as defaults,
-    parse ``argv`` and store the values in ``g``. Returns the parsed namespace."""
+    parse ``argv`` and store the values in ``g``. Returns the parsed namespace.
+    ``prog`` names the script in errors; ``announce`` False keeps quiet about a dataset
+    with no config file (run_all.py checks every stage's settings before it runs them)."""
     for name, value in COMMON_DEFAULTS.items():
         g.setdefault(name, value)
     pre = argparse.ArgumentParser(add_help=False)
@@ -64,14 +67,14 @@ def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, a
         constants = dataset_settings(known.dataset)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    if constants is None:
+    if constants is None and announce:
         print(f"[config] no config/datasets/{known.dataset}.toml: the scripts' defaults apply", file=sys.stderr)
     settings = {**COMMON_HELP, **help_lines}
     # layers, each over the one before: the script's globals, the dataset's constants, the recipe, the flags
     g.update({k: v for k, v in (constants or {}).items() if k in settings})
     g.update({k: v for k, v in recipe.settings.items() if k in settings})
     g["RECIPE"] = recipe.name
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for name, text in settings.items():
         default = g[name]
         if name == "RECIPE":
@@ -85,6 +88,7 @@ def configure(g: dict[str, Any], help_lines: dict[str, str], description: str, a
     args = parser.parse_args(argv)
     try:
         check_dataset_name(args.DATASET)
+        check_seed(args.SEED)
     except ValueError as exc:
         parser.error(str(exc))
     g.update(vars(args))
@@ -96,6 +100,13 @@ def check_dataset_name(name: str) -> str:
     if not name or name in (".", "..") or any(c in name for c in "/\\") or name.startswith("~"):
         raise ValueError(f"--dataset {name!r}: a dataset is a plain name (no path separators, no '..'); its folder is DATA_ROOT/NAME")
     return name
+
+
+def check_seed(seed: int) -> int:
+    """Seeds are what numpy and torch both take: 0 to 2**32 - 1."""
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"--seed {seed}: a seed is an integer from 0 to 2**32 - 1")
+    return seed
 
 
 def settings_of(g: dict[str, Any], help_lines: dict[str, str]) -> dict[str, Any]:

@@ -238,8 +238,10 @@ def label_candidates(root: Path, dataset: str) -> list[Path]:
     ]
 
 
-def load_labels(root: Path | str, dataset: str, ends: np.ndarray) -> np.ndarray:
-    """Frame-level 0/1 test labels (F,) int64 from the first format found.
+def load_labels(root: Path | str, dataset: str, ends: np.ndarray, required: bool = True) -> np.ndarray | None:
+    """Frame-level 0/1 test labels (F,) int64 from the first format found; with
+    ``required`` False, ``None`` when there is no label file (a file that is there but
+    wrong is still an error).
 
     Formats: ``frame_labels.npy`` / ``frame_labels_NAME.npy`` (any shape flattening to one
     value per frame), ``NAME.mat`` (Ped2/Avenue ``gt`` ranges), ``testing/test_frame_mask/*.npy``
@@ -266,13 +268,16 @@ def load_labels(root: Path | str, dataset: str, ends: np.ndarray) -> np.ndarray:
             if not np.isin(labels, (0, 1)).all():
                 raise InputError(f"{path}: labels must be 0 or 1")
             return labels.astype(np.int64)
+    if not required:
+        return None
     tried = ", ".join(str(p) for p in label_candidates(Path(root), dataset))
     raise InputError(f"no test labels for {dataset}: looked for {tried}")
 
 
 def validate_dataset(root: Path | str, dataset: str) -> dict:
     """Load and cross-check everything the pipeline reads, before any training: both
-    splits, velocity bins equal across splits, some pose, clip lengths and labels.
+    splits, velocity bins equal across splits, some pose, clip lengths and labels (which
+    may be absent: ``summary["test"]["no_auc"]`` then says why there will be no AUC).
     Raises :class:`InputError` with a one-line reason; returns a summary."""
     summary: dict = {}
     bins = {}
@@ -286,8 +291,11 @@ def validate_dataset(root: Path | str, dataset: str) -> dict:
                           "persons": int(s.pose.offsets[-1]), "frames_without_person": int((s.pose.counts == 0).sum()),
                           "max_objects": int(s.appearance.counts.max()), "max_persons": int(s.pose.counts.max())}
         if split == "test":
-            labels = load_labels(root, dataset, ends)
-            summary["test"]["anomalous_frames"] = int(labels.sum())
+            labels = load_labels(root, dataset, ends, required=False)
+            summary["test"]["anomalous_frames"] = None if labels is None else int(labels.sum())
+            from .metrics import why_no_auc
+
+            summary["test"]["no_auc"] = why_no_auc(labels)
     if bins["train"] != bins["test"]:
         raise InputError(f"{dataset}: velocity has {bins['train']} bins in train but {bins['test']} in test")
     summary["velocity_bins"] = bins["train"]

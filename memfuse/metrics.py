@@ -82,8 +82,22 @@ def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((fpr[i] + fnr[i]) / 2)
 
 
-def evaluate(scores: np.ndarray, labels: np.ndarray, ends: np.ndarray) -> dict[str, float]:
-    """All frame-level measures of already-smoothed scores."""
+def why_no_auc(labels: np.ndarray | None) -> str | None:
+    """Why the test labels give no AUC (``None`` when they do): there are none, or every
+    frame holds the same label (the ROC needs both classes)."""
+    if labels is None:
+        return "no test labels"
+    if labels.size == 0 or labels.min() == labels.max():
+        return f"every test frame is labelled {int(labels.flat[0]) if labels.size else '-'}: an AUC needs both classes"
+    return None
+
+
+def evaluate(scores: np.ndarray, labels: np.ndarray | None, ends: np.ndarray) -> dict[str, float | None | str]:
+    """All frame-level measures of already-smoothed scores; without two classes of labels
+    each measure is ``None`` and ``no_auc`` says why."""
+    reason = why_no_auc(labels)
+    if reason is not None:
+        return {"micro_auc": None, "macro_auc": None, "eer": None, "no_auc": reason}
     return {
         "micro_auc": micro_auc(scores, labels),
         "macro_auc": macro_auc(scores, labels, ends),

@@ -74,16 +74,18 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, float]], labels: np.ndarray, pa
     _save(fig, path)
 
 
-def plot_videos(series: dict[str, np.ndarray], labels: np.ndarray, ends: np.ndarray, out_dir: Path | str, prefix: str = "video") -> list[Path]:
-    """One PNG per test video: each series' score over frames, anomalous frames shaded.
-    Scores are min-max scaled per video so series on different scales share an axis."""
+def plot_videos(series: dict[str, np.ndarray], labels: np.ndarray | None, ends: np.ndarray, out_dir: Path | str, prefix: str = "video") -> list[Path]:
+    """One PNG per test video: each series' score over frames, anomalous frames shaded
+    (when there are labels). Scores are min-max scaled per video so series on different
+    scales share an axis."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for v, s in enumerate(video_slices(ends)):
         fig, ax = plt.subplots(figsize=(7, 2.4))
-        lb = labels[s]
-        ax.fill_between(np.arange(len(lb)), 0, 1, where=lb > 0, color="tab:red", alpha=0.15, step="mid", label="anomalous (GT)")
+        if labels is not None:
+            lb = labels[s]
+            ax.fill_between(np.arange(len(lb)), 0, 1, where=lb > 0, color="tab:red", alpha=0.15, step="mid", label="anomalous (GT)")
         for name, sc in series.items():
             x = sc[s]
             rng = x.max() - x.min()

@@ -119,6 +119,25 @@ def test_stage_without_input_names_the_stage_to_run(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_without_two_classes_of_labels_scores_are_written_with_no_auc(tmp_path):
+    base = make_dataset(tmp_path / "data", "synthetic", TINY)
+    labels = next(base.glob("frame_labels*.npy"))
+    np.save(labels, np.zeros_like(np.load(labels)))
+    common = ["--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"),
+              "--preset", "tiny", "--compare", "none"]
+    out = run(["run_all.py", *common])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "every test frame is labelled 0" in out.stdout and "Traceback" not in out.stderr
+    res = tmp_path / "res" / "synthetic"
+    summary = json.loads((res / "summary.json").read_text())
+    assert summary["recipes"]["memfuse"]["micro_auc"] is None and "labelled 0" in summary["no_auc"]
+    assert np.isfinite(np.load(res / "memfuse" / "scores.npy")).all() and (res / "baseline_scores.npy").exists()
+    assert not (res / "roc.png").exists() and list((res / "videos").glob("*.png"))
+    labels.unlink()  # no label file at all: the same, and nothing retrains
+    out = run(["run_all.py", *common])
+    assert out.returncode == 0 and "no test labels" in out.stdout and "up to date" in out.stdout
+
+
 def test_run_all_rejects_bad_labels_before_training(tmp_path):
     base = make_dataset(tmp_path / "data", "synthetic", TINY)
     np.save(base / "frame_labels.npy", np.zeros(7))
@@ -135,7 +154,9 @@ def test_help(script):
 
 @pytest.mark.parametrize("extra, message", [(["--dataset", "../x"], "plain name"), (["--data-root", "/no/such/folder"], "no such folder"),
                                             (["--set", "HEADD=pool"], "did you mean HEAD"), (["--haed", "flatten"], "did you mean --head"),
-                                            (["--smooth-sigma"], "needs a value"), (["--set", "MASKING=maybe"], "true or false")])
+                                            (["--smooth-sigma"], "needs a value"), (["--set", "MASKING=maybe"], "true or false"),
+                                            (["--seed", "-1"], "a seed is an integer from 0"), (["--modalities", "pse"], "--modalities pse"),
+                                            (["--epochs", "abc"], "invalid int value")])
 def test_run_all_rejects_bad_arguments_before_any_stage(tmp_path, extra, message):
     out = run(["run_all.py", "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"), *extra])
     assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr
