@@ -37,7 +37,7 @@ from memfuse.metrics import evaluate, micro_auc, smooth_scores, why_no_auc
 from memfuse.models import HEADS, AttentionFusion
 from memfuse.plots import plot_history, plot_roc, plot_validation, plot_videos
 from memfuse.scoring import combine, parse_terms, sum_by_group
-from memfuse.stages import finish_stage, load_output, made_by, start_stage
+from memfuse.stages import finish_stage, load_output, made_by, start_stage, upstream_settings
 
 EPOCHS = 2000
 LEARNING_RATE = 1e-4
@@ -216,6 +216,7 @@ def main() -> None:
             "auc": "frame-level ROC AUC; micro = all frames pooled, macro = mean per-video AUC (AI-VAD padding)",
         },
         "settings": settings,
+        "stage_settings": upstream_settings(ckpt, "attention_fusion.py"),  # every stage that made its inputs
         "score_terms": list(terms),
         # each term alone, standardised and smoothed as the final score: which term carries what
         "term_micro_auc": {} if no_auc else {t: micro_auc(smoothed(v), labels) for t, v in z.items()},

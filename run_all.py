@@ -246,16 +246,17 @@ def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, fl
                      f"(AI-VAD format) or raw frames in {data_root / args.dataset / 'training' / 'frames'} for stage 0")
 
 
-def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float], log: Path | None = None,
+def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float], skipped: list[str], log: Path | None = None,
                threads: int | None = None) -> dict:
     """Every stage of one recipe (skipping those up to date); returns its metrics.json.
-    ``log`` and ``threads``: see :func:`run_stage`."""
+    ``times``: wall seconds per stage (a skipped one's from the run that made its outputs,
+    its name added to ``skipped``). ``log`` and ``threads``: see :func:`run_stage`."""
     ckpt = checkpoint_dir(args.dataset, args.checkpoint_root, recipe)
     with folder_lock(ckpt):
-        return _run_recipe_stages(args, data_root, recipe, times, ckpt, log, threads)
+        return _run_recipe_stages(args, data_root, recipe, times, skipped, ckpt, log, threads)
 
 
-def _run_recipe_stages(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float], ckpt: Path, log: Path | None,
+def _run_recipe_stages(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float], skipped: list[str], ckpt: Path, log: Path | None,
                        threads: int | None) -> dict:
     ran: set[str] = set()
     for stage in STAGE_ORDER:
@@ -263,6 +264,10 @@ def _run_recipe_stages(args: argparse.Namespace, data_root: Path, recipe: str, t
         inputs = file_identity(data_files(data_root, args.dataset, stage))
         if not args.force and up_to_date(stage, ckpt, argv_stage, ran, inputs):
             print(f"=== {stage} ({recipe}): up to date, skipped")
+            # its time as measured by the run that made its outputs, so that the summary
+            # of a resumed run still lists every stage
+            times[f"{recipe}/{stage}"] = json.loads((ckpt / ".stamps" / f"{stage}.json").read_text()).get("seconds")
+            skipped.append(f"{recipe}/{stage}")
             continue
         times[f"{recipe}/{stage}"] = round(run_stage(stage, argv_stage, log, threads), 2)
         save_json(ckpt / ".stamps" / f"{stage}.json", {"argv": argv_stage, "inputs": inputs, "seconds": times[f"{recipe}/{stage}"]})
@@ -270,12 +275,12 @@ def _run_recipe_stages(args: argparse.Namespace, data_root: Path, recipe: str, t
     return json.loads((results_dir(f"{args.results_name or args.dataset}/{recipe}", args.results_root) / "metrics.json").read_text())
 
 
-def run_recipes(args: argparse.Namespace, data_root: Path, recipes: list[str], times: dict[str, float]) -> dict[str, dict]:
+def run_recipes(args: argparse.Namespace, data_root: Path, recipes: list[str], times: dict[str, float], skipped: list[str]) -> dict[str, dict]:
     """One recipe: its stages in order, output on the terminal. Several: side by side, one
     thread each, the CPU threads shared among them and each recipe's output in
     ``results/NAME/RECIPE/run.log`` (their stages are independent of each other)."""
     if len(recipes) == 1 or args.jobs <= 1:
-        return {r: run_recipe(args, data_root, r, times) for r in recipes}
+        return {r: run_recipe(args, data_root, r, times, skipped) for r in recipes}
     from concurrent.futures import ThreadPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // len(recipes))
@@ -284,7 +289,7 @@ def run_recipes(args: argparse.Namespace, data_root: Path, recipes: list[str], t
         log.write_text("")
         print(f"=== recipe {r}: running, output in {log}", flush=True)
     with ThreadPoolExecutor(max_workers=len(recipes)) as pool:
-        futures = {r: pool.submit(run_recipe, args, data_root, r, times, logs[r], threads) for r in recipes}
+        futures = {r: pool.submit(run_recipe, args, data_root, r, times, skipped, logs[r], threads) for r in recipes}
         return {r: f.result() for r, f in futures.items()}
 
 
@@ -320,7 +325,8 @@ def main(argv: list[str] | None = None) -> dict:
     times: dict[str, float] = {}
     if stage0_seconds is not None:
         times["stage0_features"] = round(stage0_seconds, 2)
-    results = run_recipes(args, data_root, recipes, times)
+    skipped: list[str] = []
+    results = run_recipes(args, data_root, recipes, times, skipped)
     out = results_dir(args.results_name or args.dataset, args.results_root)
     times["baseline.py"] = round(run_stage("baseline.py", baseline_args(args, data_root)), 2)
     baseline = json.loads((out / "baseline_metrics.json").read_text())["baseline"]
@@ -330,6 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
     scores = {r: np.load(out / r / "scores.npy") for r in recipes}
     scores["AI-VAD baseline"] = np.load(out / "baseline_scores.npy")
     report = {"dataset": args.dataset, "preset": args.preset, "seed": args.seed, "data": summary, "stage_seconds": times,
+              "stages_skipped": sorted(skipped),  # up to date: their stage_seconds are those of the run that made them
               "recipes": {r: {k: m[k] for k in ("micro_auc", "macro_auc", "eer", "oracle_micro_auc", "oracle_epoch", "term_micro_auc", "settings")
                               if k in m} for r, m in results.items()},
               "baseline": {k: baseline[k] for k in ("micro_auc", "macro_auc", "eer", "per_modality")}}
@@ -378,7 +385,9 @@ def print_table(report: dict, out: Path) -> None:
         print(f"  {name:<20} {m['micro_auc']:>9.4f} {m['macro_auc']:>9.4f} {m['eer']:>7.4f}   {oracle}")
     for name, kinds in report.get("per_kind_micro_auc", {}).items():
         print(f"  {name:<20} micro AUC by anomaly kind: " + ", ".join(f"{k} {v:.4f}" for k, v in kinds.items()))
-    print("  stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()))
+    skipped = set(report["stages_skipped"])
+    print("  stage wall times (s; * = up to date, time of the run that made it): "
+          + ", ".join(f"{k} {v}" + ("*" if k in skipped else "") for k, v in report["stage_seconds"].items()))
     print(f"  -> {out / 'summary.json'}; each recipe's scores and plots in {out}/<recipe>/")
 
 

@@ -128,6 +128,19 @@ def finish_stage(ckpt: Path, script: str, settings: dict[str, Any]) -> None:
     save_json(provenance_path(ckpt, script), settings)
 
 
+def upstream_settings(ckpt: Path, script: str) -> dict[str, dict[str, Any]]:
+    """The recorded settings of every stage whose outputs ``script`` depends on, directly or
+    through other stages: {stage script: its settings}, in stage order."""
+    needed, todo = set(), list(INPUT_STAGES[script])
+    while todo:
+        stage = todo.pop()
+        if stage not in needed:
+            needed.add(stage)
+            todo += INPUT_STAGES[stage]
+    return {stage: json.loads(provenance_path(ckpt, stage).read_text()) for stage in STAGE_ORDER
+            if stage in needed and provenance_path(ckpt, stage).exists()}
+
+
 def ckpt_file(ckpt: Path, name: str) -> Path:
     return Path(ckpt) / name
 

@@ -42,6 +42,9 @@ def test_run_all_writes_results(pipeline):
         assert "fixed" in metrics["protocol"]["model_selection"]
         assert metrics["settings"]["RECIPE"] == recipe and metrics["score_terms"] == terms
         assert set(metrics["term_micro_auc"]) == {"classifier", "app", "app_rec", "pose", "vel"}
+        # the settings of every stage that made its inputs, as they were
+        assert len(metrics["stage_settings"]) == 8 and metrics["stage_settings"]["train_pose.py"]["RECIPE"] == recipe
+        assert metrics["stage_settings"]["AE_encoder.py"]["STANDARDISE"] is (recipe == "memfuse")
         # the padded inputs follow the data: N_max is the largest object count in any frame
         meta = json.loads((tmp / "ckpt" / "synthetic" / recipe / "padded" / "meta.json").read_text())
         assert meta["n_max"] == TINY.max_objects or meta["n_max"] <= TINY.max_objects + 1
@@ -58,6 +61,8 @@ def test_second_run_skips_finished_stages(pipeline):
     again = run(args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("up to date, skipped") == 18  # 9 stages, two recipes
+    summary = json.loads((tmp / "results" / "synthetic" / "summary.json").read_text())
+    assert len(summary["stages_skipped"]) == 18 and all(summary["stage_seconds"][s] > 0 for s in summary["stages_skipped"])
 
 
 def test_stage_refuses_inputs_of_another_recipe(pipeline, tmp_path):
