@@ -17,11 +17,12 @@ Writes checkpoints/DATASET/pseudo_appearance_train_normal.npy  (N_train, 34)
 """
 from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
                          run_stage, seed_everything, settings_of)
+from memfuse import models
 from memfuse.io import checkpoint_dir
 from memfuse.stages import SCRIPT_FOR_MODALITY, finish_stage, pseudo_stage, start_stage
 
 MODALITY = "appearance"
-TOP_K = 5
+TOP_K = models.TOP_K  # 5
 TEMPERATURE_TOP = 1.0  # T1
 TEMPERATURE_BOTTOM = 1.0  # T2
 EXTRAPOLATE = 0.0  # extension (0 = the paper): pseudo-anomaly = q + EXTRAPOLATE (q - top mixture)

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from memfuse import data as D
+from memfuse import data as D, metrics
 from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, configure, resolve_device, run_stage,
                          seed_everything, settings_of)
 from memfuse.fusion import (KeepBest, PaddedSplit, check_modalities, frame_logits, holdout_videos, memory_terms, passes, pseudo_label_validation,
@@ -49,7 +49,7 @@ SCORE_TERMS = "classifier"  # the paper; memfuse adds app, pose, vel (memfuse.sc
 MASKING = True  # reference: False (its mask test never matches, nothing is masked)
 U2_KEY = "k2"  # reference: "k3" (u2 = softmax(q1 k3^T + q3 k2^T) v2)
 VELOCITY_ANOMALY_SCALE = 0.0  # extension: > 0 adds a pass (app, pose normal, vel x scale) -> 1
-SMOOTH_SIGMA = 3.0  # Gaussian smoothing of frame scores (AI-VAD: 3 Ped2/Avenue, 7 ShanghaiTech)
+SMOOTH_SIGMA = metrics.SMOOTH_SIGMA  # Gaussian smoothing of frame scores, 3 (config/datasets/shanghaitech.toml: 7)
 SMOOTH_PER_VIDEO = True  # reference: False (smooths the concatenated test sequence)
 RESULTS_ROOT = "results"
 RESULTS_NAME = ""  # results go to results/RESULTS_NAME (default: the dataset name)

@@ -13,12 +13,13 @@ Writes results/DATASET/baseline_scores.npy    (F_test,) smoothed combined frame 
 import time
 
 from memfuse import data as D
+from memfuse import baseline as B, metrics
 from memfuse.baseline import evaluate_baseline, score_baseline
 from memfuse.cli import DATASET, DATA_ROOT, DEVICE, SEED, configure, resolve_device, run_stage, seed_everything
 from memfuse.io import results_dir, save_json, save_npy
 
-GMM_COMPONENTS = 2  # AI-VAD: 2 on Ped2, 5 on Avenue and ShanghaiTech
-SMOOTH_SIGMA = 3.0  # AI-VAD: 3 on Ped2 and Avenue, 7 on ShanghaiTech
+GMM_COMPONENTS = B.GMM_COMPONENTS  # 2, AI-VAD's on Ped2 (config/datasets/*.toml: 5 on Avenue and ShanghaiTech)
+SMOOTH_SIGMA = metrics.SMOOTH_SIGMA  # 3 (config/datasets/shanghaitech.toml: 7)
 SMOOTH_PER_VIDEO = True
 Q_CHUNK = 2048
 R_CHUNK = 16384

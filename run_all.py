@@ -27,9 +27,10 @@ from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, folder_lock, re
 from memfuse.recipes import DEFAULT_RECIPE, get_recipe, recipe_names
 from memfuse.stages import INPUT_STAGES, OUTPUTS, STAGE_ORDER, data_files, file_identity, provenance_path
 
-# Epochs per preset: (autoencoder, memory, fusion)
+# Epochs per preset, by stage; "paper" passes none: the stage scripts' own EPOCHS are the
+# paper's (autoencoder 1000, memories 5000, fusion 2000)
 PRESETS = {
-    "paper": {"AE_encoder.py": 1000, "train.py": 5000, "train_pose.py": 5000, "attention_fusion.py": 2000},
+    "paper": {},
     "tiny": {"AE_encoder.py": 2, "train.py": 2, "train_pose.py": 2, "attention_fusion.py": 3},  # smoke tests only
     "quick": {"AE_encoder.py": 50, "train.py": 100, "train_pose.py": 100, "attention_fusion.py": 200},
 }
@@ -168,9 +169,10 @@ def stage_args(stage: str, args: argparse.Namespace, data_root: Path, recipe: st
               "--checkpoint-root", args.checkpoint_root]
     extra: list[str] = []
     preset = PRESETS[args.preset]
-    if stage in preset:
-        epochs = args.fusion_epochs if stage == "attention_fusion.py" and args.fusion_epochs else preset[stage]
-        extra += ["--epochs", str(epochs)]
+    if stage == "attention_fusion.py" and args.fusion_epochs:
+        extra += ["--epochs", str(args.fusion_epochs)]
+    elif stage in preset:
+        extra += ["--epochs", str(preset[stage])]
     if stage == "attention_fusion.py":
         if args.results_name:
             extra += ["--results-name", args.results_name]

@@ -10,6 +10,7 @@ Writes checkpoints/DATASET/memory_appearance.pt: {"items": (M, 34), "history": p
 """
 from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
                          run_stage, seed_everything, settings_of)
+from memfuse import models
 from memfuse.io import checkpoint_dir, save_torch
 from memfuse.plots import plot_history
 from memfuse.stages import SCRIPT_FOR_MODALITY, finish_stage, load_output, start_stage, train_memory, train_queries
@@ -18,7 +19,7 @@ MODALITY = "appearance"
 EPOCHS = 5000
 LEARNING_RATE = 1e-2
 BATCH_SIZE = 4096
-TOP_K = 5  # items mixed by the compactness loss; the separateness negative is rank TOP_K + 1
+TOP_K = models.TOP_K  # 5, items mixed by the compactness loss; the separateness negative is rank TOP_K + 1
 MARGIN = 1.0  # triplet margin of the separateness loss
 GATHER_WEIGHT = 5.0  # total = 5 L_gather + L_spread + L_rec
 SPREAD_WEIGHT = 1.0

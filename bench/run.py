@@ -56,10 +56,17 @@ from memfuse.padding import n_max_of, pad, velocity_per_object  # noqa: E402
 from memfuse.pseudo import generate, generate_loop  # noqa: E402
 from memfuse.stages import index_batches, train_memory  # noqa: E402
 
+import AE_encoder  # noqa: E402  (stage scripts: their settings are the paper's)
+import attention_fusion  # noqa: E402
+import cluster  # noqa: E402
+import train as train_script  # noqa: E402
+
 STAGES = ("ae", "kmeans", "memory", "pseudo", "padding", "fusion", "matmul")
-# The paper's epoch counts (run_all.py's "paper" preset), for the extrapolated column.
-PAPER_EPOCHS = {"ae": 1000, "memory": 5000, "fusion": 2000}
-PAPER = {"ae_lr": 1e-2, "memory_lr": 1e-2, "fusion_lr": 1e-4, "batch": 4096, "memory_size": 500}
+# The paper's settings, read from the stage scripts that define them (the epochs are
+# run_all.py's "paper" preset, for the extrapolated column)
+PAPER_EPOCHS = {"ae": AE_encoder.EPOCHS, "memory": train_script.EPOCHS, "fusion": attention_fusion.EPOCHS}
+PAPER = {"ae_lr": AE_encoder.LEARNING_RATE, "memory_lr": train_script.LEARNING_RATE, "fusion_lr": attention_fusion.LEARNING_RATE,
+         "batch": train_script.BATCH_SIZE, "memory_size": cluster.MEMORY_SIZE}
 PASSES = 4  # labelled fusion passes per train frame
 FWD_BWD = 3  # forward + backward ~ 3 x forward FLOPs
 PSEUDO_REPEATS = 3  # timed calls of the vectorised pseudo generation (median reported)

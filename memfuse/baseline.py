@@ -44,11 +44,10 @@ import torch
 from torch import Tensor
 
 from .data import Split
-from .metrics import evaluate, smooth_scores
+from .metrics import SMOOTH_SIGMA, evaluate, smooth_scores
 
 MODALITIES = ("velocity", "pose", "appearance")
 GMM_COMPONENTS = 2  # AI-VAD: 2 on Ped2, 5 on Avenue and ShanghaiTech
-SMOOTH_SIGMA = 3.0  # AI-VAD: 3 on Ped2 and Avenue, 7 on ShanghaiTech
 Q_CHUNK = 2048  # kNN queries per block
 R_CHUNK = 16384  # kNN train rows per block: one block is Q_CHUNK x R_CHUNK floats (128 MiB)
 POSE_EPS = 1e-6

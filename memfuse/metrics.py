@@ -4,6 +4,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+# Gaussian sigma of frame-score smoothing, in frames: AI-VAD's on Ped2 and Avenue
+# (config/datasets/shanghaitech.toml sets 7)
+SMOOTH_SIGMA = 3.0
+
 
 def video_slices(ends: np.ndarray) -> list[slice]:
     """Cumulative clip ends (V,) -> one slice per video."""

@@ -17,6 +17,7 @@ FUSION_HIDDEN = 256
 DROPOUT = 0.5
 CLASSIFIER_BIAS_INIT = 0.01
 MASK_FILL = -1e9  # added to padded keys' scores: exp() underflows to exactly 0 weight
+TOP_K = 5  # k: the memory's compactness loss mixes its k nearest items; pseudo-features read ranks 1..k and k+1..2k
 HEADS = ("flatten", "pool")  # classifier heads of AttentionFusion: the paper's, and a permutation-invariant one
 
 
@@ -51,7 +52,7 @@ class Memory(nn.Module):
     ``weights(q) = softmax(q P^T)`` over the memory axis; ``read(q) = weights(q) P``.
     """
 
-    def __init__(self, items: Tensor, top_k: int = 5):
+    def __init__(self, items: Tensor, top_k: int = TOP_K):
         super().__init__()
         self.items = nn.Parameter(items.detach().clone().float())
         self.top_k = top_k

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-TOP_K = 5  # ranks 1-5 make the pseudo-normal, ranks 6-10 the pseudo-anomaly
+from .models import TOP_K  # ranks 1-5 make the pseudo-normal, ranks 6-10 the pseudo-anomaly
 NORMAL_QUERY_WEIGHT = 0.5
 ANOMALY_QUERY_WEIGHT = 0.01
 TEMPERATURE_TOP = 1.0  # T1
