@@ -3,7 +3,9 @@
 Input (AI-VAD's layout)::
 
     DIR/NAME/{training,testing}/frames/NN/*.jpg     one folder per video, sorted
+      or DIR/NAME/{training,testing}/videos/*.avi   one video file each (.mp4, ...), sorted by name
     DIR/NAME/NAME_bboxes_{train,test}.npy            object array: one (n_i, 4) x1,y1,x2,y2 per frame
+                                                     (optional: without it, boxes of what moves)
 
 Output (inside the project, git-ignored), a complete AI-VAD-format dataset::
 
@@ -13,6 +15,8 @@ Output (inside the project, git-ignored), a complete AI-VAD-format dataset::
     OUT/NAME/extracted_features/{train,test}/extract_meta.json  settings, counts, wall time
     OUT/NAME/{train,test}_clip_lengths.npy, label files          copied (or computed)
 
+Without a boxes file, each frame's boxes are its moving regions against the video's median
+background (memfuse/extract/motion.py), written to OUT/NAME/NAME_bboxes_{train,test}.npy.
 Object i of a frame is box i of the boxes file (order never changes); a frame without
 boxes gets one whole-frame entry [0, 0, W, H], as AI-VAD does. Boxes reaching outside the
 frame are clipped, boxes with an empty integer crop grown to 1 px (one warning per split
@@ -88,24 +92,40 @@ def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int)
 
 
 def _process_video(job: tuple) -> dict:
-    """One video -> per-frame velocity and appearance arrays (+ repair counts)."""
-    from memfuse.extract.frames import BoxRepairs, check_boxes, read_frame, to_grey
+    """One video -> per-frame velocity and appearance arrays (+ repair counts). Frames are
+    streamed; without given boxes, a first pass samples the video for its background and
+    each frame's boxes are its moving regions (returned as ``boxes``)."""
+    from memfuse.extract.frames import BoxRepairs, check_boxes, even_sample, iter_frames, to_grey
+    from memfuse.extract.motion import MotionBoxes, MotionConfig
     from memfuse.extract.velocity import frame_velocity
 
-    name, frame_paths, boxes, flow_cfg, bins = job
+    video, boxes, flow_cfg, bins = job
+    name = video.name
     backbone = _WORKER["backbone"]
+    detect = None
+    if boxes is None:
+        cfg = MotionConfig()
+        sample, _ = even_sample(iter_frames(video), cfg.background_frames)
+        detect = MotionBoxes(sample, cfg)
     rep = BoxRepairs()
-    vel, app = [], []
+    vel, app, found = [], [], []
     prev = None
     size = None
-    for t, (path, bx) in enumerate(zip(frame_paths, boxes)):
-        rgb = read_frame(path, name, color=True)
+    for t, rgb in enumerate(iter_frames(video)):
         h, w = rgb.shape[:2]
+        where = f"{video.where}, frame {t}" if video.frames is None else f"video {name}, frame {video.frames[t].name}"
         if size is None:
             size = (w, h)
         elif size != (w, h):
-            raise _io().InputError(f"video {name}: frame {Path(path).name} is {w}x{h} but the video's first frame is {size[0]}x{size[1]}")
-        checked, r = check_boxes(bx, w, h, where=f"video {name}, frame {Path(path).name}")
+            raise _io().InputError(f"{where} is {w}x{h} but the video's first frame is {size[0]}x{size[1]}")
+        if detect is not None:
+            bx = detect(rgb)
+            found.append(bx)
+        else:
+            if t >= len(boxes):
+                raise _io().InputError(f"{video.where}: more frames than the boxes file has for it ({len(boxes)})")
+            bx = boxes[t]
+        checked, r = check_boxes(bx, w, h, where=where)
         rep.add(r)
         grey = to_grey(rgb)
         whole = np.full(len(checked), np.asarray(bx).size == 0)
@@ -116,7 +136,10 @@ def _process_video(job: tuple) -> dict:
         vel.append(v.astype(np.float32))
         app.append(np.asarray(a, dtype=np.float32))
         prev = grey
-    return {"name": name, "velocity": vel, "appearance": app, "clipped": rep.clipped, "grown": rep.grown, "size": size}
+    if boxes is not None and len(vel) != len(boxes):
+        raise _io().InputError(f"{video.where}: {len(vel)} frames decoded but the boxes file has {len(boxes)} for it")
+    return {"name": name, "velocity": vel, "appearance": app, "clipped": rep.clipped, "grown": rep.grown, "size": size,
+            "frames": len(vel), "boxes": found if detect is not None else None}
 
 
 def _object_array(frames: list[np.ndarray]) -> np.ndarray:
@@ -135,14 +158,16 @@ def split_outputs(out_root: Path, dataset: str, split: str) -> dict[str, Path]:
 def prepare_split(dataset: str, data_root: Path, split: str):
     """Check a split's inputs before any heavy work: videos, boxes, frame counts.
 
-    Returns (videos, per-video box slices)."""
-    from memfuse.extract.frames import list_videos, load_boxes, split_boxes_by_video
+    Returns (videos, per-video box slices, or ``None`` per video when the dataset has no
+    boxes file: its boxes will come from motion)."""
+    from memfuse.extract.frames import list_split_videos, load_boxes, split_boxes_by_video
 
     base = Path(data_root) / dataset
-    videos = list_videos(base / SPLIT_FOLDERS[split] / "frames")
+    videos = list_split_videos(base / SPLIT_FOLDERS[split])
     boxes_path = base / f"{dataset}_bboxes_{split}.npy"
-    boxes = split_boxes_by_video(load_boxes(boxes_path), videos, boxes_path)
-    return videos, boxes
+    if not boxes_path.exists():
+        return videos, [None] * len(videos)
+    return videos, split_boxes_by_video(load_boxes(boxes_path), videos, boxes_path)
 
 
 def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, appearance: str, flow_cfg, bins: int,
@@ -153,8 +178,10 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     t0 = time.perf_counter()
     videos, boxes = prepare_split(dataset, data_root, split)
     clip_kwargs = clip_kwargs or {}
-    jobs = [(v.name, [str(f) for f in v.frames], list(b), flow_cfg, bins) for v, b in zip(videos, boxes)]
-    n_frames = sum(len(v.frames) for v in videos)
+    jobs = [(v, None if b is None else list(b), flow_cfg, bins) for v, b in zip(videos, boxes)]
+    motion = boxes[0] is None
+    if motion:
+        print(f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against each video's median background")
     bar = tqdm(total=len(jobs), desc=f"{dataset}/{split}", unit="video", disable=not progress)
     results = []
     if appearance == "clip" or workers <= 1 or len(jobs) == 1:
@@ -176,6 +203,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     bar.close()
     vel = [f for r in results for f in r["velocity"]]
     app = [f for r in results for f in r["appearance"]]
+    n_frames = sum(r["frames"] for r in results)
     assert len(vel) == len(app) == n_frames
     clipped = sum(r["clipped"] for r in results)
     grown = sum(r["grown"] for r in results)
@@ -183,11 +211,16 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
         warnings.warn(f"{dataset}/{split}: {clipped} boxes reached outside the frame and were clipped to it; "
                       f"{grown} had an empty crop after clipping and were grown to 1 px", stacklevel=2)
     out = split_outputs(out_root, dataset, split)
+    if motion:  # the boxes the features describe, in AI-VAD's format (a frame may have none)
+        _io().save_npy(Path(out_root) / dataset / f"{dataset}_bboxes_{split}.npy", _object_array([b for r in results for b in r["boxes"]]))
     _io().save_npy(out["velocity"], _object_array(vel))
     _io().save_npy(out["appearance"], _object_array(app))
     info = {
         "dataset": dataset, "split": split, "frames": n_frames, "videos": len(videos),
-        "objects": int(sum(len(v) for v in vel)), "whole_frame_entries": int(sum(len(np.asarray(b)) == 0 for bb in boxes for b in bb)),
+        "frames_per_video": [r["frames"] for r in results], "boxes": "motion" if motion else f"{dataset}_bboxes_{split}.npy",
+        "objects": int(sum(len(v) for v in vel)),
+        "whole_frame_entries": int(sum(np.asarray(b).size == 0 for b in ([b for r in results for b in r["boxes"]] if motion else
+                                                                          [b for bb in boxes for b in bb]))),
         "boxes_clipped": clipped, "boxes_grown": grown, "appearance": appearance,
         "flow": {"method": flow_cfg.method, "scale": flow_cfg.scale, "blur": flow_cfg.blur}, "bins": bins,
         "clip": ({"weights": str(clip_weights), **clip_kwargs} if appearance == "clip" else None),
@@ -195,6 +228,17 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     }
     _io().save_json(out["meta"], info)
     return info
+
+
+def frames_per_video(info: dict, meta_path: Path, videos: list) -> list[int]:
+    """Frame count of each video of a split: from this run's extraction, else from the
+    split's extract_meta.json, else counted."""
+    from memfuse.extract.frames import count_frames
+
+    if info.get("frames_per_video"):
+        return info["frames_per_video"]
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return meta.get("frames_per_video") or [count_frames(v) for v in videos]
 
 
 # ---- copies of the dataset's other files -------------------------------------------------------
@@ -284,7 +328,7 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
             continue
         info = extract_split(dataset, data_root, out_root, split, appearance, flow_cfg, bins, clip_weights, clip_kwargs, workers, progress)
         report[split] = {"skipped": False, **info}
-    counts = {s: [len(v.frames) for v in prepared[s][0]] for s in splits}
+    counts = {s: frames_per_video(report[s], split_outputs(out_root, dataset, s)["meta"], prepared[s][0]) for s in splits}
     report["copied"] = copy_dataset_files(dataset, data_root, out_root, counts)
     report["total_wall_s"] = time.perf_counter() - t0
     return report

@@ -241,11 +241,12 @@ def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, fl
     resolved = D.resolve_data_root(args.dataset, data_root)
     if D.feature_path(resolved, args.dataset, "train", "velocity").exists():
         return resolved, None
-    if (data_root / args.dataset / "training" / "frames").exists():
+    if any((data_root / args.dataset / "training" / sub).is_dir() for sub in ("frames", "videos")):
         seconds = run_stage("extract_features.py", ["--dataset", args.dataset, "--data-root", str(data_root)])
         return D.resolve_data_root(args.dataset, data_root), seconds
     raise InputError(f"no features for {args.dataset}: expected {D.feature_path(data_root, args.dataset, 'train', 'velocity')} "
-                     f"(AI-VAD format) or raw frames in {data_root / args.dataset / 'training' / 'frames'} for stage 0")
+                     f"(AI-VAD format), or raw frames in {data_root / args.dataset / 'training' / 'frames'} or video files in "
+                     f"{data_root / args.dataset / 'training' / 'videos'} for stage 0")
 
 
 def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float], skipped: list[str], log: Path | None = None,

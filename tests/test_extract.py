@@ -264,12 +264,13 @@ def test_missing_frames_folder_and_boxes(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "tiny" / "testing" / "frames")
-    with pytest.raises(InputError, match="missing frames folder"):
+    with pytest.raises(InputError, match="no videos in .*testing"):
         extract_dataset("tiny", tmp_path, tmp_path / "o", progress=False)
     make_dataset(tmp_path / "x")
-    (tmp_path / "x" / "tiny" / "tiny_bboxes_train.npy").unlink()
-    with pytest.raises(InputError, match="missing boxes file"):
-        extract_dataset("tiny", tmp_path / "x", tmp_path / "o", progress=False)
+    (tmp_path / "x" / "tiny" / "tiny_bboxes_train.npy").unlink()  # no boxes: those of what moves, written beside the features
+    rep = extract_dataset("tiny", tmp_path / "x", tmp_path / "o", flow="dis_ultrafast", workers=1, progress=False)
+    assert rep["train"]["boxes"] == "motion" and rep["test"]["boxes"] == "tiny_bboxes_test.npy"
+    assert len(np.load(tmp_path / "o" / "tiny" / "tiny_bboxes_train.npy", allow_pickle=True)) == 8
     with pytest.raises(InputError, match="missing dataset folder"):
         extract_dataset("nope", tmp_path, tmp_path / "o", progress=False)
 
@@ -307,3 +308,75 @@ def test_box_outside_frame_warns_once_with_count(tmp_path):
     assert len(msgs) == 1 and "3 boxes reached outside" in msgs[0]
     vel = np.load(tmp_path / "o" / "tiny" / "extracted_features" / "train" / "velocity.npy", allow_pickle=True)
     assert vel[1].shape[0] == 2 and vel[2].shape[0] == 1
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """An MJPG .avi of grey frames (OpenCV writes it with no outside codec)."""
+    h, w = frames[0].shape[:2]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert out.isOpened()
+    for f in frames:
+        out.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR) if f.ndim == 2 else f)
+    out.release()
+    return path
+
+
+def moving_shapes(n_frames: int, seed: int) -> list[np.ndarray]:
+    """A still textured 128x96 background with a bright 16 px square crossing it."""
+    bg = textured(96, 128, seed)
+    frames = []
+    for t in range(n_frames):
+        f = bg.copy()
+        f[40:56, 8 + 6 * t:24 + 6 * t] = 255
+        frames.append(f)
+    return frames
+
+
+def test_video_files_without_boxes_go_through_stage_0(tmp_path):
+    base = tmp_path / "in" / "cam"
+    for folder, lengths in (("training", (12, 9)), ("testing", (10,))):
+        (base / folder / "videos").mkdir(parents=True)
+        for v, n in enumerate(lengths):
+            write_video(base / folder / "videos" / f"{v + 1:02d}.avi", moving_shapes(n, seed=v))
+    (base / folder / "videos" / "notes.txt").write_text("not a video")  # ignored: not a video extension
+    rep = extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False)
+    out = tmp_path / "out" / "cam"
+    assert rep["train"]["frames_per_video"] == [12, 9] and rep["train"]["boxes"] == "motion"
+    np.testing.assert_array_equal(np.load(out / "train_clip_lengths.npy"), [12, 21])
+    np.testing.assert_array_equal(np.load(out / "test_clip_lengths.npy"), [10])
+    boxes = np.load(out / "cam_bboxes_train.npy", allow_pickle=True)
+    vel = np.load(out / "extracted_features" / "train" / "velocity.npy", allow_pickle=True)
+    assert len(boxes) == len(vel) == 21
+    moving = [b for b in boxes[1:12] if len(b)]
+    assert len(moving) >= 9  # the square is found in (nearly) every frame of the first video
+    for b in moving:  # and its box holds the square
+        x1, y1, x2, y2 = b[0]
+        assert y1 <= 42 and y2 >= 54 and x2 - x1 >= 12
+    assert all(len(v) == max(len(b), 1) for v, b in zip(vel, boxes))
+
+
+def test_unreadable_or_empty_video_is_named(tmp_path):
+    base = tmp_path / "cam"
+    (base / "training" / "videos").mkdir(parents=True)
+    (base / "testing" / "videos").mkdir(parents=True)
+    bad = base / "training" / "videos" / "01.avi"
+    bad.write_bytes(b"this is not a video")
+    write_video(base / "testing" / "videos" / "01.avi", moving_shapes(3, 0))
+    with pytest.raises(InputError, match="01.avi"):
+        extract_dataset("cam", tmp_path, tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False)
+    assert not (tmp_path / "out" / "cam" / "extracted_features" / "train" / "velocity.npy").exists()
+
+
+def test_a_split_without_videos_names_both_layouts(tmp_path):
+    (tmp_path / "cam" / "training").mkdir(parents=True)
+    with pytest.raises(InputError, match="frames/NN/\\*.jpg .* or videos/"):
+        extract_dataset("cam", tmp_path, tmp_path / "out", workers=1, progress=False)
+
+
+def test_even_sample_spreads_over_a_stream_of_unknown_length():
+    from memfuse.extract.frames import even_sample
+
+    kept, n = even_sample(iter(range(1000)), 50)
+    assert n == 1000 and 25 <= len(kept) <= 50 and kept[0] == 0 and kept[-1] >= 900
+    assert len(set(np.diff(kept))) == 1  # evenly spaced
+    assert even_sample(iter(range(7)), 50) == (list(range(7)), 7)

@@ -4,8 +4,10 @@ crop geometry.
 Conventions (AI-VAD's ``video_dataset.py``):
 
 - videos are the sub-folders of ``DIR/NAME/{training,testing}/frames/`` in sorted order, the
-  frames of a video its ``*.jpg`` files in sorted order; every per-frame array concatenates
-  the videos in that order;
+  frames of a video its ``*.jpg`` files in sorted order; or, when there is no ``frames/``
+  folder, the video files of ``DIR/NAME/{training,testing}/videos/`` (``.avi``, ``.mp4``,
+  ...) in sorted name order, decoded as a stream (the layout of Avenue and ShanghaiTech);
+  every per-frame array concatenates the videos in that order;
 - a box is ``x1, y1, x2, y2`` in pixels (floats); the crop of a box is
   ``img[ceil(y1):ceil(y2), ceil(x1):ceil(x2)]`` (AI-VAD's ``get_foreground``);
 - a frame without boxes gets one whole-frame entry ``[0, 0, W, H]``, so every frame has
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -34,14 +37,90 @@ from ..io import InputError, load_object_npy
 
 SPLIT_FOLDERS = {"train": "training", "test": "testing"}
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
 @dataclass
 class Video:
-    """One video: its folder name and its sorted frame files."""
+    """One video: its name and either its sorted frame files or its video file."""
 
     name: str
-    frames: list[Path]
+    frames: list[Path] | None = None
+    path: Path | None = None
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path is not None else f"video {self.name}"
+
+
+def list_split_videos(split_dir: Path | str) -> list[Video]:
+    """The videos of one split folder (``DIR/NAME/training``): its ``frames/`` sub-folders,
+    or else the files of its ``videos/`` folder. Raises :class:`InputError` naming both
+    places when neither holds a video."""
+    split_dir = Path(split_dir)
+    if (split_dir / "frames").is_dir():
+        return list_videos(split_dir / "frames")
+    files = sorted(f for f in (split_dir / "videos").glob("*") if f.suffix.lower() in VIDEO_EXTENSIONS) if (split_dir / "videos").is_dir() else []
+    if not files:
+        raise InputError(f"no videos in {split_dir}: expected frames/NN/*.jpg (one folder per video) or videos/*.avi|*.mp4")
+    return [Video(f.stem, path=f) for f in files]
+
+
+def iter_frames(video: Video) -> Iterator[np.ndarray]:
+    """The frames of ``video`` in order, (H, W, 3) uint8 RGB, one at a time: a video file is
+    decoded as a stream, so memory does not grow with its length. Raises
+    :class:`InputError` naming the file when it cannot be opened or holds no frame."""
+    if video.frames is not None:
+        for f in video.frames:
+            yield read_frame(f, video.name)
+        return
+    cap = cv2.VideoCapture(str(video.path))
+    if not cap.isOpened():
+        raise InputError(f"{video.path}: OpenCV cannot open this video")
+    n = 0
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            n += 1
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+    finally:
+        cap.release()
+    if n == 0:
+        raise InputError(f"{video.path}: no frame could be decoded (an empty or unreadable video)")
+
+
+def count_frames(video: Video) -> int:
+    """Frames of ``video``: its frame files, or a video file's frames counted by decoding
+    (container headers are not trusted)."""
+    if video.frames is not None:
+        return len(video.frames)
+    cap = cv2.VideoCapture(str(video.path))
+    if not cap.isOpened():
+        raise InputError(f"{video.path}: OpenCV cannot open this video")
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    if n == 0:
+        raise InputError(f"{video.path}: no frame could be decoded (an empty or unreadable video)")
+    return n
+
+
+def even_sample(frames: Iterator[np.ndarray], at_most: int) -> tuple[list[np.ndarray], int]:
+    """Frames spread evenly over a stream of unknown length, in one pass and bounded memory:
+    every ``stride``-th frame is kept, and the stride doubles (dropping every other kept
+    frame) whenever more than ``at_most`` are held. Returns (the kept frames, between
+    ``at_most / 2`` and ``at_most`` of them when the stream is longer; the frame count)."""
+    kept: list[np.ndarray] = []
+    stride, n = 1, 0
+    for n, f in enumerate(frames, start=1):
+        if (n - 1) % stride == 0:
+            kept.append(f)
+            if len(kept) > at_most:
+                kept, stride = kept[::2], stride * 2
+    return kept, n
 
 
 def list_videos(frames_dir: Path | str) -> list[Video]:
@@ -182,11 +261,11 @@ def split_boxes_by_video(boxes: np.ndarray, videos: list[Video], path: Path | st
     Raises :class:`InputError` naming the first video whose frames run past the boxes,
     or the total mismatch.
     """
-    total = sum(len(v.frames) for v in videos)
+    counts = [count_frames(v) for v in videos]
+    total = sum(counts)
     out = []
     start = 0
-    for v in videos:
-        n = len(v.frames)
+    for v, n in zip(videos, counts):
         if start + n > len(boxes):
             raise InputError(
                 f"{path}: {len(boxes)} frames of boxes but the videos have {total} frames; "
@@ -197,6 +276,6 @@ def split_boxes_by_video(boxes: np.ndarray, videos: list[Video], path: Path | st
     if start != len(boxes):
         raise InputError(
             f"{path}: {len(boxes)} frames of boxes but the videos have {total} frames "
-            f"(last video {videos[-1].name} has {len(videos[-1].frames)} frames)"
+            f"(last video {videos[-1].name} has {counts[-1]} frames)"
         )
     return out
