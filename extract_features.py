@@ -82,13 +82,17 @@ def _io():
     return io
 
 
-def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int) -> None:
+def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int, pose_model: str | None = None) -> None:
     import cv2
 
     from memfuse.extract.appearance import make_backbone
 
     cv2.setNumThreads(threads)
     _WORKER["backbone"] = make_backbone(appearance, clip_weights, **(clip_kwargs if appearance == "clip" else {}))
+    if pose_model:
+        from memfuse.extract.pose import PoseModel
+
+        _WORKER["pose"] = PoseModel(pose_model, threads=max(threads, 1))
 
 
 def _process_video(job: tuple) -> dict:
@@ -99,16 +103,17 @@ def _process_video(job: tuple) -> dict:
     from memfuse.extract.motion import MotionBoxes, MotionConfig
     from memfuse.extract.velocity import frame_velocity
 
-    video, boxes, flow_cfg, bins = job
+    video, boxes, flow_cfg, bins, with_pose = job
     name = video.name
     backbone = _WORKER["backbone"]
+    pose_model = _WORKER.get("pose") if with_pose else None
     detect = None
     if boxes is None:
         cfg = MotionConfig()
         sample, _ = even_sample(iter_frames(video), cfg.background_frames)
         detect = MotionBoxes(sample, cfg)
     rep = BoxRepairs()
-    vel, app, found = [], [], []
+    vel, app, found, poses = [], [], [], []
     prev = None
     size = None
     for t, rgb in enumerate(iter_frames(video)):
@@ -131,6 +136,8 @@ def _process_video(job: tuple) -> dict:
         whole = np.full(len(checked), np.asarray(bx).size == 0)
         v = frame_velocity(prev, grey, checked, flow_cfg, bins)
         a = backbone(rgb, checked, whole)
+        if pose_model is not None:  # persons only: a whole-frame entry is not a detection
+            poses.append(pose_model(rgb, checked[~whole]))
         if a.shape != (len(checked), 512) or v.shape != (len(checked), bins):
             raise AssertionError(f"video {name} frame {t}: shapes {v.shape} {a.shape} for {len(checked)} boxes")
         vel.append(v.astype(np.float32))
@@ -139,7 +146,7 @@ def _process_video(job: tuple) -> dict:
     if boxes is not None and len(vel) != len(boxes):
         raise _io().InputError(f"{video.where}: {len(vel)} frames decoded but the boxes file has {len(boxes)} for it")
     return {"name": name, "velocity": vel, "appearance": app, "clipped": rep.clipped, "grown": rep.grown, "size": size,
-            "frames": len(vel), "boxes": found if detect is not None else None}
+            "frames": len(vel), "boxes": found if detect is not None else None, "pose": poses if pose_model is not None else None}
 
 
 def _object_array(frames: list[np.ndarray]) -> np.ndarray:
@@ -171,21 +178,23 @@ def prepare_split(dataset: str, data_root: Path, split: str):
 
 
 def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, appearance: str, flow_cfg, bins: int,
-                  clip_weights=None, clip_kwargs: dict | None = None, workers: int = WORKERS, progress: bool = True) -> dict:
-    """Extract one split; returns its info dict (also written as extract_meta.json)."""
+                  clip_weights=None, clip_kwargs: dict | None = None, workers: int = WORKERS, progress: bool = True,
+                  pose_model: str | None = None) -> dict:
+    """Extract one split; returns its info dict (also written as extract_meta.json).
+    ``pose_model``: make pose.npy with it (the split has none)."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     videos, boxes = prepare_split(dataset, data_root, split)
     clip_kwargs = clip_kwargs or {}
-    jobs = [(v, None if b is None else list(b), flow_cfg, bins) for v, b in zip(videos, boxes)]
+    jobs = [(v, None if b is None else list(b), flow_cfg, bins, pose_model is not None) for v, b in zip(videos, boxes)]
     motion = boxes[0] is None
     if motion:
         print(f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against each video's median background")
     bar = tqdm(total=len(jobs), desc=f"{dataset}/{split}", unit="video", disable=not progress)
     results = []
     if appearance == "clip" or workers <= 1 or len(jobs) == 1:
-        _init_worker(appearance, clip_weights, clip_kwargs, threads=-1)  # -1: OpenCV default threading
+        _init_worker(appearance, clip_weights, clip_kwargs, threads=-1, pose_model=pose_model)  # -1: OpenCV default threading
         for job in jobs:
             results.append(_process_video(job))
             bar.set_postfix_str(results[-1]["name"])
@@ -195,7 +204,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
 
         # spawn, not fork: forking a parent whose OpenCV / torch thread pools are already
         # running can deadlock the children (seen in the tests after the CLIP tests).
-        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1)) as pool:
+        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1, pose_model)) as pool:
             for res in pool.imap(_process_video, jobs):  # ordered: video order is kept
                 results.append(res)
                 bar.set_postfix_str(res["name"])
@@ -213,11 +222,14 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     out = split_outputs(out_root, dataset, split)
     if motion:  # the boxes the features describe, in AI-VAD's format (a frame may have none)
         _io().save_npy(Path(out_root) / dataset / f"{dataset}_bboxes_{split}.npy", _object_array([b for r in results for b in r["boxes"]]))
+    if pose_model is not None:
+        _io().save_npy(out["velocity"].parent / "pose.npy", _object_array([p for r in results for p in r["pose"]]))
     _io().save_npy(out["velocity"], _object_array(vel))
     _io().save_npy(out["appearance"], _object_array(app))
     info = {
         "dataset": dataset, "split": split, "frames": n_frames, "videos": len(videos),
         "frames_per_video": [r["frames"] for r in results], "boxes": "motion" if motion else f"{dataset}_bboxes_{split}.npy",
+        "pose": f"{Path(pose_model).name} on every box" if pose_model else "copied",
         "objects": int(sum(len(v) for v in vel)),
         "whole_frame_entries": int(sum(np.asarray(b).size == 0 for b in ([b for r in results for b in r["boxes"]] if motion else
                                                                           [b for bb in boxes for b in bb]))),
@@ -290,8 +302,11 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
                     flow: str = FLOW, flow_scale: float = FLOW_SCALE, flow_blur: float = FLOW_BLUR, bins: int | None = None,
                     clip_weights: Path | str | None = None, clip_interpolation: str = CLIP_INTERPOLATION,
                     clip_quick_gelu: bool = CLIP_QUICK_GELU, clip_bgr: bool = CLIP_BGR, force: bool = False,
-                    workers: int = WORKERS, splits: tuple[str, ...] = SPLITS, progress: bool = True) -> dict:
+                    workers: int = WORKERS, splits: tuple[str, ...] = SPLITS, progress: bool = True,
+                    pose_model: Path | str | None = None) -> dict:
     """Run stage 0 for ``dataset``. Splits whose outputs exist are skipped unless ``force``.
+    A split without ``pose.npy`` gets its poses from ``pose_model`` (memfuse/extract/pose.py),
+    run on every box; without one, that is an error before any work.
 
     Returns ``{"train": {"wall_s": ..., "skipped": bool, ...}, "test": {...}, "copied": [...],
     "out_dir": str, "total_wall_s": ...}``.
@@ -316,6 +331,15 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
     prepared = {s: prepare_split(dataset, data_root, s) for s in splits}
     if appearance == "clip":
         make_backbone("clip", clip_weights, **clip_kwargs)  # fail early on bad weights
+    needs_pose = {s: not (data_root / dataset / "extracted_features" / s / "pose.npy").exists() for s in splits}
+    if any(needs_pose.values()):
+        if pose_model is None:
+            missing = data_root / dataset / "extracted_features" / next(s for s in splits if needs_pose[s]) / "pose.npy"
+            raise InputError(f"no {missing}: give --pose-model PATH to make poses (memfuse/extract/pose.py says how to get the model)")
+        from memfuse.extract.pose import PoseModel
+
+        PoseModel(pose_model)  # fail early on a missing model or runtime
+        settings["pose_model"] = str(pose_model)
     report: dict = {"out_dir": str(out_root / dataset)}
     for split in splits:
         out = split_outputs(out_root, dataset, split)
@@ -326,7 +350,8 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
                 warnings.warn(f"{out['velocity'].parent}: kept existing features made with other settings {diff}; use --force to redo", stacklevel=2)
             report[split] = {"skipped": True, "wall_s": 0.0, **{k: old.get(k) for k in ("frames", "objects")}}
             continue
-        info = extract_split(dataset, data_root, out_root, split, appearance, flow_cfg, bins, clip_weights, clip_kwargs, workers, progress)
+        info = extract_split(dataset, data_root, out_root, split, appearance, flow_cfg, bins, clip_weights, clip_kwargs, workers, progress,
+                             str(pose_model) if needs_pose[split] else None)
         report[split] = {"skipped": False, **info}
     counts = {s: frames_per_video(report[s], split_outputs(out_root, dataset, s)["meta"], prepared[s][0]) for s in splits}
     report["copied"] = copy_dataset_files(dataset, data_root, out_root, counts)
@@ -354,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--flow-scale", type=float, default=FLOW_SCALE, help="upsample frames before the flow (default %(default)s)")
     ap.add_argument("--flow-blur", type=float, default=FLOW_BLUR, help="Gaussian sigma before the flow, 0 = none (default %(default)s)")
     ap.add_argument("--bins", type=int, default=None, help="velocity orientation bins (default: VELOCITY_BINS of config/datasets/NAME.toml, else 8)")
+    ap.add_argument("--pose-model", default=None, help="BlazePose pose_landmark_full.tflite: makes pose.npy for a dataset without one "
+                                                      "(see memfuse/extract/pose.py)")
     ap.add_argument("--workers", type=int, default=WORKERS, help="processes (default %(default)s)")
     ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to extract")
     ap.add_argument("--force", action="store_true", help="redo splits whose outputs exist")
@@ -370,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             args.dataset, args.data_root, args.out_root, appearance=args.appearance, flow=args.flow,
             flow_scale=args.flow_scale, flow_blur=args.flow_blur, bins=args.bins, clip_weights=args.clip_weights,
             clip_interpolation=args.clip_interp, clip_quick_gelu=args.clip_gelu == "quick", clip_bgr=args.clip_bgr,
-            force=args.force, workers=args.workers, splits=tuple(args.splits), progress=not args.no_progress)
+            force=args.force, workers=args.workers, splits=tuple(args.splits), progress=not args.no_progress, pose_model=args.pose_model)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="rerun every stage even if its outputs are up to date")
     p.add_argument("--checkpoint-root", default=str(PROJECT_ROOT / "checkpoints"))
     p.add_argument("--results-root", default=str(PROJECT_ROOT / "results"))
+    p.add_argument("--pose-model", default=None, help="stage 0 on a dataset without pose.npy: BlazePose's pose_landmark_full.tflite "
+                                                     "(memfuse/extract/pose.py says how to get it)")
     p.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
     p.add_argument("--results-name", default=None, help="write results under results/NAME (default: the dataset name), e.g. for ablations")
     p.add_argument("--jobs", type=int, default=2, help="recipes run side by side (1: one after the other, output on the terminal)")
@@ -242,7 +244,8 @@ def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, fl
     if D.feature_path(resolved, args.dataset, "train", "velocity").exists():
         return resolved, None
     if any((data_root / args.dataset / "training" / sub).is_dir() for sub in ("frames", "videos")):
-        seconds = run_stage("extract_features.py", ["--dataset", args.dataset, "--data-root", str(data_root)])
+        seconds = run_stage("extract_features.py", ["--dataset", args.dataset, "--data-root", str(data_root)]
+                            + (["--pose-model", args.pose_model] if args.pose_model else []))
         return D.resolve_data_root(args.dataset, data_root), seconds
     raise InputError(f"no features for {args.dataset}: expected {D.feature_path(data_root, args.dataset, 'train', 'velocity')} "
                      f"(AI-VAD format), or raw frames in {data_root / args.dataset / 'training' / 'frames'} or video files in "

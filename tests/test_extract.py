@@ -180,6 +180,15 @@ def test_clip_backbone_shape_and_batch_invariance(tmp_path):
 W, H = 64, 48
 
 
+def write_poses(base: Path, frames: dict[str, int]) -> None:
+    """One zero pose per frame: stage 0 copies the dataset's poses."""
+    for split, n in frames.items():
+        (base / "extracted_features" / split).mkdir(parents=True, exist_ok=True)
+        pose = np.empty(n, dtype=object)
+        pose[:] = [np.zeros((1, 34), np.float32)] * n
+        np.save(base / "extracted_features" / split / "pose.npy", pose, allow_pickle=True)
+
+
 def make_dataset(root: Path, name: str = "tiny", n_videos: int = 2, n_frames: int = 4) -> dict:
     rng = np.random.default_rng(1)
     base = root / name
@@ -198,10 +207,7 @@ def make_dataset(root: Path, name: str = "tiny", n_videos: int = 2, n_frames: in
         arr[:] = per_frame
         np.save(base / f"{name}_bboxes_{split}.npy", arr, allow_pickle=True)
         boxes[split] = per_frame
-    (base / "extracted_features" / "train").mkdir(parents=True)
-    pose = np.empty(n_videos * n_frames, dtype=object)
-    pose[:] = [np.zeros((1, 34), np.float32)] * len(pose)
-    np.save(base / "extracted_features" / "train" / "pose.npy", pose, allow_pickle=True)
+    write_poses(base, {"train": n_videos * n_frames, "test": n_videos * n_frames})
     np.save(base / "test_clip_lengths.npy", np.cumsum([n_frames] * n_videos))
     np.save(base / f"frame_labels_{name}.npy", np.zeros((1, n_videos * n_frames), np.int64))
     return boxes
@@ -339,6 +345,7 @@ def test_video_files_without_boxes_go_through_stage_0(tmp_path):
         for v, n in enumerate(lengths):
             write_video(base / folder / "videos" / f"{v + 1:02d}.avi", moving_shapes(n, seed=v))
     (base / folder / "videos" / "notes.txt").write_text("not a video")  # ignored: not a video extension
+    write_poses(base, {"train": 21, "test": 10})
     rep = extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False)
     out = tmp_path / "out" / "cam"
     assert rep["train"]["frames_per_video"] == [12, 9] and rep["train"]["boxes"] == "motion"
@@ -362,6 +369,7 @@ def test_unreadable_or_empty_video_is_named(tmp_path):
     bad = base / "training" / "videos" / "01.avi"
     bad.write_bytes(b"this is not a video")
     write_video(base / "testing" / "videos" / "01.avi", moving_shapes(3, 0))
+    write_poses(base, {"train": 1, "test": 3})
     with pytest.raises(InputError, match="01.avi"):
         extract_dataset("cam", tmp_path, tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False)
     assert not (tmp_path / "out" / "cam" / "extracted_features" / "train" / "velocity.npy").exists()
@@ -380,3 +388,31 @@ def test_even_sample_spreads_over_a_stream_of_unknown_length():
     assert n == 1000 and 25 <= len(kept) <= 50 and kept[0] == 0 and kept[-1] >= 900
     assert len(set(np.diff(kept))) == 1  # evenly spaced
     assert even_sample(iter(range(7)), 50) == (list(range(7)), 7)
+
+
+def test_a_dataset_without_poses_needs_a_pose_model_and_says_so_first(tmp_path):
+    make_dataset(tmp_path)
+    (tmp_path / "tiny" / "extracted_features" / "test" / "pose.npy").unlink()
+    with pytest.raises(InputError, match="test/pose.npy: give --pose-model"):
+        extract_dataset("tiny", tmp_path, tmp_path / "o", workers=1, progress=False)
+    with pytest.raises(InputError, match="pose model .*nope.tflite not found"):
+        extract_dataset("tiny", tmp_path, tmp_path / "o", workers=1, progress=False, pose_model=tmp_path / "nope.tflite")
+    assert not (tmp_path / "o" / "tiny" / "extracted_features").exists()
+
+
+def test_pose_rows_are_coco_keypoints_relative_to_the_box():
+    from memfuse.extract.pose import COCO_FROM_BLAZEPOSE, INPUT_SIZE, landmarks_to_pose, roi_transform
+
+    box = np.array([100, 50, 120, 90], np.float32)  # 20 x 40: the crop is a 50 px square around (110, 70)
+    m = roi_transform(box)
+    assert m[0, 0] == pytest.approx(INPUT_SIZE / 50)
+    # the box's top-left and bottom-right corners land where the map says
+    for x, y in ((100, 50), (120, 90)):
+        u, v = m @ np.array([x, y, 1.0])
+        assert (u, v) == pytest.approx(((x - 110) * INPUT_SIZE / 50 + 128, (y - 70) * INPUT_SIZE / 50 + 128))
+    landmarks = np.zeros((39, 5), np.float32)
+    # landmark j sits at the input pixel of frame point (100 + j, 50 + 2 j)
+    for j in range(39):
+        landmarks[j, :2] = m @ np.array([100 + j, 50 + 2 * j, 1.0])
+    pose = landmarks_to_pose(landmarks, box, m).reshape(17, 2)
+    np.testing.assert_allclose(pose, [[j, 2 * j] for j in COCO_FROM_BLAZEPOSE], atol=1e-3)
