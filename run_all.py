@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from memfuse import data as D
-from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, folder_lock, results_dir, save_json
+from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, folder_lock, results_dir, save_json, save_video_scores
 from memfuse.recipes import DEFAULT_RECIPE, get_recipe, recipe_names
 from memfuse.stages import INPUT_STAGES, OUTPUTS, STAGE_ORDER, data_files, file_identity, provenance_path
 
@@ -367,13 +367,15 @@ def per_kind(scores: dict[str, np.ndarray], kinds: np.ndarray, ends: np.ndarray,
 
 
 def plot_comparison(out: Path, dataset: str, scores: dict[str, np.ndarray], ends: np.ndarray, labels: np.ndarray | None) -> None:
-    """ROC curves and per-video score traces of every recipe and the AI-VAD baseline together."""
+    """ROC curves, and per test video a plot and a CSV of the scores of every recipe and the
+    AI-VAD baseline together."""
     from memfuse.metrics import micro_auc, why_no_auc
     from memfuse.plots import plot_roc, plot_videos
 
     if why_no_auc(labels) is None:
         plot_roc({n: (s, micro_auc(s, labels)) for n, s in scores.items()}, labels, out / "roc.png", f"{dataset}: frame-level ROC")
     plot_videos(scores, labels, ends, out / "videos")
+    save_video_scores(out / "videos", scores, ends, labels)
 
 
 def print_table(report: dict, out: Path) -> None:

@@ -118,6 +118,26 @@ def save_json(path: Path | str, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def save_video_scores(out_dir: Path | str, scores: dict[str, np.ndarray], ends: np.ndarray, labels: np.ndarray | None = None,
+                      prefix: str = "video") -> list[Path]:
+    """One CSV per test video, ``out_dir/{prefix}_NN.csv``: the frame (from 1), each
+    method's score in ``scores`` (name -> (F,) over all test frames) and, when there are
+    labels, the ground truth. Cumulative frame counts ``ends`` (V,) cut the videos."""
+    names = list(scores)
+    paths, start = [], 0
+    for v, end in enumerate(np.asarray(ends, dtype=np.int64)):
+        rows = [",".join(["frame", *names] + (["anomalous"] if labels is not None else []))]
+        for f in range(start, int(end)):
+            cells = [str(f - start + 1)] + [f"{float(scores[n][f]):.6g}" for n in names] + ([str(int(labels[f]))] if labels is not None else [])
+            rows.append(",".join(cells))
+        path = Path(out_dir) / f"{prefix}_{v + 1:02d}.csv"
+        with atomic_path(path) as tmp:
+            tmp.write_text("\n".join(rows) + "\n")
+        paths.append(path)
+        start = int(end)
+    return paths
+
+
 def require(path: Path | str, made_by: str) -> Path:
     """Return ``path`` if it exists, else raise naming the stage that makes it."""
     path = Path(path)

@@ -54,6 +54,10 @@ def test_run_all_writes_results(pipeline):
     lines = first.stdout.splitlines()
     assert any(line.split()[:1] == ["memfuse"] for line in lines) and any(line.split()[:1] == ["paper"] for line in lines)
     assert (tmp / "results" / "synthetic" / "roc.png").exists()
+    ends = np.load(tmp / "data" / "synthetic" / "test_clip_lengths.npy")
+    first_video = (tmp / "results" / "synthetic" / "videos" / "video_01.csv").read_text().splitlines()
+    assert first_video[0] == "frame,memfuse,paper,AI-VAD baseline,anomalous" and len(first_video) == 1 + ends[0]
+    assert len(list((tmp / "results" / "synthetic" / "videos").glob("*.csv"))) == len(ends)
 
 
 def test_second_run_skips_finished_stages(pipeline):
