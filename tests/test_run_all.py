@@ -198,3 +198,42 @@ def test_new_feature_files_rerun_the_stages_that_read_them(pipeline, tmp_path):
     assert reran[:3] == ["Pseudo_generators_pose.py", "padding_mask.py", "attention_fusion.py"] and "AE_encoder.py" not in reran
     unchanged = run([*args, "--compare", "none"])
     assert unchanged.stdout.count("up to date, skipped") == 9
+
+
+def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):
+    """Video files in, boxes from motion, the dataset's poses: stage 0 and every stage of
+    run_all.py, scores per video as CSV."""
+    import cv2
+
+    name = f"videocam{os.getpid()}"  # stage 0 writes into the project's data/NAME: removed below
+    base = tmp_path / name
+    rng = np.random.default_rng(0)
+    bg = cv2.GaussianBlur(cv2.resize(rng.integers(0, 256, (24, 32)).astype(np.uint8), (128, 96)), (0, 0), 1.0)
+    counts = {"train": (30, 30), "test": (30, 30)}
+    for split, folder in (("train", "training"), ("test", "testing")):
+        (base / folder / "videos").mkdir(parents=True)
+        for v, n in enumerate(counts[split]):
+            speed = 8 if split == "test" and v == 1 else 2  # the second test video's square runs
+            out = cv2.VideoWriter(str(base / folder / "videos" / f"{v + 1:02d}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 96))
+            for t in range(n):
+                f = bg.copy()
+                x = (4 + speed * t) % 100
+                f[40:56, x:x + 16] = 255
+                out.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+            out.release()
+        (base / "extracted_features" / split).mkdir(parents=True)
+        pose = np.empty(sum(counts[split]), dtype=object)
+        pose[:] = [rng.normal(10, 3, (1, 34)).astype(np.float32) for _ in range(len(pose))]
+        np.save(base / "extracted_features" / split / "pose.npy", pose, allow_pickle=True)
+    np.save(base / "frame_labels.npy", np.r_[np.zeros(30), np.ones(30)].astype(np.int64))
+    try:
+        out = run(["run_all.py", "--dataset", name, "--data-root", str(tmp_path), "--checkpoint-root", str(tmp_path / "ckpt"),
+                   "--results-root", str(tmp_path / "res"), "--preset", "tiny", "--compare", "none", "--jobs", "1", "--memory-size", "16"])
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "boxes of what moves" in out.stdout
+        assert len(np.load(ROOT / "data" / name / f"{name}_bboxes_test.npy", allow_pickle=True)) == 60
+        csv = (tmp_path / "res" / name / "videos" / "video_02.csv").read_text().splitlines()
+        assert csv[0] == "frame,memfuse,AI-VAD baseline,anomalous" and len(csv) == 31
+        assert json.loads((tmp_path / "res" / name / "summary.json").read_text())["recipes"]["memfuse"]["micro_auc"] is not None
+    finally:
+        shutil.rmtree(ROOT / "data" / name, ignore_errors=True)
