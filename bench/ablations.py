@@ -104,6 +104,28 @@ def table(rows: dict[str, dict[int, dict]]) -> str:
     return "\n".join(lines)
 
 
+# each part of memfuse: (the variant without it, the paper with only it)
+PARTS = {
+    "pseudo-anomalies away from the memory (EXTRAPOLATE)": ("memfuse-no-extrapolate", "paper+extrapolate"),
+    "the velocity pass (VELOCITY_ANOMALY_SCALE)": ("memfuse-no-velocity-pass", "paper+velocity-pass"),
+    "the pooled head (HEAD, HIDDEN)": ("memfuse-flatten-head", "paper+pool-head"),
+    "standardised inputs (STANDARDISE)": ("memfuse-no-standardise", "paper+standardise"),
+}
+
+
+def parts_table(rows: dict[str, dict[str, dict]]) -> str:
+    """Markdown: each part of memfuse removed from it, and added alone to the paper, as
+    micro AUC mean (worst) over the seeds run, beside memfuse and paper themselves."""
+    def cell(name: str) -> str:
+        ok = [r["micro_auc"] * 100 for r in rows.get(name, {}).values() if not r.get("failed")]
+        return f"{np.mean(ok):.1f} ({min(ok):.1f}), {len(ok)} seeds" if ok else "not run"
+
+    lines = ["| part | memfuse without it | paper with it alone |", "|---|---|---|",
+             f"| (none: memfuse / paper as they are) | {cell('memfuse')} | {cell('paper')} |"]
+    lines += [f"| {part} | {cell(without)} | {cell(alone)} |" for part, (without, alone) in PARTS.items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default="synthetic")
@@ -112,6 +134,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--only", default="", help=f"comma-separated variants (default: all): {', '.join(VARIANTS)}")
     p.add_argument("--checkpoint-root", default=str(ROOT / "checkpoints" / "ablations"), help="checkpoints go to DIR/seedS/")
+    p.add_argument("--report", action="store_true", help="run nothing: print the tables of what results/<dataset>_ablations.json holds")
     args = p.parse_args()
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
@@ -120,11 +143,14 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     out = ROOT / "results" / f"{args.dataset}_ablations.json"
     rows: dict = json.loads(out.read_text()) if out.exists() else {}
+    if args.report:
+        print(parts_table(rows) + "\n\n" + table({n: rows[n] for n in VARIANTS if n in rows and n in names}))
+        return
     for seed in seeds:
         for name in names:
             rows.setdefault(name, {})[str(seed)] = run_variant(args, name, seed)
             save_json(out, rows)  # after every run: a long sweep keeps what it measured
-    print("\n" + table({n: rows[n] for n in VARIANTS if n in rows}))
+    print("\n" + parts_table(rows) + "\n\n" + table({n: rows[n] for n in VARIANTS if n in rows}))
     print(f"\n-> {out}")
 
 
