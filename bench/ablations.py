@@ -87,20 +87,22 @@ def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
 
 def table(rows: dict[str, dict[int, dict]]) -> str:
     """Markdown: one line per variant (and per score-term subset of it)."""
-    lines = ["| variant | score | seeds | micro AUC mean | worst | macro AUC mean | EER mean |", "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | score | seeds | micro AUC mean | worst | macro AUC mean | EER mean | micro AUC per seed |", "|---|---|---|---|---|---|---|---|"]
     for name, by_seed in rows.items():
         ok = [r for r in by_seed.values() if not r.get("failed")]
         failed = len(by_seed) - len(ok)
         seeds = f"{len(ok)}" + (f" (+{failed} failed)" if failed else "")
         if not ok:
-            lines.append(f"| {name} | | {seeds} | | | | |")
+            lines.append(f"| {name} | | {seeds} | | | | | |")
             continue
         entries = [("as run", [(r["micro_auc"], r["macro_auc"], r["eer"]) for r in ok])]
         entries += [(k, [(r["term_sets"][k]["micro_auc"], r["term_sets"][k]["macro_auc"], r["term_sets"][k]["eer"]) for r in ok])
                     for k in TERM_SETS]
+        per_seed = ", ".join(f"s{k} {r['micro_auc'] * 100:.1f}" for k, r in sorted(by_seed.items()) if not r.get("failed"))
         for label, vals in entries:
             v = np.array(vals) * 100
-            lines.append(f"| {name} | {label} | {seeds} | {v[:, 0].mean():.1f} | {v[:, 0].min():.1f} | {v[:, 1].mean():.1f} | {v[:, 2].mean():.1f} |")
+            lines.append(f"| {name} | {label} | {seeds} | {v[:, 0].mean():.1f} | {v[:, 0].min():.1f} | {v[:, 1].mean():.1f} | {v[:, 2].mean():.1f} "
+                         f"| {per_seed if label == 'as run' else ''} |")
     return "\n".join(lines)
 
 
