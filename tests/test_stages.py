@@ -29,3 +29,25 @@ def test_check_codes_rejects_collapsed_or_nan_codes_and_passes_spread_ones():
     nan[5, 3] = np.nan
     with pytest.raises(InputError, match="NaN"):
         check_codes(nan, "ped2 train appearance")
+
+
+def test_a_stage_killed_after_it_started_is_never_up_to_date(tmp_path):
+    """A stage drops its own record when it starts and writes it when it finishes: outputs
+    left by a kill (an intermediate memory checkpoint) with an old stamp are rerun."""
+    import json
+
+    from memfuse.stages import finish_stage, provenance_path, start_stage
+    from run_all import up_to_date
+
+    ckpt = tmp_path / "ckpt"
+    (ckpt / ".stamps").mkdir(parents=True)
+    (ckpt / "memory_appearance.pt").write_bytes(b"weights")
+    (ckpt / ".stamps" / "train.py.json").write_text(json.dumps({"argv": ["--epochs", "3"], "inputs": {}}))
+    settings = {"RECIPE": "memfuse", "STANDARDISE": True}
+    finish_stage(ckpt, "train.py", settings)
+    assert up_to_date("train.py", ckpt, ["--epochs", "3"], set(), {})
+    assert not up_to_date("train.py", ckpt, ["--epochs", "4"], set(), {})  # other flags
+    assert not up_to_date("train.py", ckpt, ["--epochs", "3"], {"cluster.py"}, {})  # an input stage reran
+    start_stage(ckpt, "train.py", settings, ("RECIPE", "STANDARDISE"))  # ... and then the run was killed
+    assert not provenance_path(ckpt, "train.py").exists()
+    assert not up_to_date("train.py", ckpt, ["--epochs", "3"], set(), {})
