@@ -36,7 +36,7 @@ from memfuse.io import InputError, checkpoint_dir, require, results_dir, save_js
 from memfuse.metrics import evaluate, micro_auc, smooth_scores, why_no_auc
 from memfuse.models import HEADS, AttentionFusion
 from memfuse.plots import plot_history, plot_roc, plot_validation, plot_videos
-from memfuse.scoring import combine, parse_terms, sum_by_group
+from memfuse.scoring import combine, object_scores, parse_terms, sum_by_group
 from memfuse.stages import finish_stage, load_output, made_by, start_stage, upstream_settings
 
 EPOCHS = 2000
@@ -235,6 +235,9 @@ def main() -> None:
     save_npy(out / "scores.npy", final)
     save_npy(out / "scores_raw.npy", raw)
     save_npz(out / "score_terms.npz", **z)  # standardised, unsmoothed test terms: any combination can be re-scored
+    per_object = object_scores({"app": test.app_dist, "app_rec": test.app_rec, "vel": test.vel}, np.asarray(test.app_mask), stats, terms)
+    if per_object is not None:  # each box's own evidence (row i = box i of the frame), for the annotated videos
+        save_npy(out / "object_scores.npy", per_object)
     save_json(out / "metrics.json", result)
     save_json(out / "history.json", history)  # per-epoch loss and diagnostics, to redraw the curves
     if not no_auc:

@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results-root", default=str(PROJECT_ROOT / "results"))
     p.add_argument("--pose-model", default=None, help="stage 0 on a dataset without pose.npy: BlazePose's pose_landmark_full.tflite "
                                                      "(memfuse/extract/pose.py says how to get it)")
+    p.add_argument("--no-annotate", dest="annotate", action="store_false",
+                   help="no annotated test videos (written to results/NAME/videos/ when the dataset has raw frames or videos)")
     p.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
     p.add_argument("--results-name", default=None, help="write results under results/NAME (default: the dataset name), e.g. for ablations")
     p.add_argument("--jobs", type=int, default=2, help="recipes run side by side (1: one after the other, output on the terminal)")
@@ -320,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise InputError(str(exc)) from None
     if args.data_root and not Path(args.data_root).is_dir():
         raise InputError(f"--data-root {args.data_root}: no such folder")
-    data_root = Path(args.data_root) if args.data_root else PROJECT_ROOT / "data"
+    data_root = raw_root = Path(args.data_root) if args.data_root else PROJECT_ROOT / "data"
     preflight(args, data_root, recipes)
     data_root, stage0_seconds = ensure_features(args, data_root)
     summary = D.validate_dataset(data_root, args.dataset)
@@ -350,8 +352,10 @@ def main(argv: list[str] | None = None) -> dict:
         report["no_auc"] = summary["test"]["no_auc"]
     elif kinds_file.exists():
         report["per_kind_micro_auc"] = per_kind(scores, np.load(kinds_file), ends, labels)
-    save_json(out / "summary.json", report)
     plot_comparison(out, args.dataset, scores, ends, labels)
+    if args.annotate:
+        report["annotated_videos"] = annotate(out, args.dataset, args.recipe, raw_root, data_root, labels)
+    save_json(out / "summary.json", report)
     print_table(report, out)
     return report
 
@@ -376,6 +380,23 @@ def plot_comparison(out: Path, dataset: str, scores: dict[str, np.ndarray], ends
         plot_roc({n: (s, micro_auc(s, labels)) for n, s in scores.items()}, labels, out / "roc.png", f"{dataset}: frame-level ROC")
     plot_videos(scores, labels, ends, out / "videos")
     save_video_scores(out / "videos", scores, ends, labels)
+
+
+def annotate(out: Path, dataset: str, recipe: str, raw_root: Path, data_root: Path, labels: np.ndarray | None) -> str:
+    """Annotated test videos of ``recipe`` in ``out/videos/`` when the dataset's raw test
+    frames (or videos) and boxes are at hand; returns what was done, for the summary."""
+    from memfuse.annotate import write_annotated_videos
+    from memfuse.extract.frames import list_split_videos, load_boxes
+
+    boxes_file = next((r / dataset / f"{dataset}_bboxes_test.npy" for r in (data_root, raw_root) if (r / dataset / f"{dataset}_bboxes_test.npy").exists()), None)
+    if boxes_file is None or not any((raw_root / dataset / "testing" / sub).is_dir() for sub in ("frames", "videos")):
+        return "none: no raw test frames or boxes"
+    object_file = out / recipe / "object_scores.npy"
+    start = time.perf_counter()
+    paths = write_annotated_videos(list_split_videos(raw_root / dataset / "testing"), load_boxes(boxes_file), np.load(out / recipe / "scores.npy"),
+                                   np.load(object_file) if object_file.exists() else None, labels, out / "videos")
+    print(f"  annotated {len(paths)} test videos ({recipe}) in {out / 'videos'} ({time.perf_counter() - start:.0f} s)")
+    return f"{len(paths)} videos of {recipe} in videos/"
 
 
 def print_table(report: dict, out: Path) -> None:

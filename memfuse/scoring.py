@@ -85,3 +85,18 @@ def sum_by_group(z: dict[str, np.ndarray], terms: tuple[str, ...]) -> np.ndarray
     for t in terms:
         groups.setdefault(GROUP[t], []).append(z[t])
     return np.sum([np.mean(g, axis=0) for g in groups.values()], axis=0)
+
+
+OBJECT_TERMS = ("app", "app_rec", "vel")  # terms measured on each object (box); pose rows are not matched to boxes
+
+
+def object_scores(values: dict[str, np.ndarray], padded: np.ndarray, stats: dict[str, dict], terms: tuple[str, ...]) -> np.ndarray | None:
+    """Each object's share of the frame score, (F, N) float32, NaN on padded rows: the
+    per-object values (F, N) of the :data:`OBJECT_TERMS` among ``terms``, standardised with
+    the train-frame ``stats`` of :func:`combine`, averaged within and summed over groups.
+    ``None`` when ``terms`` hold no per-object term (the classifier alone)."""
+    kept = tuple(t for t in terms if t in OBJECT_TERMS)
+    if not kept:
+        return None
+    z = {t: (np.asarray(values[t], dtype=np.float64) - stats[t]["mean"]) / stats[t]["std"] for t in kept}
+    return np.where(padded, np.nan, sum_by_group(z, kept)).astype(np.float32)

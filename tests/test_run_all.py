@@ -234,6 +234,17 @@ def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):
         assert len(np.load(ROOT / "data" / name / f"{name}_bboxes_test.npy", allow_pickle=True)) == 60
         csv = (tmp_path / "res" / name / "videos" / "video_02.csv").read_text().splitlines()
         assert csv[0] == "frame,memfuse,AI-VAD baseline,anomalous" and len(csv) == 31
-        assert json.loads((tmp_path / "res" / name / "summary.json").read_text())["recipes"]["memfuse"]["micro_auc"] is not None
+        summary = json.loads((tmp_path / "res" / name / "summary.json").read_text())
+        assert summary["recipes"]["memfuse"]["micro_auc"] is not None and summary["annotated_videos"].startswith("2 videos")
+        import cv2
+
+        annotated = sorted((tmp_path / "res" / name / "videos").glob("0?.*"))
+        assert [p.stem for p in annotated] == ["01", "02"] and not list((tmp_path / "res" / name / "videos").glob(".*partial*"))
+        cap = cv2.VideoCapture(str(annotated[1]))
+        frames = 0
+        while cap.grab():
+            frames += 1
+        assert frames == 30
+        assert np.load(tmp_path / "res" / name / "memfuse" / "object_scores.npy").shape[0] == 60
     finally:
         shutil.rmtree(ROOT / "data" / name, ignore_errors=True)
