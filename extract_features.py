@@ -104,6 +104,7 @@ def _process_video(job: tuple) -> dict:
     from memfuse.extract.velocity import frame_velocity
 
     video, boxes, flow_cfg, bins, with_pose = job
+    start = time.perf_counter()
     name = video.name
     backbone = _WORKER["backbone"]
     pose_model = _WORKER.get("pose") if with_pose else None
@@ -146,7 +147,13 @@ def _process_video(job: tuple) -> dict:
     if boxes is not None and len(vel) != len(boxes):
         raise _io().InputError(f"{video.where}: {len(vel)} frames decoded but the boxes file has {len(boxes)} for it")
     return {"name": name, "velocity": vel, "appearance": app, "clipped": rep.clipped, "grown": rep.grown, "size": size,
-            "frames": len(vel), "boxes": found if detect is not None else None, "pose": poses if pose_model is not None else None}
+            "frames": len(vel), "boxes": found if detect is not None else None, "pose": poses if pose_model is not None else None,
+            "seconds": time.perf_counter() - start}
+
+
+def _speed(result: dict) -> str:
+    """Progress text for a finished video: its name and frames per second."""
+    return f"{result['name']}: {result['frames']} frames, {result['frames'] / max(result['seconds'], 1e-9):.1f} frames/s"
 
 
 def _object_array(frames: list[np.ndarray]) -> np.ndarray:
@@ -197,7 +204,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
         _init_worker(appearance, clip_weights, clip_kwargs, threads=-1, pose_model=pose_model)  # -1: OpenCV default threading
         for job in jobs:
             results.append(_process_video(job))
-            bar.set_postfix_str(results[-1]["name"])
+            bar.set_postfix_str(_speed(results[-1]))
             bar.update()
     else:
         from multiprocessing import get_context
@@ -207,7 +214,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
         with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1, pose_model)) as pool:
             for res in pool.imap(_process_video, jobs):  # ordered: video order is kept
                 results.append(res)
-                bar.set_postfix_str(res["name"])
+                bar.set_postfix_str(_speed(res))
                 bar.update()
     bar.close()
     vel = [f for r in results for f in r["velocity"]]
