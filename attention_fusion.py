@@ -26,6 +26,7 @@ import json
 import time
 
 import numpy as np
+from scipy.special import expit
 
 from memfuse import data as D, metrics
 from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, configure, resolve_device, run_stage,
@@ -173,7 +174,7 @@ def main() -> None:
         train_terms = {"classifier": frame_logits(model, train, device, MASKING, modalities=modalities), **fixed_train_terms}
         total, z, stats = combine(train_terms, {"classifier": test_logits, **fixed_test_terms}, tuple(train_terms))
         if terms == ("classifier",):
-            return 1.0 / (1.0 + np.exp(-test_logits)), z, stats
+            return expit(test_logits), z, stats
         return sum_by_group(z, terms), z, stats
 
     def diagnostic(epoch: int, model: AttentionFusion) -> dict | None:

@@ -26,6 +26,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
+from scipy.special import expit
 import torch.nn.functional as F_
 from tqdm import tqdm
 
@@ -295,7 +296,7 @@ def frame_logits(model: AttentionFusion, split: PaddedSplit, device: torch.devic
 def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True, batch_size: int = INFERENCE_BATCH,
           modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
     """Anomaly score in [0, 1] per frame (F,): the sigmoid of :func:`frame_logits`."""
-    return 1.0 / (1.0 + np.exp(-frame_logits(model, split, device, masking, batch_size, modalities)))
+    return expit(frame_logits(model, split, device, masking, batch_size, modalities))  # no overflow for large negative logits
 
 
 def memory_terms(split: PaddedSplit) -> dict[str, np.ndarray]:
