@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import shutil
 import sys
 import time
@@ -151,6 +152,34 @@ def _process_video(job: tuple) -> dict:
             "seconds": time.perf_counter() - start}
 
 
+class VideoCache:
+    """Finished videos of a split being extracted, one pickle each in ``folder``, kept
+    only for the same ``settings``: an interrupted extraction resumes per video."""
+
+    def __init__(self, folder: Path, settings: dict):
+        self.folder, self.settings = Path(folder), settings
+
+    def get(self, name: str) -> dict | None:
+        path = self.folder / f"{name}.pkl"
+        if not path.exists():
+            return None
+        try:
+            with open(path, "rb") as fh:
+                record = pickle.load(fh)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            return None  # unreadable: extract the video again
+        return record["result"] if record.get("settings") == self.settings else None
+
+    def put(self, result: dict) -> dict:
+        with _io().atomic_path(self.folder / f"{result['name']}.pkl") as tmp:
+            with open(tmp, "wb") as fh:
+                pickle.dump({"settings": self.settings, "result": result}, fh)
+        return result
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def _speed(result: dict) -> str:
     """Progress text for a finished video: its name and frames per second."""
     return f"{result['name']}: {result['frames']} frames, {result['frames'] / max(result['seconds'], 1e-9):.1f} frames/s"
@@ -198,13 +227,24 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     motion = boxes[0] is None
     if motion:
         print(f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against each video's median background")
-    bar = tqdm(total=len(jobs), desc=f"{dataset}/{split}", unit="video", disable=not progress)
-    results = []
-    if appearance == "clip" or workers <= 1 or len(jobs) == 1:
+    # Each finished video is kept in a cache beside the split's outputs, so an interrupted
+    # extraction resumes per video; the cache is dropped once the split's files are written.
+    cache = VideoCache(split_outputs(out_root, dataset, split)["velocity"].parent / ".videos",
+                       {"appearance": appearance, "flow": [flow_cfg.method, flow_cfg.scale, flow_cfg.blur], "bins": bins,
+                        "boxes": "motion" if motion else "given", "pose_model": pose_model, "clip": clip_kwargs if appearance == "clip" else None})
+    done = {i: cache.get(v.name) for i, v in enumerate(videos)}
+    todo = [job for i, job in enumerate(jobs) if done[i] is None]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{dataset}/{split}", unit="video", disable=not progress)
+    if len(todo) < len(jobs):
+        print(f"{dataset}/{split}: {len(jobs) - len(todo)} of {len(jobs)} videos kept from an interrupted run")
+    fresh = []
+    if not todo:
+        pass
+    elif appearance == "clip" or workers <= 1 or len(todo) == 1:
         _init_worker(appearance, clip_weights, clip_kwargs, threads=-1, pose_model=pose_model)  # -1: OpenCV default threading
-        for job in jobs:
-            results.append(_process_video(job))
-            bar.set_postfix_str(_speed(results[-1]))
+        for job in todo:
+            fresh.append(cache.put(_process_video(job)))
+            bar.set_postfix_str(_speed(fresh[-1]))
             bar.update()
     else:
         from multiprocessing import get_context
@@ -212,11 +252,13 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
         # spawn, not fork: forking a parent whose OpenCV / torch thread pools are already
         # running can deadlock the children (seen in the tests after the CLIP tests).
         with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1, pose_model)) as pool:
-            for res in pool.imap(_process_video, jobs):  # ordered: video order is kept
-                results.append(res)
+            for res in pool.imap(_process_video, todo):  # ordered: video order is kept
+                fresh.append(cache.put(res))
                 bar.set_postfix_str(_speed(res))
                 bar.update()
     bar.close()
+    fresh_iter = iter(fresh)
+    results = [done[i] if done[i] is not None else next(fresh_iter) for i in range(len(jobs))]
     vel = [f for r in results for f in r["velocity"]]
     app = [f for r in results for f in r["appearance"]]
     n_frames = sum(r["frames"] for r in results)
@@ -246,6 +288,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
         "frame_size": results[0]["size"], "wall_s": time.perf_counter() - t0,
     }
     _io().save_json(out["meta"], info)
+    cache.clear()
     return info
 
 

@@ -416,3 +416,33 @@ def test_pose_rows_are_coco_keypoints_relative_to_the_box():
         landmarks[j, :2] = m @ np.array([100 + j, 50 + 2 * j, 1.0])
     pose = landmarks_to_pose(landmarks, box, m).reshape(17, 2)
     np.testing.assert_allclose(pose, [[j, 2 * j] for j in COCO_FROM_BLAZEPOSE], atol=1e-3)
+
+
+def test_an_interrupted_extraction_resumes_per_video_and_leaves_no_output(tmp_path, monkeypatch):
+    import extract_features as ef
+
+    make_dataset(tmp_path / "in")
+    real, seen = ef._process_video, []
+
+    def dies_on_the_second_video(job):
+        seen.append(job[0].name)
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # as a user's Ctrl-C
+        return real(job)
+
+    monkeypatch.setattr(ef, "_process_video", dies_on_the_second_video)
+    with pytest.raises(KeyboardInterrupt):
+        extract_dataset("tiny", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False, splits=("train",))
+    out = tmp_path / "out" / "tiny" / "extracted_features" / "train"
+    assert not (out / "velocity.npy").exists() and not (out / "deep_features.npy").exists()  # nothing a stage would trust
+    seen.clear()
+    monkeypatch.setattr(ef, "_process_video", lambda job: seen.append(job[0].name) or real(job))
+    rep = extract_dataset("tiny", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False, splits=("train",))
+    assert seen == ["02"] and rep["train"]["frames"] == 8  # video 01 was kept from the first run
+    assert not (out / ".videos").exists()
+    fresh = extract_dataset("tiny", tmp_path / "in", tmp_path / "o2", flow="dis_ultrafast", workers=1, progress=False, splits=("train",))
+    for name in ("velocity.npy", "deep_features.npy"):
+        a = np.load(out / name, allow_pickle=True)
+        b = np.load(tmp_path / "o2" / "tiny" / "extracted_features" / "train" / name, allow_pickle=True)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert fresh["train"]["frames"] == 8
