@@ -106,5 +106,7 @@ def get_recipe(name: str) -> Recipe:
 def dataset_settings(name: str) -> dict[str, Any] | None:
     """The constants of ``config/datasets/NAME.toml``; ``None`` when there is no such file
     (the scripts' defaults apply)."""
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        return None  # not a plain name: cli.check_dataset_name refuses it
     path = CONFIG_DIR / "datasets" / f"{name}.toml"
     return dict(_read(path).get("settings", {})) if path.is_file() else None
