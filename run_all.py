@@ -1,14 +1,17 @@
 """Run the whole method, stage by stage, and print the results.
 
-    python run_all.py                                   # embedded synthetic demo (~2 min on 2 CPU cores)
+    python run_all.py                                   # embedded synthetic demo (~3 min on 2 CPU cores)
     python run_all.py --dataset ped2 --data-root ../shared/data
-    python run_all.py --dataset avenue --data-root DIR --preset quick
+    python run_all.py --dataset NAME --data-root DIR --pose-model data/models/pose_landmark_full.tflite   # your videos
+    python run_all.py --dataset ped2 --data-root ../shared/data --head flatten   # any stage flag is forwarded
 
 Each stage is its own script, run here as a subprocess in order; a stage is skipped when
-its outputs exist and were made with the same settings after its inputs (``--force``
-reruns everything). When a dataset has raw frames but no features, stage 0
-(``extract_features.py``) makes them first. The input is validated before any training.
-Results: ``results/NAME/metrics.json`` and ``results/NAME/scores.npy``.
+its outputs exist and were made with the same settings from the same input files after its
+inputs (``--force`` reruns everything). When a dataset has raw frames or video files but no
+features, stage 0 (``extract_features.py``) makes them first. Every stage's settings and
+the input are checked before any training. Results: ``results/NAME/summary.json``, each
+recipe's ``results/NAME/RECIPE/``, and per test video a plot, a CSV and (with raw frames)
+an annotated video in ``results/NAME/videos/``.
 """
 from __future__ import annotations
 
