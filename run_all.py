@@ -38,6 +38,7 @@ PRESETS = {
     "quick": {"AE_encoder.py": 50, "train.py": 100, "train_pose.py": 100, "attention_fusion.py": 200},
 }
 SYNTHETIC = "synthetic"
+SCRIPTS = (*STAGE_ORDER, "baseline.py")  # every script run_all runs with settings (stage 0 aside)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,18 +72,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def stage_settings() -> dict[str, dict[str, object]]:
-    """stage script -> {setting name: default}, read from the scripts' globals."""
+def stage_module(stage: str):
+    """The imported module whose settings ``stage`` runs with: the pose twins run their
+    appearance script's main with its settings."""
     import importlib
 
+    return importlib.import_module(Path(stage).stem.replace("_pose", ""))
+
+
+def stage_settings() -> dict[str, dict[str, object]]:
+    """stage script -> {setting name: default}, read from the scripts' globals."""
     from memfuse.cli import COMMON_DEFAULTS
 
-    out = {}
-    for stage in [*STAGE_ORDER, "baseline.py"]:
-        # the pose twins run their appearance script's main with its settings
-        module = importlib.import_module(Path(stage).stem.replace("_pose", ""))
-        out[stage] = {**COMMON_DEFAULTS, **{k: getattr(module, k) for k in module.HELP}}
-    return out
+    modules = {stage: stage_module(stage) for stage in SCRIPTS}
+    return {stage: {**COMMON_DEFAULTS, **{k: getattr(m, k) for k in m.HELP}} for stage, m in modules.items()}
 
 
 def passthrough_overrides(tokens: list[str], settings: dict[str, dict[str, object]]) -> list[str]:
@@ -123,8 +126,8 @@ def override_flags(overrides: list[str], passthrough: list[str] | None = None) -
 
     from memfuse.cli import flag_name
 
-    if not overrides and not passthrough:  # reading the stage scripts' settings imports each of them: only when asked
-        return {stage: [] for stage in [*STAGE_ORDER, "baseline.py"]}
+    if not overrides and not passthrough:
+        return {stage: [] for stage in SCRIPTS}
     settings = stage_settings()
     overrides = [*passthrough_overrides(passthrough or [], settings), *overrides]
     known = sorted({k for v in settings.values() for k in v})
@@ -153,21 +156,17 @@ def override_flags(overrides: list[str], passthrough: list[str] | None = None) -
 def preflight(args: argparse.Namespace, data_root: Path, recipes: list[str]) -> None:
     """Parse and check every stage's settings under every recipe as the stage itself will
     (types, choices, and a stage's own ``check_settings``), before the first stage runs:
-    a bad value costs seconds, not the stages trained before the one that reads it."""
-    import importlib
-
+    a bad value costs seconds, not the stages trained before the one that reads it. The
+    baseline runs once, under the main recipe."""
     from memfuse.cli import configure
 
-    for recipe in recipes:
-        for stage in [*STAGE_ORDER, "baseline.py"]:
-            module = importlib.import_module(Path(stage).stem.replace("_pose", ""))
-            argv = baseline_args(args, data_root) if stage == "baseline.py" else stage_args(stage, args, data_root, recipe) + args.stage_flags[stage]
-            if stage == "baseline.py":
-                argv[argv.index("--recipe") + 1] = recipe
-            g = dict(vars(module))
-            configure(g, module.HELP, module.__doc__ or "", argv, prog=f"{stage} (recipe {recipe})", announce=False)
-            if hasattr(module, "check_settings"):
-                module.check_settings(g)
+    runs = [(stage, recipe, stage_args(stage, args, data_root, recipe) + args.stage_flags[stage]) for recipe in recipes for stage in STAGE_ORDER]
+    for stage, recipe, argv in [*runs, ("baseline.py", args.recipe, baseline_args(args, data_root))]:
+        module = stage_module(stage)
+        g = dict(vars(module))
+        configure(g, module.HELP, module.__doc__ or "", argv, prog=f"{stage} (recipe {recipe})", announce=False)
+        if hasattr(module, "check_settings"):
+            module.check_settings(g)
 
 
 def stage_args(stage: str, args: argparse.Namespace, data_root: Path, recipe: str) -> list[str]:
