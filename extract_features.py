@@ -238,15 +238,13 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     if len(todo) < len(jobs):
         print(f"{dataset}/{split}: {len(jobs) - len(todo)} of {len(jobs)} videos kept from an interrupted run")
     fresh = []
-    if not todo:
-        pass
-    elif appearance == "clip" or workers <= 1 or len(todo) == 1:
+    if todo and (appearance == "clip" or workers <= 1 or len(todo) == 1):
         _init_worker(appearance, clip_weights, clip_kwargs, threads=-1, pose_model=pose_model)  # -1: OpenCV default threading
         for job in todo:
             fresh.append(cache.put(_process_video(job)))
             bar.set_postfix_str(_speed(fresh[-1]))
             bar.update()
-    else:
+    elif todo:
         from multiprocessing import get_context
 
         # spawn, not fork: forking a parent whose OpenCV / torch thread pools are already
@@ -269,8 +267,9 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
         warnings.warn(f"{dataset}/{split}: {clipped} boxes reached outside the frame and were clipped to it; "
                       f"{grown} had an empty crop after clipping and were grown to 1 px", stacklevel=2)
     out = split_outputs(out_root, dataset, split)
+    frame_boxes = [b for r in results for b in r["boxes"]] if motion else [b for bb in boxes for b in bb]
     if motion:  # the boxes the features describe, in AI-VAD's format (a frame may have none)
-        _io().save_npy(Path(out_root) / dataset / f"{dataset}_bboxes_{split}.npy", _object_array([b for r in results for b in r["boxes"]]))
+        _io().save_npy(Path(out_root) / dataset / f"{dataset}_bboxes_{split}.npy", _object_array(frame_boxes))
     if pose_model is not None:
         _io().save_npy(out["velocity"].parent / "pose.npy", _object_array([p for r in results for p in r["pose"]]))
     _io().save_npy(out["velocity"], _object_array(vel))
@@ -280,8 +279,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
         "frames_per_video": [r["frames"] for r in results], "boxes": "motion" if motion else f"{dataset}_bboxes_{split}.npy",
         "pose": f"{Path(pose_model).name} on every box" if pose_model else "copied",
         "objects": int(sum(len(v) for v in vel)),
-        "whole_frame_entries": int(sum(np.asarray(b).size == 0 for b in ([b for r in results for b in r["boxes"]] if motion else
-                                                                          [b for bb in boxes for b in bb]))),
+        "whole_frame_entries": int(sum(np.asarray(b).size == 0 for b in frame_boxes)),
         "boxes_clipped": clipped, "boxes_grown": grown, "appearance": appearance,
         "flow": {"method": flow_cfg.method, "scale": flow_cfg.scale, "blur": flow_cfg.blur}, "bins": bins,
         "clip": ({"weights": str(clip_weights), **clip_kwargs} if appearance == "clip" else None),
