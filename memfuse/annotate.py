@@ -36,8 +36,6 @@ def draw(frame_rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray | None, le
     img = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
     h, w = img.shape[:2]
     for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)):
-        if x2 - x1 >= w - 1 and y2 - y1 >= h - 1:
-            continue  # a whole-frame entry: no detection to draw
         c = colour(float(scores[i])) if scores is not None and i < len(scores) else (255, 255, 255)
         cv2.rectangle(img, (int(x1), int(y1)), (int(np.ceil(x2)) - 1, int(np.ceil(y2)) - 1), c, 1)
     cv2.rectangle(img, (0, h - BAR_PX), (w - 1, h - 1), (40, 40, 40), -1)
@@ -45,6 +43,13 @@ def draw(frame_rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray | None, le
     if anomalous:
         cv2.rectangle(img, (0, 0), (w - 1, h - 1), (0, 0, 255), 2)
     return img
+
+
+def boxes_to_draw(raw: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A frame's boxes as the features describe them (checked, in order), or none for a
+    frame without detections, whose single whole-frame entry is not an object to draw."""
+    checked, _ = check_boxes(raw, width, height)
+    return checked if np.asarray(raw).size else checked[:0]
 
 
 def _writer(path: Path, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path]:
@@ -76,9 +81,9 @@ def write_annotated_videos(videos: list[Video], boxes: np.ndarray, frame_scores:
                 h, w = rgb.shape[:2]
                 if writer is None:
                     writer, partial = _writer(out_dir / f".{v + 1:02d}.partial.mp4", (w, h))
-                checked, _ = check_boxes(boxes[f], w, h)
-                row = None if object_scores is None else object_scores[f, : len(checked)]
-                writer.write(draw(rgb, checked, row, (frame_scores[f] - lo) / span, None if labels is None else bool(labels[f])))
+                shown = boxes_to_draw(boxes[f], w, h)
+                row = None if object_scores is None else object_scores[f, : len(shown)]
+                writer.write(draw(rgb, shown, row, (frame_scores[f] - lo) / span, None if labels is None else bool(labels[f])))
                 f += 1
             writer.release()
             final = out_dir / f"{v + 1:02d}{partial.suffix}"
