@@ -5,8 +5,9 @@
 
 A variant is a recipe plus setting overrides (run_all.py --set NAME=VALUE). The variants
 of one seed share a checkpoint folder, ordered so that consecutive runs rerun only the
-stages whose settings changed. Results go to results/<dataset>_<variant>_s<seed>/. Besides
-each run's own score, the score-term ablation is read from each run's score_terms.npz
+stages whose settings changed. Sweeps over different seeds may run side by side (e.g. one
+per core, OMP_NUM_THREADS=1); two sweeps of one seed would share its checkpoints, so must
+not. Results go to results/<dataset>_<variant>_s<seed>/. Besides each run's own score, the score-term ablation is read from each run's score_terms.npz
 (every term standardised on train frames): the classifier alone, the memory terms
 alone, and sums of subsets, with no further training.
 
@@ -62,7 +63,7 @@ def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
     results_name = f"{args.dataset}_{name}_s{seed}"
     cmd = [sys.executable, str(ROOT / "run_all.py"), "--dataset", args.dataset, "--preset", args.preset, "--recipe", recipe, "--compare", "none",
            "--seed", str(seed), "--checkpoint-root", str(Path(args.checkpoint_root) / f"seed{seed}"), "--results-name", results_name,
-           *[f"--set={o}" for o in overrides]]
+           "--no-annotate", *[f"--set={o}" for o in overrides]]
     if args.data_root:
         cmd += ["--data-root", args.data_root]
     print(f"\n##### {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
@@ -150,7 +151,10 @@ def main() -> None:
         return
     for seed in seeds:
         for name in names:
-            rows.setdefault(name, {})[str(seed)] = run_variant(args, name, seed)
+            row = run_variant(args, name, seed)
+            # re-read before writing: sweeps over other seeds may run beside this one
+            rows = json.loads(out.read_text()) if out.exists() else {}
+            rows.setdefault(name, {})[str(seed)] = row
             save_json(out, rows)  # after every run: a long sweep keeps what it measured
     print("\n" + parts_table(rows) + "\n\n" + table({n: rows[n] for n in VARIANTS if n in rows}))
     print(f"\n-> {out}")
