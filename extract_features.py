@@ -54,15 +54,27 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 # ---- hyperparameters (each overridable by the flag named in brackets) ----------------------
 OUT_ROOT = PROJECT_ROOT / "data"  # where NAME/ is written [--out-root]
 APPEARANCE = "hog"  # appearance backbone: hog | pixels | clip [--appearance]
-FLOW = "dis_fine"  # flow: dis_ultrafast | dis_fast | dis_medium | dis_fine | farneback [--flow]
+FLOW = "dis_fine"  # flow: dis_ultrafast | dis_fast | dis_medium | dis_balanced | dis_fine | farneback [--flow]
 FLOW_SCALE = 1.0  # upsample frames by this factor before the flow (x2/x3 help DIS medium) [--flow-scale]
 FLOW_BLUR = 0.0  # Gaussian sigma (native px) on frames before the flow, 0 = none [--flow-blur]
 DEFAULT_BINS = 8  # velocity orientation bins of a dataset whose config/datasets/NAME.toml sets no VELOCITY_BINS [--bins]
+POSE_EVERY = 1  # run the pose model on every K-th frame of a video; the frames between reuse its poses [--pose-every]
+POSE_PERSON_SHAPED = False  # run the pose model only on boxes tall enough to hold a person [--person-shaped]
+# --fast: the stage-0 speed profile for your own videos. The flow keeps the default's agreement
+# with FlowNet2 on Ped2 train in half its time (memfuse/extract/velocity.py: DIS_TUNED); poses,
+# the costliest step (one model run per box), are made every third frame and only on
+# person-shaped boxes (memfuse/extract/pose.py: person_shaped). Ped2's features are made with
+# the defaults above.
+FAST_FLOW = "dis_balanced"
+FAST_POSE_EVERY = 3
 WORKERS = 2  # processes, one video each (CLIP runs in the main process) [--workers]
 CLIP_INTERPOLATION = "bilinear"  # crop -> 224x224 resize; AI-VAD uses cv2.resize's bilinear [--clip-interp]
 CLIP_QUICK_GELU = True  # OpenAI weights: QuickGELU; open_clip LAION weights: exact GELU [--clip-gelu]
 CLIP_BGR = False  # feed BGR like AI-VAD's cv2.imread frames (matters on colour data only) [--clip-bgr]
 SPLITS = ("train", "test")
+# the flow settings of memfuse/extract/velocity.py (FLOW_METHODS), listed here so that --help
+# does not import OpenCV
+FLOW_CHOICES = ("dis_ultrafast", "dis_fast", "dis_medium", "dis_balanced", "dis_fine", "farneback")
 SPLIT_FOLDERS = {"train": "training", "test": "testing"}
 
 
@@ -83,7 +95,8 @@ def _io():
     return io
 
 
-def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int, pose_model: str | None = None) -> None:
+def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int, pose_model: str | None = None,
+                 person_shaped: bool = POSE_PERSON_SHAPED) -> None:
     import cv2
 
     from memfuse.extract.appearance import make_backbone
@@ -93,7 +106,7 @@ def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int,
     if pose_model:
         from memfuse.extract.pose import PoseModel
 
-        _WORKER["pose"] = PoseModel(pose_model, threads=max(threads, 1))
+        _WORKER["pose"] = PoseModel(pose_model, threads=max(threads, 1), person_shaped=person_shaped)
 
 
 def _process_video(job: tuple) -> dict:
@@ -104,7 +117,7 @@ def _process_video(job: tuple) -> dict:
     from memfuse.extract.motion import MotionBoxes, MotionConfig
     from memfuse.extract.velocity import frame_velocity
 
-    video, boxes, flow_cfg, bins, with_pose = job
+    video, boxes, flow_cfg, bins, with_pose, pose_every = job
     start = time.perf_counter()
     name = video.name
     backbone = _WORKER["backbone"]
@@ -116,6 +129,7 @@ def _process_video(job: tuple) -> dict:
         detect = MotionBoxes(sample, cfg)
     rep = BoxRepairs()
     vel, app, found, poses = [], [], [], []
+    frame_poses = None
     prev = None
     size = None
     for t, rgb in enumerate(iter_frames(video)):
@@ -139,7 +153,9 @@ def _process_video(job: tuple) -> dict:
         v = frame_velocity(prev, grey, checked, flow_cfg, bins)
         a = backbone(rgb, checked, whole)
         if pose_model is not None:  # persons only: a whole-frame entry is not a detection
-            poses.append(pose_model(rgb, checked[~whole]))
+            if t % pose_every == 0:  # between, a frame takes the poses of the last frame posed
+                frame_poses = pose_model(rgb, checked[~whole])
+            poses.append(frame_poses)
         if a.shape != (len(checked), 512) or v.shape != (len(checked), bins):
             raise AssertionError(f"video {name} frame {t}: shapes {v.shape} {a.shape} for {len(checked)} boxes")
         vel.append(v.astype(np.float32))
@@ -215,15 +231,16 @@ def prepare_split(dataset: str, data_root: Path, split: str):
 
 def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, appearance: str, flow_cfg, bins: int,
                   clip_weights=None, clip_kwargs: dict | None = None, workers: int = WORKERS, progress: bool = True,
-                  pose_model: str | None = None) -> dict:
+                  pose_model: str | None = None, pose_every: int = POSE_EVERY, person_shaped: bool = POSE_PERSON_SHAPED) -> dict:
     """Extract one split; returns its info dict (also written as extract_meta.json).
-    ``pose_model``: make pose.npy with it (the split has none)."""
+    ``pose_model``: make pose.npy with it (the split has none), on every ``pose_every``-th
+    frame (and only on person-shaped boxes with ``person_shaped``)."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     videos, boxes = prepare_split(dataset, data_root, split)
     clip_kwargs = clip_kwargs or {}
-    jobs = [(v, None if b is None else list(b), flow_cfg, bins, pose_model is not None) for v, b in zip(videos, boxes)]
+    jobs = [(v, None if b is None else list(b), flow_cfg, bins, pose_model is not None, pose_every) for v, b in zip(videos, boxes)]
     motion = boxes[0] is None
     if motion:
         print(f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against each video's median background")
@@ -231,7 +248,8 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     # extraction resumes per video; the cache is dropped once the split's files are written.
     cache = VideoCache(split_outputs(out_root, dataset, split)["velocity"].parent / ".videos",
                        {"appearance": appearance, "flow": [flow_cfg.method, flow_cfg.scale, flow_cfg.blur], "bins": bins,
-                        "boxes": "motion" if motion else "given", "pose_model": pose_model, "clip": clip_kwargs if appearance == "clip" else None})
+                        "boxes": "motion" if motion else "given", "pose_model": pose_model, "pose_every": pose_every if pose_model else None,
+                        "person_shaped": person_shaped if pose_model else None, "clip": clip_kwargs if appearance == "clip" else None})
     done = {i: cache.get(v.name) for i, v in enumerate(videos)}
     todo = [job for i, job in enumerate(jobs) if done[i] is None]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{dataset}/{split}", unit="video", disable=not progress)
@@ -239,7 +257,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
         print(f"{dataset}/{split}: {len(jobs) - len(todo)} of {len(jobs)} videos kept from an interrupted run")
     fresh = []
     if todo and (appearance == "clip" or workers <= 1 or len(todo) == 1):
-        _init_worker(appearance, clip_weights, clip_kwargs, threads=-1, pose_model=pose_model)  # -1: OpenCV default threading
+        _init_worker(appearance, clip_weights, clip_kwargs, threads=-1, pose_model=pose_model, person_shaped=person_shaped)  # -1: OpenCV default threading
         for job in todo:
             fresh.append(cache.put(_process_video(job)))
             bar.set_postfix_str(_speed(fresh[-1]))
@@ -249,7 +267,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
 
         # spawn, not fork: forking a parent whose OpenCV / torch thread pools are already
         # running can deadlock the children (seen in the tests after the CLIP tests).
-        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1, pose_model)) as pool:
+        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1, pose_model, person_shaped)) as pool:
             for res in pool.imap(_process_video, todo):  # ordered: video order is kept
                 fresh.append(cache.put(res))
                 bar.set_postfix_str(_speed(res))
@@ -277,7 +295,8 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     info = {
         "dataset": dataset, "split": split, "frames": n_frames, "videos": len(videos),
         "frames_per_video": [r["frames"] for r in results], "boxes": "motion" if motion else f"{dataset}_bboxes_{split}.npy",
-        "pose": f"{Path(pose_model).name} on every box" if pose_model else "copied",
+        "pose": (f"{Path(pose_model).name} on every {'person-shaped ' if person_shaped else ''}box"
+                 + (f" of every {pose_every}-th frame" if pose_every > 1 else "")) if pose_model else "copied",
         "objects": int(sum(len(v) for v in vel)),
         "whole_frame_entries": int(sum(np.asarray(b).size == 0 for b in frame_boxes)),
         "boxes_clipped": clipped, "boxes_grown": grown, "appearance": appearance,
@@ -351,10 +370,11 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
                     clip_weights: Path | str | None = None, clip_interpolation: str = CLIP_INTERPOLATION,
                     clip_quick_gelu: bool = CLIP_QUICK_GELU, clip_bgr: bool = CLIP_BGR, force: bool = False,
                     workers: int = WORKERS, splits: tuple[str, ...] = SPLITS, progress: bool = True,
-                    pose_model: Path | str | None = None) -> dict:
+                    pose_model: Path | str | None = None, pose_every: int = POSE_EVERY, person_shaped: bool = POSE_PERSON_SHAPED) -> dict:
     """Run stage 0 for ``dataset``. Splits whose outputs exist are skipped unless ``force``.
     A split without ``pose.npy`` gets its poses from ``pose_model`` (memfuse/extract/pose.py),
-    run on every box; without one, that is an error before any work.
+    run on every box (with ``person_shaped``: every person-shaped box) of every
+    ``pose_every``-th frame; without a model, that is an error before any work.
 
     Returns ``{"train": {"wall_s": ..., "skipped": bool, ...}, "test": {...}, "copied": [...],
     "out_dir": str, "total_wall_s": ...}``.
@@ -369,6 +389,8 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
         raise InputError(f"unknown appearance backbone {appearance!r}; choose from {APPEARANCE_OPTIONS}")
     if flow not in FLOW_METHODS:
         raise InputError(f"unknown flow {flow!r}; choose from {FLOW_METHODS}")
+    if int(pose_every) < 1:
+        raise InputError(f"pose_every must be >= 1, got {pose_every}")
     if not (data_root / dataset).is_dir():
         raise InputError(f"missing dataset folder {data_root / dataset}")
     bins = bins or default_bins(dataset)
@@ -388,6 +410,8 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
 
         PoseModel(pose_model)  # fail early on a missing model or runtime
         settings["pose_model"] = str(pose_model)
+        settings["pose_every"] = int(pose_every)
+        settings["person_shaped"] = bool(person_shaped)
     report: dict = {"out_dir": str(out_root / dataset)}
     for split in splits:
         out = split_outputs(out_root, dataset, split)
@@ -399,7 +423,7 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
             report[split] = {"skipped": True, "wall_s": 0.0, **{k: old.get(k) for k in ("frames", "objects")}}
             continue
         info = extract_split(dataset, data_root, out_root, split, appearance, flow_cfg, bins, clip_weights, clip_kwargs, workers, progress,
-                             str(pose_model) if needs_pose[split] else None)
+                             str(pose_model) if needs_pose[split] else None, int(pose_every), bool(person_shaped))
         report[split] = {"skipped": False, **info}
     counts = {s: frames_per_video(report[s], split_outputs(out_root, dataset, s)["meta"], prepared[s][0]) for s in splits}
     report["copied"] = copy_dataset_files(dataset, data_root, out_root, counts)
@@ -422,13 +446,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--clip-gelu", default="quick" if CLIP_QUICK_GELU else "exact", choices=("quick", "exact"),
                     help="MLP activation: quick (OpenAI weights) or exact (open_clip LAION weights)")
     ap.add_argument("--clip-bgr", action="store_true", default=CLIP_BGR, help="feed BGR channels as AI-VAD does (colour data only)")
-    ap.add_argument("--flow", default=FLOW, choices=("dis_ultrafast", "dis_fast", "dis_medium", "dis_fine", "farneback"),
-                    help="optical flow (default %(default)s)")
+    ap.add_argument("--flow", default=None, choices=FLOW_CHOICES, help=f"optical flow (default {FLOW}; --fast: {FAST_FLOW})")
     ap.add_argument("--flow-scale", type=float, default=FLOW_SCALE, help="upsample frames before the flow (default %(default)s)")
     ap.add_argument("--flow-blur", type=float, default=FLOW_BLUR, help="Gaussian sigma before the flow, 0 = none (default %(default)s)")
     ap.add_argument("--bins", type=int, default=None, help="velocity orientation bins (default: VELOCITY_BINS of config/datasets/NAME.toml, else 8)")
     ap.add_argument("--pose-model", default=None, help="BlazePose pose_landmark_full.tflite: makes pose.npy for a dataset without one "
                                                       "(see memfuse/extract/pose.py)")
+    ap.add_argument("--pose-every", type=int, default=None, help=f"with --pose-model: pose every K-th frame, the frames between reuse "
+                                                                 f"its poses (default {POSE_EVERY}; --fast: {FAST_POSE_EVERY})")
+    ap.add_argument("--person-shaped", action="store_true", default=POSE_PERSON_SHAPED,
+                    help="with --pose-model: pose only boxes at least 20 px tall and taller than wide")
+    ap.add_argument("--fast", action="store_true", help=f"speed profile for your own videos: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} "
+                                                        "--person-shaped (--flow or --pose-every given explicitly wins)")
     ap.add_argument("--workers", type=int, default=WORKERS, help="processes (default %(default)s)")
     ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to extract")
     ap.add_argument("--force", action="store_true", help="redo splits whose outputs exist")
@@ -442,10 +471,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         report = extract_dataset(
-            args.dataset, args.data_root, args.out_root, appearance=args.appearance, flow=args.flow,
+            args.dataset, args.data_root, args.out_root, appearance=args.appearance, flow=args.flow or (FAST_FLOW if args.fast else FLOW),
             flow_scale=args.flow_scale, flow_blur=args.flow_blur, bins=args.bins, clip_weights=args.clip_weights,
             clip_interpolation=args.clip_interp, clip_quick_gelu=args.clip_gelu == "quick", clip_bgr=args.clip_bgr,
-            force=args.force, workers=args.workers, splits=tuple(args.splits), progress=not args.no_progress, pose_model=args.pose_model)
+            force=args.force, workers=args.workers, splits=tuple(args.splits), progress=not args.no_progress, pose_model=args.pose_model,
+            pose_every=args.pose_every or (FAST_POSE_EVERY if args.fast else POSE_EVERY), person_shaped=args.person_shaped or args.fast)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results-root", default=str(PROJECT_ROOT / "results"))
     p.add_argument("--pose-model", default=None, help="stage 0 on a dataset without pose.npy: BlazePose's pose_landmark_full.tflite "
                                                      "(memfuse/extract/pose.py says how to get it)")
+    p.add_argument("--fast-extract", action="store_true", help="stage 0's speed profile for your own videos (extract_features.py --fast: "
+                                                                "a cheaper flow; poses every third frame, person-shaped boxes only)")
     p.add_argument("--no-annotate", dest="annotate", action="store_false",
                    help="no annotated test videos (written to results/NAME/videos/ when the dataset has raw frames or videos)")
     p.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
@@ -249,7 +251,7 @@ def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, fl
         return resolved, None
     if any((data_root / args.dataset / "training" / sub).is_dir() for sub in ("frames", "videos")):
         seconds = run_stage("extract_features.py", ["--dataset", args.dataset, "--data-root", str(data_root)]
-                            + (["--pose-model", args.pose_model] if args.pose_model else []))
+                            + (["--pose-model", args.pose_model] if args.pose_model else []) + (["--fast"] if args.fast_extract else []))
         return D.resolve_data_root(args.dataset, data_root), seconds
     raise InputError(f"no features for {args.dataset}: expected {D.feature_path(data_root, args.dataset, 'train', 'velocity')} "
                      f"(AI-VAD format), or raw frames in {data_root / args.dataset / 'training' / 'frames'} or video files in "

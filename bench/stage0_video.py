@@ -1,15 +1,20 @@
-"""Stage 0 on a long synthetic video: frames per second and peak memory.
+"""Stage 0 from video files: frames per second and peak memory.
 
     python bench/stage0_video.py --minutes 1                       # boxes, flow, appearance
-    python bench/stage0_video.py --minutes 60 --pose-model data/models/pose_landmark_full.tflite
+    python bench/stage0_video.py --minutes 60 --fast               # an hour of 640x360 video
+    python bench/stage0_video.py --from-frames ../shared/data/ped2/testing/frames --videos 4 \
+        --pose-model data/models/pose_landmark_full.tflite --workers 2 [--fast]   # Ped2 resolution, poses too
 
-Writes a 640x360 video (a still textured background, a few squares walking across it) of
-``--minutes`` at 25 frames/s with OpenCV, as both the train and the test video of a dataset
-in a temporary folder, runs ``extract_features.extract_dataset`` on it (boxes from motion;
-poses with ``--pose-model``, else the dataset brings one zero pose per frame) and prints
-frames per second and the peak resident memory of the process. Memory should not grow with
-the video's length: frames are streamed, and only the per-frame feature arrays are kept.
-Writes results/stage0_video.json.
+By default writes a 640x360 video (a still textured background, a few squares walking
+across it) of ``--minutes`` at 25 frames/s with OpenCV. With ``--from-frames DIR`` it
+instead writes the first ``--videos`` folders of frames under DIR (e.g. Ped2's test set)
+as .avi files, one video each, so the boxes and poses are those of real scenes. Then it runs
+``extract_features.extract_dataset`` on them as a dataset's train split in a temporary
+folder (boxes from motion; poses with ``--pose-model``, else the dataset brings one zero
+pose per frame) and prints frames per second and the peak resident memory of the process
+and of its workers. Memory should not grow with the video's length: frames are streamed;
+only the per-frame feature arrays (a few KB per object) are kept.
+Writes results/stage0_video.json (``--out`` to change).
 """
 from __future__ import annotations
 
@@ -26,59 +31,94 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from extract_features import extract_dataset  # noqa: E402
+from extract_features import FAST_FLOW, FAST_POSE_EVERY, FLOW, POSE_EVERY, POSE_PERSON_SHAPED, extract_dataset  # noqa: E402
+from memfuse.extract.frames import list_videos, read_frame  # noqa: E402
 from memfuse.io import RESULTS_ROOT, save_json  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 
 
-def write_video(path: Path, n_frames: int, seed: int = 0) -> None:
+def write_video(path: Path, n_frames: int, seed: int = 0, width: int = WIDTH, height: int = HEIGHT) -> None:
+    """A still textured background with four light rectangles walking across it."""
     rng = np.random.default_rng(seed)
-    bg = cv2.GaussianBlur(cv2.resize(rng.integers(0, 256, (HEIGHT // 8, WIDTH // 8)).astype(np.uint8), (WIDTH, HEIGHT)), (0, 0), 2)
-    walkers = [(rng.uniform(0, WIDTH), rng.uniform(40, HEIGHT - 80), rng.uniform(-3, 3)) for _ in range(4)]
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
+    bg = cv2.GaussianBlur(cv2.resize(rng.integers(0, 256, (height // 8, width // 8)).astype(np.uint8), (width, height)), (0, 0), 2)
+    walkers = [(rng.uniform(0, width), rng.uniform(40, height - 80), rng.uniform(-3, 3)) for _ in range(4)]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
     for t in range(n_frames):
         f = bg.copy()
         for x0, y, vx in walkers:
-            x = int((x0 + vx * t) % (WIDTH - 20))
+            x = int((x0 + vx * t) % (width - 20))
             f[int(y):int(y) + 48, x:x + 18] = 230
         out.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
     out.release()
 
 
+def frames_to_video(frames: list[Path], path: Path) -> tuple[int, int]:
+    """One folder's frames -> an MJPG .avi; returns its (width, height)."""
+    first = read_frame(frames[0])
+    h, w = first.shape[:2]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (w, h))
+    for f in frames:
+        out.write(cv2.cvtColor(read_frame(f), cv2.COLOR_RGB2BGR))
+    out.release()
+    return w, h
+
+
+def peak_rss_mib() -> tuple[float, float]:
+    """Peak resident memory of this process and of its largest finished worker, MiB."""
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--minutes", type=float, default=1.0)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--minutes", type=float, default=1.0, help="length of the synthetic video")
+    p.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="WxH of the synthetic video")
+    p.add_argument("--from-frames", default=None, metavar="DIR", help="frame folders to make the videos of, instead of a synthetic one")
+    p.add_argument("--videos", type=int, default=4, help="with --from-frames: how many folders")
     p.add_argument("--pose-model", default=None)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--fast", action="store_true", help=f"extract_features.py --fast: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} --person-shaped")
+    p.add_argument("--workers", type=int, default=1, help="processes, one video each")
+    p.add_argument("--out", default=str(RESULTS_ROOT / "stage0_video.json"))
     a = p.parse_args()
-    n = int(a.minutes * 60 * FPS)
+    flow, pose_every, person_shaped = (FAST_FLOW, FAST_POSE_EVERY, True) if a.fast else (FLOW, POSE_EVERY, POSE_PERSON_SHAPED)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "in" / "long"
         for folder in ("training", "testing"):
             (base / folder / "videos").mkdir(parents=True)
         start = time.perf_counter()
-        write_video(base / "training" / "videos" / "01.avi", n)
-        (base / "testing" / "videos" / "01.avi").symlink_to(base / "training" / "videos" / "01.avi")
-        print(f"wrote a {WIDTH}x{HEIGHT} video of {n} frames in {time.perf_counter() - start:.0f} s")
+        if a.from_frames:
+            folders = list_videos(a.from_frames)[:a.videos]
+            n = sum(len(v.frames) for v in folders)
+            sizes = [frames_to_video(v.frames, base / "training" / "videos" / f"{v.name}.avi") for v in folders]
+            width, height = sizes[0]
+            source = f"{len(folders)} videos of {a.from_frames}"
+        else:
+            width, height = (int(x) for x in a.size.lower().split("x"))
+            n = int(a.minutes * 60 * FPS)
+            write_video(base / "training" / "videos" / "01.avi", n, width=width, height=height)
+            source = f"synthetic, {a.minutes:g} min"
+        (base / "testing" / "videos" / "01.avi").symlink_to(next((base / "training" / "videos").iterdir()))
+        print(f"wrote {source}: {n} frames of {width}x{height} in {time.perf_counter() - start:.0f} s")
         if a.pose_model is None:
             for split in ("train", "test"):
                 (base / "extracted_features" / split).mkdir(parents=True)
                 pose = np.empty(n, dtype=object)
                 pose[:] = [np.zeros((1, 34), np.float32)] * n
                 np.save(base / "extracted_features" / split / "pose.npy", pose, allow_pickle=True)
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_before, _ = peak_rss_mib()
         start = time.perf_counter()
-        rep = extract_dataset("long", Path(tmp) / "in", Path(tmp) / "out", workers=a.workers, splits=("train",), progress=True,
-                              pose_model=a.pose_model)
+        rep = extract_dataset("long", Path(tmp) / "in", Path(tmp) / "out", flow=flow, workers=a.workers, splits=("train",), progress=True,
+                              pose_model=a.pose_model, pose_every=pose_every, person_shaped=person_shaped)
         seconds = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report = {"frames": n, "size": [WIDTH, HEIGHT], "pose_model": a.pose_model is not None, "seconds": round(seconds, 1),
+        peak, peak_worker = peak_rss_mib()
+    report = {"source": source, "frames": n, "size": [width, height], "flow": flow, "pose_model": a.pose_model is not None,
+              "pose_every": pose_every if a.pose_model else None,
+              "person_shaped": person_shaped if a.pose_model else None, "workers": a.workers, "seconds": round(seconds, 1),
               "frames_per_s": round(n / seconds, 2), "objects": rep["train"]["objects"], "peak_rss_mib": round(peak, 1),
-              "rss_before_extraction_mib": round(rss_before, 1)}
+              "peak_worker_rss_mib": round(peak_worker, 1) if a.workers > 1 else None, "rss_before_extraction_mib": round(rss_before, 1)}
     for k, v in report.items():
         print(f"{k}: {v}")
-    save_json(Path(RESULTS_ROOT) / "stage0_video.json", report)
+    save_json(Path(a.out), report)
 
 
 if __name__ == "__main__":

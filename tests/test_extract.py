@@ -446,3 +446,50 @@ def test_an_interrupted_extraction_resumes_per_video_and_leaves_no_output(tmp_pa
         b = np.load(tmp_path / "o2" / "tiny" / "extracted_features" / "train" / name, allow_pickle=True)
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert fresh["train"]["frames"] == 8
+
+
+def test_pose_every_k_frames_reuses_the_last_posed_frame(tmp_path, monkeypatch):
+    import memfuse.extract.pose as pose_module
+
+    boxes = make_dataset(tmp_path / "in", n_frames=5)
+    for split in ("train", "test"):
+        (tmp_path / "in" / "tiny" / "extracted_features" / split / "pose.npy").unlink()
+    calls = []
+
+    class CountingPose:  # stands in for BlazePose: row values say which call made them
+        def __init__(self, path, threads=1, person_shaped=False):
+            pass
+
+        def __call__(self, rgb, boxes):
+            calls.append(len(boxes))
+            return np.full((len(boxes), 34), len(calls), np.float32)
+
+    monkeypatch.setattr(pose_module, "PoseModel", CountingPose)
+    rep = extract_dataset("tiny", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False, splits=("train",),
+                          pose_model="fake.tflite", pose_every=2)
+    poses = np.load(tmp_path / "out" / "tiny" / "extracted_features" / "train" / "pose.npy", allow_pickle=True)
+    assert len(calls) == 2 * 3  # frames 0, 2, 4 of each of the two videos
+    assert len(poses) == 10 and "every 2-th frame" in rep["train"]["pose"]
+    for video in range(2):
+        for t in range(5):
+            posed = video * 5 + t - t % 2  # the frame whose poses this one carries
+            assert len(poses[video * 5 + t]) == len(boxes["train"][posed])  # that frame's persons, not this one's
+            if len(poses[video * 5 + t]):
+                assert poses[video * 5 + t][0, 0] == video * 3 + t // 2 + 1
+    with pytest.raises(InputError, match="pose_every must be >= 1"):
+        extract_dataset("tiny", tmp_path / "in", tmp_path / "o2", workers=1, progress=False, pose_model="fake.tflite", pose_every=0)
+
+
+def test_flow_choices_of_the_cli_are_the_flow_methods():
+    from extract_features import FLOW_CHOICES
+    from memfuse.extract.velocity import FLOW_METHODS
+
+    assert FLOW_CHOICES == FLOW_METHODS
+
+
+def test_person_shaped_boxes_are_tall_enough_and_taller_than_wide():
+    from memfuse.extract.pose import PERSON_MIN_HEIGHT, person_shaped
+
+    boxes = np.array([[0, 0, 10, 30], [0, 0, 40, 30], [5, 5, 9, 5 + PERSON_MIN_HEIGHT - 1], [5, 5, 9, 5 + PERSON_MIN_HEIGHT]])
+    np.testing.assert_array_equal(person_shaped(boxes), [True, False, False, True])
+    assert person_shaped(np.zeros((0, 4))).shape == (0,)
