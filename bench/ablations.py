@@ -74,6 +74,7 @@ def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
     m = json.loads((out / recipe / "metrics.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     row = {"micro_auc": m["micro_auc"], "macro_auc": m["macro_auc"], "eer": m["eer"], "oracle_micro_auc": m.get("oracle_micro_auc"),
+           "oracle_epoch": m.get("oracle_epoch"),
            "baseline_micro_auc": summary["baseline"]["micro_auc"], "wall_seconds": round(time.perf_counter() - start, 1),
            "stage_seconds": summary["stage_seconds"]}
     terms = np.load(out / recipe / "score_terms.npz")
@@ -104,6 +105,26 @@ def table(rows: dict[str, dict[int, dict]]) -> str:
             v = np.array(vals) * 100
             lines.append(f"| {name} | {label} | {seeds} | {v[:, 0].mean():.1f} | {v[:, 0].min():.1f} | {v[:, 1].mean():.1f} | {v[:, 2].mean():.1f} "
                          f"| {per_seed if label == 'as run' else ''} |")
+    return "\n".join(lines)
+
+
+def runs_table(rows: dict[str, dict[str, dict]], dataset: str) -> str:
+    """Markdown: one line per (variant, seed) run, with the test-selected diagnostic and
+    the wall time of all its stages."""
+    lines = ["| variant | seed | micro AUC | macro AUC | EER | test-selected (**not a fair figure**) | wall s (all stages) |",
+             "|---|---|---|---|---|---|---|"]
+    for name in VARIANTS:
+        for seed, r in sorted(rows.get(name, {}).items(), key=lambda kv: int(kv[0])):
+            if r.get("failed"):
+                lines.append(f"| {name} | {seed} | failed | | | | |")
+                continue
+            epoch = r.get("oracle_epoch")
+            if epoch is None:  # runs recorded before the epoch was: read it from the run's metrics
+                metrics = ROOT / "results" / f"{dataset}_{name}_s{seed}" / VARIANTS[name][0] / "metrics.json"
+                epoch = json.loads(metrics.read_text()).get("oracle_epoch") if metrics.exists() else None
+            oracle = f"{r['oracle_micro_auc'] * 100:.1f}" + (f" (epoch {epoch})" if epoch is not None else "") if r.get("oracle_micro_auc") else ""
+            lines.append(f"| {name} | {seed} | {r['micro_auc'] * 100:.1f} | {r['macro_auc'] * 100:.1f} | {r['eer'] * 100:.1f} | {oracle} "
+                         f"| {r['wall_seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -147,7 +168,8 @@ def main() -> None:
     out = ROOT / "results" / f"{args.dataset}_ablations.json"
     rows: dict = json.loads(out.read_text()) if out.exists() else {}
     if args.report:
-        print(parts_table(rows) + "\n\n" + table({n: rows[n] for n in VARIANTS if n in rows and n in names}))
+        print(parts_table(rows) + "\n\n" + table({n: rows[n] for n in VARIANTS if n in rows and n in names})
+              + "\n\n" + runs_table({n: rows[n] for n in names if n in rows}, args.dataset))
         return
     for seed in seeds:
         for name in names:

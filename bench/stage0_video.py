@@ -1,7 +1,7 @@
 """Stage 0 from video files: frames per second and peak memory.
 
     python bench/stage0_video.py --minutes 1                       # boxes, flow, appearance
-    python bench/stage0_video.py --minutes 60 --fast               # an hour of 640x360 video
+    python bench/stage0_video.py --minutes 60 --flow dis_ultrafast  # an hour of 640x360 video: memory
     python bench/stage0_video.py --from-frames ../shared/data/ped2/testing/frames --videos 4 \
         --pose-model data/models/pose_landmark_full.tflite --workers 2 [--fast]   # Ped2 resolution, poses too
 
@@ -77,10 +77,12 @@ def main() -> None:
     p.add_argument("--videos", type=int, default=4, help="with --from-frames: how many folders")
     p.add_argument("--pose-model", default=None)
     p.add_argument("--fast", action="store_true", help=f"extract_features.py --fast: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} --person-shaped")
+    p.add_argument("--flow", default=None, help="flow setting (default: extract_features.py's, or --fast's)")
     p.add_argument("--workers", type=int, default=1, help="processes, one video each")
     p.add_argument("--out", default=str(RESULTS_ROOT / "stage0_video.json"))
     a = p.parse_args()
     flow, pose_every, person_shaped = (FAST_FLOW, FAST_POSE_EVERY, True) if a.fast else (FLOW, POSE_EVERY, POSE_PERSON_SHAPED)
+    flow = a.flow or flow
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "in" / "long"
         for folder in ("training", "testing"):
