@@ -228,9 +228,11 @@ def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):
     np.save(base / "frame_labels.npy", np.r_[np.zeros(30), np.ones(30)].astype(np.int64))
     try:
         out = run(["run_all.py", "--dataset", name, "--data-root", str(tmp_path), "--checkpoint-root", str(tmp_path / "ckpt"),
-                   "--results-root", str(tmp_path / "res"), "--preset", "tiny", "--compare", "none", "--jobs", "1", "--memory-size", "16"])
+                   "--results-root", str(tmp_path / "res"), "--preset", "tiny", "--compare", "none", "--jobs", "1", "--memory-size", "16", "--fast-extract"])
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "boxes of what moves" in out.stdout
+        meta = json.loads((ROOT / "data" / name / "extracted_features" / "train" / "extract_meta.json").read_text())
+        assert meta["flow"]["method"] == "dis_balanced"  # --fast-extract reached stage 0
         assert len(np.load(ROOT / "data" / name / f"{name}_bboxes_test.npy", allow_pickle=True)) == 60
         csv = (tmp_path / "res" / name / "videos" / "video_02.csv").read_text().splitlines()
         assert csv[0] == "frame,memfuse,AI-VAD baseline,anomalous" and len(csv) == 31
