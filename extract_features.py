@@ -296,7 +296,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
         "dataset": dataset, "split": split, "frames": n_frames, "videos": len(videos),
         "frames_per_video": [r["frames"] for r in results], "boxes": "motion" if motion else f"{dataset}_bboxes_{split}.npy",
         "pose": (f"{Path(pose_model).name} on every {'person-shaped ' if person_shaped else ''}box"
-                 + (f" of every {pose_every}-th frame" if pose_every > 1 else "")) if pose_model else "copied",
+                 + (f" of one frame in {pose_every}" if pose_every > 1 else "")) if pose_model else "copied",
         "objects": int(sum(len(v) for v in vel)),
         "whole_frame_entries": int(sum(np.asarray(b).size == 0 for b in frame_boxes)),
         "boxes_clipped": clipped, "boxes_grown": grown, "appearance": appearance,

@@ -469,7 +469,7 @@ def test_pose_every_k_frames_reuses_the_last_posed_frame(tmp_path, monkeypatch):
                           pose_model="fake.tflite", pose_every=2)
     poses = np.load(tmp_path / "out" / "tiny" / "extracted_features" / "train" / "pose.npy", allow_pickle=True)
     assert len(calls) == 2 * 3  # frames 0, 2, 4 of each of the two videos
-    assert len(poses) == 10 and "every 2-th frame" in rep["train"]["pose"]
+    assert len(poses) == 10 and "of one frame in 2" in rep["train"]["pose"]
     for video in range(2):
         for t in range(5):
             posed = video * 5 + t - t % 2  # the frame whose poses this one carries
