@@ -95,8 +95,13 @@ def _io():
     return io
 
 
+PROGRESS_EVERY = 10  # frames between a worker's progress reports
+
+
 def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int, pose_model: str | None = None,
-                 person_shaped: bool = POSE_PERSON_SHAPED) -> None:
+                 person_shaped: bool = POSE_PERSON_SHAPED, frames_done=None) -> None:
+    """Per-process state of stage 0. ``frames_done``: a shared counter the worker adds its
+    frames to as it goes (the parent's progress bar reads it), or a callable taking the count."""
     import cv2
 
     from memfuse.extract.appearance import make_backbone
@@ -107,6 +112,13 @@ def _init_worker(appearance: str, clip_weights, clip_kwargs: dict, threads: int,
         from memfuse.extract.pose import PoseModel
 
         _WORKER["pose"] = PoseModel(pose_model, threads=max(threads, 1), person_shaped=person_shaped)
+    if frames_done is None or callable(frames_done):
+        _WORKER["tick"] = frames_done or (lambda n: None)
+    else:
+        def tick(n: int, counter=frames_done) -> None:
+            with counter.get_lock():
+                counter.value += n
+        _WORKER["tick"] = tick
 
 
 def _process_video(job: tuple) -> dict:
@@ -122,6 +134,7 @@ def _process_video(job: tuple) -> dict:
     name = video.name
     backbone = _WORKER["backbone"]
     pose_model = _WORKER.get("pose") if with_pose else None
+    tick = _WORKER.get("tick", lambda n: None)
     detect = None
     if boxes is None:
         cfg = MotionConfig()
@@ -161,6 +174,9 @@ def _process_video(job: tuple) -> dict:
         vel.append(v.astype(np.float32))
         app.append(np.asarray(a, dtype=np.float32))
         prev = grey
+        if (t + 1) % PROGRESS_EVERY == 0:
+            tick(PROGRESS_EVERY)
+    tick(len(vel) % PROGRESS_EVERY)
     if boxes is not None and len(vel) != len(boxes):
         raise _io().InputError(f"{video.where}: {len(vel)} frames decoded but the boxes file has {len(boxes)} for it")
     return {"name": name, "velocity": vel, "appearance": app, "clipped": rep.clipped, "grown": rep.grown, "size": size,
@@ -194,6 +210,19 @@ class VideoCache:
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def expected_frames(video) -> int:
+    """Frames of a video for the progress bar: its frame files, else the count its video
+    file's header gives (not trusted for anything else; 0 when the header has none)."""
+    if video.frames is not None:
+        return len(video.frames)
+    import cv2
+
+    cap = cv2.VideoCapture(str(video.path))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    cap.release()
+    return max(n, 0)
 
 
 def _speed(result: dict) -> str:
@@ -252,26 +281,38 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
                         "person_shaped": person_shaped if pose_model else None, "clip": clip_kwargs if appearance == "clip" else None})
     done = {i: cache.get(v.name) for i, v in enumerate(videos)}
     todo = [job for i, job in enumerate(jobs) if done[i] is None]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{dataset}/{split}", unit="video", disable=not progress)
     if len(todo) < len(jobs):
         print(f"{dataset}/{split}: {len(jobs) - len(todo)} of {len(jobs)} videos kept from an interrupted run")
+    # progress in frames (frames/s and time left), the total from frame files or video headers
+    kept = sum(done[i]["frames"] for i in done if done[i] is not None)
+    expected = [expected_frames(job[0]) for job in todo]
+    bar = tqdm(total=kept + sum(expected), initial=kept, desc=f"{dataset}/{split}", unit="frame", disable=not progress, smoothing=0.1)
     fresh = []
     if todo and (appearance == "clip" or workers <= 1 or len(todo) == 1):
-        _init_worker(appearance, clip_weights, clip_kwargs, threads=-1, pose_model=pose_model, person_shaped=person_shaped)  # -1: OpenCV default threading
+        _init_worker(appearance, clip_weights, clip_kwargs, threads=-1, pose_model=pose_model, person_shaped=person_shaped,  # -1: OpenCV default threading
+                     frames_done=bar.update)
         for job in todo:
             fresh.append(cache.put(_process_video(job)))
             bar.set_postfix_str(_speed(fresh[-1]))
-            bar.update()
     elif todo:
-        from multiprocessing import get_context
+        from multiprocessing import TimeoutError as PoolTimeout, get_context
 
         # spawn, not fork: forking a parent whose OpenCV / torch thread pools are already
         # running can deadlock the children (seen in the tests after the CLIP tests).
-        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(appearance, clip_weights, clip_kwargs, 1, pose_model, person_shaped)) as pool:
-            for res in pool.imap(_process_video, todo):  # ordered: video order is kept
+        ctx = get_context("spawn")
+        frames_done = ctx.Value("q", 0)
+        with ctx.Pool(workers, initializer=_init_worker,
+                      initargs=(appearance, clip_weights, clip_kwargs, 1, pose_model, person_shaped, frames_done)) as pool:
+            results_in_order = pool.imap(_process_video, todo)  # ordered: video order is kept
+            while len(fresh) < len(todo):
+                try:
+                    res = results_in_order.next(timeout=1.0)
+                except PoolTimeout:
+                    bar.update(kept + frames_done.value - bar.n)
+                    continue
                 fresh.append(cache.put(res))
+                bar.update(kept + frames_done.value - bar.n)
                 bar.set_postfix_str(_speed(res))
-                bar.update()
     bar.close()
     fresh_iter = iter(fresh)
     results = [done[i] if done[i] is not None else next(fresh_iter) for i in range(len(jobs))]

@@ -12,7 +12,7 @@ import torch
 from extract_features import extract_dataset, main
 from memfuse.extract.appearance import APPEARANCE_DIM, HogGeometry, Pixels, hog, make_backbone
 from memfuse.extract.clip_vit import ClipVisionEncoder, encode, load_clip_vision, preprocess_crops
-from memfuse.extract.frames import check_boxes, crop, crop_slices, list_videos, read_frame, split_boxes_by_video
+from memfuse.extract.frames import check_boxes, crop, crop_slices, list_split_videos, list_videos, read_frame, split_boxes_by_video
 from memfuse.extract.velocity import FlowConfig, box_velocity, compute_flow, video_velocity
 from memfuse.io import InputError
 
@@ -493,3 +493,19 @@ def test_person_shaped_boxes_are_tall_enough_and_taller_than_wide():
     boxes = np.array([[0, 0, 10, 30], [0, 0, 40, 30], [5, 5, 9, 5 + PERSON_MIN_HEIGHT - 1], [5, 5, 9, 5 + PERSON_MIN_HEIGHT]])
     np.testing.assert_array_equal(person_shaped(boxes), [True, False, False, True])
     assert person_shaped(np.zeros((0, 4))).shape == (0,)
+
+
+def test_workers_report_every_frame_to_the_progress_bar(tmp_path):
+    import extract_features as ef
+
+    base = tmp_path / "in" / "cam" / "training" / "videos"
+    base.mkdir(parents=True)
+    write_video(base / "01.avi", moving_shapes(ef.PROGRESS_EVERY * 2 + 3, seed=0))
+    video = list_split_videos(base.parent)[0]
+    assert ef.expected_frames(video) == ef.PROGRESS_EVERY * 2 + 3  # the header's count, for the bar's total
+    reported = []
+    ef._init_worker("hog", None, {}, 1, frames_done=reported.append)
+    res = ef._process_video((video, None, FlowConfig("dis_ultrafast"), 1, False, 1))
+    assert res["frames"] == sum(reported) == ef.PROGRESS_EVERY * 2 + 3 and len(reported) == 3
+    make_dataset(tmp_path / "f")
+    assert ef.expected_frames(list_videos(tmp_path / "f" / "tiny" / "training" / "frames")[0]) == 4
