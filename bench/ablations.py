@@ -139,14 +139,28 @@ PARTS = {
 
 def parts_table(rows: dict[str, dict[str, dict]]) -> str:
     """Markdown: each part of memfuse removed from it, and added alone to the paper, as
-    micro AUC mean (worst) over the seeds run, beside memfuse and paper themselves."""
-    def cell(name: str) -> str:
-        ok = [r["micro_auc"] * 100 for r in rows.get(name, {}).values() if not r.get("failed")]
-        return f"{np.mean(ok):.1f} ({min(ok):.1f}), {len(ok)} seeds" if ok else "not run"
+    micro AUC mean (worst) over the seeds run, and the mean difference from memfuse (or
+    paper) on those same seeds; failed runs (e.g. a collapsed autoencoder) are counted."""
+    def cell(name: str, ref: str | None = None) -> str:
+        by_seed = rows.get(name, {})
+        ok = {k: r["micro_auc"] * 100 for k, r in by_seed.items() if not r.get("failed")}
+        failed = sorted((k for k, r in by_seed.items() if r.get("failed")), key=int)
+        if not ok:
+            text = "not run"
+        else:
+            seeds = ",".join(sorted(ok, key=int))
+            text = f"{np.mean(list(ok.values())):.1f} ({min(ok.values()):.1f}), seeds {seeds}"
+            base = {k: rows[ref][k]["micro_auc"] * 100 for k in ok if ref and not rows.get(ref, {}).get(k, {"failed": True}).get("failed")}
+            if ref and len(base) == len(ok):
+                diff = float(np.mean([ok[k] - base[k] for k in ok]))
+                text += f"; {diff if abs(diff) >= 0.05 else 0.0:+.1f} against {ref}"
+        if failed:
+            text += f"; failed at seed {','.join(failed)}"
+        return text
 
     lines = ["| part | memfuse without it | paper with it alone |", "|---|---|---|",
              f"| (none: memfuse / paper as they are) | {cell('memfuse')} | {cell('paper')} |"]
-    lines += [f"| {part} | {cell(without)} | {cell(alone)} |" for part, (without, alone) in PARTS.items()]
+    lines += [f"| {part} | {cell(without, 'memfuse')} | {cell(alone, 'paper')} |" for part, (without, alone) in PARTS.items()]
     return "\n".join(lines)
 
 
