@@ -307,12 +307,12 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
             while len(fresh) < len(todo):
                 try:
                     res = results_in_order.next(timeout=1.0)
-                except PoolTimeout:
-                    bar.update(kept + frames_done.value - bar.n)
-                    continue
-                fresh.append(cache.put(res))
+                except PoolTimeout:  # no video finished this second: only the bar moves
+                    res = None
                 bar.update(kept + frames_done.value - bar.n)
-                bar.set_postfix_str(_speed(res))
+                if res is not None:
+                    fresh.append(cache.put(res))
+                    bar.set_postfix_str(_speed(res))
     bar.close()
     fresh_iter = iter(fresh)
     results = [done[i] if done[i] is not None else next(fresh_iter) for i in range(len(jobs))]

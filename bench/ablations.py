@@ -7,9 +7,10 @@ A variant is a recipe plus setting overrides (run_all.py --set NAME=VALUE). The 
 of one seed share a checkpoint folder, ordered so that consecutive runs rerun only the
 stages whose settings changed. Sweeps over different seeds may run side by side (e.g. one
 per core, OMP_NUM_THREADS=1); two sweeps of one seed would share its checkpoints, so must
-not. Results go to results/<dataset>_<variant>_s<seed>/. Besides each run's own score, the score-term ablation is read from each run's score_terms.npz
-(every term standardised on train frames): the classifier alone, the memory terms
-alone, and sums of subsets, with no further training.
+not. Results go to results/<dataset>_<variant>_s<seed>/. Besides each run's own score,
+the score-term ablation is read from each run's score_terms.npz (every term standardised
+on train frames): the classifier alone, the memory terms alone, and sums of subsets, with
+no further training.
 
 The table (markdown: mean and worst over seeds of the micro AUC, mean macro AUC) is printed
 and written with every figure to results/<dataset>_ablations.json.
@@ -150,8 +151,9 @@ def parts_table(rows: dict[str, dict[str, dict]]) -> str:
         else:
             seeds = ",".join(sorted(ok, key=int))
             text = f"{np.mean(list(ok.values())):.1f} ({min(ok.values()):.1f}), seeds {seeds}"
-            base = {k: rows[ref][k]["micro_auc"] * 100 for k in ok if ref and not rows.get(ref, {}).get(k, {"failed": True}).get("failed")}
-            if ref and len(base) == len(ok):
+            ref_rows = rows.get(ref, {}) if ref else {}
+            base = {k: ref_rows[k]["micro_auc"] * 100 for k in ok if k in ref_rows and not ref_rows[k].get("failed")}
+            if ref and len(base) == len(ok):  # the reference ran (and finished) on every one of these seeds
                 diff = float(np.mean([ok[k] - base[k] for k in ok]))
                 text += f"; {diff if abs(diff) >= 0.05 else 0.0:+.1f} against {ref}"
         if failed:

@@ -54,12 +54,14 @@ def write_video(path: Path, n_frames: int, seed: int = 0, width: int = WIDTH, he
 
 
 def frames_to_video(frames: list[Path], path: Path) -> tuple[int, int]:
-    """One folder's frames -> an MJPG .avi; returns its (width, height)."""
-    first = read_frame(frames[0])
-    h, w = first.shape[:2]
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (w, h))
+    """One folder's frames -> an MJPG .avi (each frame read once); returns its (width, height)."""
+    out = None
     for f in frames:
-        out.write(cv2.cvtColor(read_frame(f), cv2.COLOR_RGB2BGR))
+        rgb = read_frame(f)
+        if out is None:
+            h, w = rgb.shape[:2]
+            out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (w, h))
+        out.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     out.release()
     return w, h
 
