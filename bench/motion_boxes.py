@@ -26,7 +26,7 @@ from memfuse.extract.frames import list_videos, load_boxes, read_frame, split_bo
 from memfuse.extract.motion import MotionBoxes, MotionConfig, background_indices, box_agreement  # noqa: E402
 from memfuse.io import RESULTS_ROOT, save_json  # noqa: E402
 
-GRID = {"threshold": (12, 20, 30), "close_px": (3, 7), "min_area_fraction": (2.3e-4, 7e-4)}
+GRID = {"threshold": (15, 20, 25), "close_h": (3, 9), "split_y_scale": (0.5, 1.0), "split": (True, False)}
 
 
 def run(videos, cfg: MotionConfig) -> tuple[list[np.ndarray], float]:
