@@ -28,6 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+FAILURE_TAIL_BYTES = 4000  # of a run's stderr, kept to find why it failed
 
 from memfuse import data as D  # noqa: E402
 from memfuse.io import save_json  # noqa: E402
@@ -59,6 +60,15 @@ TERM_SETS = {
 }
 
 
+def failure_reason(stderr_tail: str) -> str:
+    """The first ``error:`` line of a failed run's stderr (else its last line), up to its
+    first ';' (the advice that follows is for a person at the terminal)."""
+    lines = [ln.strip() for ln in stderr_tail.replace("\r", "\n").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    line = (errors or lines or ["no message"])[0 if errors else -1]
+    return line.removeprefix("error:").split(";")[0].strip()
+
+
 def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
     recipe, overrides, _ = VARIANTS[name]
     results_name = f"{args.dataset}_{name}_s{seed}"
@@ -69,8 +79,16 @@ def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
         cmd += ["--data-root", args.data_root]
     print(f"\n##### {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
     start = time.perf_counter()
-    if subprocess.run(cmd, cwd=ROOT).returncode:
-        return {"failed": True}
+    # stderr goes on to the terminal as it comes (progress bars included); its tail is kept
+    # so that a failed run records why
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE)
+    tail = b""
+    for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+        tail = (tail + chunk)[-FAILURE_TAIL_BYTES:]
+    if proc.wait():
+        return {"failed": True, "reason": failure_reason(tail.decode(errors="replace"))}
     out = ROOT / "results" / results_name
     m = json.loads((out / recipe / "metrics.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
@@ -117,7 +135,7 @@ def runs_table(rows: dict[str, dict[str, dict]], dataset: str) -> str:
     for name in VARIANTS:
         for seed, r in sorted(rows.get(name, {}).items(), key=lambda kv: int(kv[0])):
             if r.get("failed"):
-                lines.append(f"| {name} | {seed} | failed | | | | |")
+                lines.append(f"| {name} | {seed} | failed: {r.get('reason', 'no reason recorded')} | | | | |")
                 continue
             epoch = r.get("oracle_epoch")
             if epoch is None:  # runs recorded before the epoch was: read it from the run's metrics
