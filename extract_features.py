@@ -339,6 +339,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     info = {
         "dataset": dataset, "split": split, "frames": n_frames, "videos": len(videos),
         "frames_per_video": [r["frames"] for r in results], "boxes": "motion" if motion else f"{dataset}_bboxes_{split}.npy",
+        "motion": asdict(MotionConfig()) if motion else None,
         "pose": (f"{Path(pose_model).name} on every {'person-shaped ' if person_shaped else ''}box"
                  + (f" of one frame in {pose_every}" if pose_every > 1 else "")) if pose_model else "copied",
         "objects": int(sum(len(v) for v in vel)),

@@ -349,6 +349,7 @@ def test_video_files_without_boxes_go_through_stage_0(tmp_path):
     rep = extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False)
     out = tmp_path / "out" / "cam"
     assert rep["train"]["frames_per_video"] == [12, 9] and rep["train"]["boxes"] == "motion"
+    assert rep["train"]["motion"]["split"] is True and rep["test"]["motion"]["split"] is True
     np.testing.assert_array_equal(np.load(out / "train_clip_lengths.npy"), [12, 21])
     np.testing.assert_array_equal(np.load(out / "test_clip_lengths.npy"), [10])
     boxes = np.load(out / "cam_bboxes_train.npy", allow_pickle=True)
