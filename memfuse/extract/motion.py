@@ -164,17 +164,18 @@ def split_component(xs: np.ndarray, ys: np.ndarray, k: int, y_scale: float = SPL
     (``xs``, ``ys``) (each (p,)): k-means on (x, y * ``y_scale``), started from ``k``
     equal-count slices of the pixels sorted by x, so the result is deterministic. Parts
     left empty give no box."""
-    pts = np.stack([xs, ys * y_scale], axis=1).astype(np.float64)
-    order = np.argsort(xs, kind="stable")
-    centres = np.stack([pts[chunk].mean(0) for chunk in np.array_split(order, k) if len(chunk)])
-    for _ in range(iters):
-        assign = ((pts[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
-        moved = np.stack([pts[assign == c].mean(0) if np.any(assign == c) else centres[c] for c in range(len(centres))])
-        if np.allclose(moved, centres):
-            break
-        centres = moved
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    k = int(min(k, len(xs)))
+    start = np.empty(len(xs), np.int32)
+    for part, chunk in enumerate(np.array_split(np.argsort(xs, kind="stable"), k)):
+        start[chunk] = part
+    pts = np.stack([xs, ys * y_scale], axis=1).astype(np.float32)
+    # OpenCV's k-means from the given start (no random restarts): fast and deterministic
+    _, assign, _ = cv2.kmeans(pts, k, start.reshape(-1, 1), (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, iters, 0.01),
+                              1, cv2.KMEANS_USE_INITIAL_LABELS)
+    assign = assign.ravel()
     boxes = []
-    for c in range(len(centres)):
+    for c in range(k):
         m = assign == c
         if m.any():
             boxes.append([int(xs[m].min()), int(ys[m].min()), int(xs[m].max()) + 1, int(ys[m].max()) + 1])
