@@ -80,11 +80,12 @@ def main() -> None:
     p.add_argument("--pose-model", default=None)
     p.add_argument("--fast", action="store_true", help=f"extract_features.py --fast: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} --person-shaped")
     p.add_argument("--flow", default=None, help="flow setting (default: extract_features.py's, or --fast's)")
+    p.add_argument("--pose-every", type=int, default=None, help="pose one frame in K (default: extract_features.py's, or --fast's)")
     p.add_argument("--workers", type=int, default=1, help="processes, one video each")
     p.add_argument("--out", default=str(RESULTS_ROOT / "stage0_video.json"))
     a = p.parse_args()
     flow, pose_every, person_shaped = (FAST_FLOW, FAST_POSE_EVERY, True) if a.fast else (FLOW, POSE_EVERY, POSE_PERSON_SHAPED)
-    flow = a.flow or flow
+    flow, pose_every = a.flow or flow, a.pose_every or pose_every
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "in" / "long"
         for folder in ("training", "testing"):

@@ -22,8 +22,8 @@ The kNN distances are computed in chunks with torch (``q_chunk`` queries against
 Calibration (AI-VAD's per-modality normalisation), one documented choice:
 
 1. score every *train* object the same way. For kNN this is leave-one-out: a train
-   object's distance to itself is 0, so self-matches are excluded (the object's own row,
-   by index; exact duplicates elsewhere still count). The GMM needs no exclusion;
+   object's distance to itself is 0, so self-matches are excluded (the object's own row
+   and its exact copies, see :func:`knn_object_scores`). The GMM needs no exclusion;
 2. frame score = max over the frame's objects, for train and test;
 3. each modality's test frame scores are standardised by the min and max of its *train*
    frame scores: ``(s - min) / (max - min)``; a frame with no row of that modality (a
@@ -153,8 +153,14 @@ def velocity_object_scores(train: np.ndarray, test: np.ndarray, components: int 
 
 
 def knn_object_scores(train: np.ndarray, test: np.ndarray, **kw) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest-train-neighbour distance of every train (leave-one-out) and test row."""
-    return knn_distance(train, train, exclude_self=True, **kw), knn_distance(test, train, **kw)
+    """Nearest-train-neighbour distance of every train (leave-one-out) and test row.
+
+    A train row's exact copies count as the row itself: stage 0 with ``--pose-every K``
+    gives the frames between two posed frames copies of the last poses, and without this
+    every train pose would sit at distance 0 from its copy, leaving nothing to calibrate."""
+    train = np.asarray(train, dtype=np.float32)
+    unique, inverse = np.unique(train, axis=0, return_inverse=True)
+    return knn_distance(unique, unique, exclude_self=True, **kw)[inverse.ravel()], knn_distance(test, train, **kw)
 
 
 def score_baseline(train: Split, test: Split, test_ends: np.ndarray, gmm_components: int = GMM_COMPONENTS, sigma: float = SMOOTH_SIGMA,

@@ -12,6 +12,7 @@ from memfuse.baseline import (
     evaluate_baseline,
     frame_max,
     knn_distance,
+    knn_object_scores,
     l2_normalise,
     normalise_pose,
     score_baseline,
@@ -173,3 +174,13 @@ def test_cli_writes_scores_and_metrics(tmp_path):
     assert {"micro_auc", "macro_auc", "eer", "per_modality"} <= set(m)
     # one writer per file: a recipe's metrics.json is never touched by the baseline
     assert not (out / "metrics.json").exists()
+
+
+def test_a_train_rows_exact_copies_count_as_itself():
+    """Poses reused on the frames between posed ones (stage 0 --pose-every) are copies:
+    a train row's leave-one-out distance skips them and reaches the nearest other row."""
+    train = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [3.0, 4.0], [3.0, 4.0], [10.0, 0.0]], np.float32)
+    test = np.array([[0.0, 0.0], [6.0, 8.0]], np.float32)
+    tr, te = knn_object_scores(train, test)
+    np.testing.assert_allclose(tr, [5.0, 5.0, 5.0, 5.0, 5.0, np.hypot(7.0, 4.0)], rtol=1e-5)
+    np.testing.assert_allclose(te, [0.0, 5.0], atol=1e-5)
