@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pose-model", default=None, help="stage 0 on a dataset without pose.npy: BlazePose's pose_landmark_full.tflite "
                                                      "(memfuse/extract/pose.py says how to get it)")
     p.add_argument("--fast-extract", action="store_true", help="stage 0's speed profile for your own videos (extract_features.py --fast: "
-                                                                "a cheaper flow; poses every third frame, person-shaped boxes only)")
+                                                                "a cheaper flow; poses on some frames only, person-shaped boxes only)")
     p.add_argument("--no-annotate", dest="annotate", action="store_false",
                    help="no annotated test videos (written to results/NAME/videos/ when the dataset has raw frames or videos)")
     p.add_argument("--fusion-epochs", type=int, default=None, help="override the preset's fusion epochs")
