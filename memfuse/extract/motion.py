@@ -28,7 +28,7 @@ background and found 7 % of AI-VAD's boxes at IoU 0.5, against 42 % for the medi
 defaults were chosen on Ped2 train by agreement with AI-VAD's boxes
 (``python bench/motion_boxes.py --grid``); the test split was not looked at. Splitting
 merged walkers (with the vertical closing kernel) raised recall at IoU 0.5 from 0.42 to
-0.65 and precision from 0.62 to 0.74; dropping the blur and the opening, which grow and
+0.65 and precision from 0.61 to 0.74; dropping the blur and the opening, which grow and
 round every region, raised them to 0.75 and 0.80 (train videos 01, 03, ... chose the
 settings, videos 02, 04, ... confirmed them).
 """
