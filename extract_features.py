@@ -62,12 +62,12 @@ POSE_EVERY = 1  # run the pose model on every K-th frame of a video; the frames 
 POSE_PERSON_SHAPED = False  # run the pose model only on boxes tall enough to hold a person [--person-shaped]
 # --fast: the stage-0 speed profile for your own videos. The flow keeps the default's agreement
 # with FlowNet2 on Ped2 train in half its time (memfuse/extract/velocity.py: DIS_TUNED); poses,
-# the costliest step (one model run per box), are made on one frame in five (the fewest
+# the costliest step (one model run per box), are made on one frame in six (the fewest
 # that reach 15 frames/s on Ped2's test videos on two cores, bench/stage0_video.py) and only
 # on person-shaped boxes (memfuse/extract/pose.py: person_shaped). Ped2's features are made
 # with the defaults above.
 FAST_FLOW = "dis_balanced"
-FAST_POSE_EVERY = 5
+FAST_POSE_EVERY = 6
 WORKERS = 2  # processes, one video each (CLIP runs in the main process) [--workers]
 CLIP_INTERPOLATION = "bilinear"  # crop -> 224x224 resize; AI-VAD uses cv2.resize's bilinear [--clip-interp]
 CLIP_QUICK_GELU = True  # OpenAI weights: QuickGELU; open_clip LAION weights: exact GELU [--clip-gelu]
