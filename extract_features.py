@@ -272,16 +272,18 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     clip_kwargs = clip_kwargs or {}
     jobs = [(v, None if b is None else list(b), flow_cfg, bins, pose_model is not None, pose_every) for v, b in zip(videos, boxes)]
     motion = boxes[0] is None
+    motion_settings = None
     if motion:
         from dataclasses import asdict
 
         from memfuse.extract.motion import MotionConfig
+        motion_settings = asdict(MotionConfig())
         print(f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against each video's median background")
     # Each finished video is kept in a cache beside the split's outputs, so an interrupted
     # extraction resumes per video; the cache is dropped once the split's files are written.
     cache = VideoCache(split_outputs(out_root, dataset, split)["velocity"].parent / ".videos",
                        {"appearance": appearance, "flow": [flow_cfg.method, flow_cfg.scale, flow_cfg.blur], "bins": bins,
-                        "boxes": asdict(MotionConfig()) if motion else "given", "pose_model": pose_model, "pose_every": pose_every if pose_model else None,
+                        "boxes": motion_settings or "given", "pose_model": pose_model, "pose_every": pose_every if pose_model else None,
                         "person_shaped": person_shaped if pose_model else None, "clip": clip_kwargs if appearance == "clip" else None})
     done = {i: cache.get(v.name) for i, v in enumerate(videos)}
     todo = [job for i, job in enumerate(jobs) if done[i] is None]
@@ -340,7 +342,7 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     info = {
         "dataset": dataset, "split": split, "frames": n_frames, "videos": len(videos),
         "frames_per_video": [r["frames"] for r in results], "boxes": "motion" if motion else f"{dataset}_bboxes_{split}.npy",
-        "motion": asdict(MotionConfig()) if motion else None,
+        "motion": motion_settings,
         "pose": (f"{Path(pose_model).name} on every {'person-shaped ' if person_shaped else ''}box"
                  + (f" of one frame in {pose_every}" if pose_every > 1 else "")) if pose_model else "copied",
         "objects": int(sum(len(v) for v in vel)),

@@ -28,12 +28,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-FAILURE_TAIL_BYTES = 4000  # of a run's stderr, kept to find why it failed
 
 from memfuse import data as D  # noqa: E402
 from memfuse.io import save_json  # noqa: E402
 from memfuse.metrics import evaluate, smooth_scores  # noqa: E402
 from memfuse.scoring import sum_by_group  # noqa: E402
+
+FAILURE_TAIL_BYTES = 4000  # of a run's stderr, kept to find why it failed
 
 # name -> (recipe, run_all --set overrides, what it shows); memfuse first, then memfuse
 # without one of its parts, then the paper with one part added

@@ -105,29 +105,32 @@ class MotionBoxes:
         return fg
 
     def _components(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Labels (H, W) of the blurred grey frame's foreground and the (n, 5) OpenCV stats
-        (x, y, width, height, area) of its components large enough to keep; n may be 0."""
+        """Labels (H, W) of the grey frame's foreground, and (n, 6) rows ``x, y, width, height,
+        area, label`` (OpenCV's stats and the label) of its components large enough to keep;
+        n may be 0."""
         _, labels, stats, _ = cv2.connectedComponentsWithStats(self._foreground(g), connectivity=8)
         min_area = self.cfg.min_area_fraction * g.shape[0] * g.shape[1]
         keep = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
         keep = keep[keep > 0]  # label 0 is the background
         return labels, np.concatenate([stats[keep], keep[:, None]], axis=1)
 
-    def mask(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W) uint8 0/255 cleaned foreground mask of ``frame``."""
+    def _grey_of(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` as the background is made (grey, blurred with ``cfg.blur_px``), after
+        checking it is the video's size."""
         g = _grey(frame, self.cfg.blur_px)
         if g.shape != self.background.shape:
             raise ValueError(f"frame is {g.shape[1]}x{g.shape[0]} but the video's background is {self.background.shape[1]}x{self.background.shape[0]}")
-        return self._foreground(g)
+        return g
+
+    def mask(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W) uint8 0/255 cleaned foreground mask of ``frame``."""
+        return self._foreground(self._grey_of(frame))
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """(n, 4) float32 boxes ``x1, y1, x2, y2`` of the frame's moving regions (a region
         of several persons split, see the module's doc), ordered by their top edge, then
         left edge; n may be 0."""
-        g = _grey(frame, self.cfg.blur_px)
-        if g.shape != self.background.shape:
-            raise ValueError(f"frame is {g.shape[1]}x{g.shape[0]} but the video's background is {self.background.shape[1]}x{self.background.shape[0]}")
-        labels, comps = self._components(g)
+        labels, comps = self._components(self._grey_of(frame))
         boxes = []
         for x, y, w, h, area, label in comps:
             parts = 1 if self.person is None else n_persons(w, h, area, self.person, self.cfg)
