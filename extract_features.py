@@ -259,6 +259,22 @@ def prepare_split(dataset: str, data_root: Path, split: str):
     return videos, split_boxes_by_video(load_boxes(boxes_path), videos, boxes_path)
 
 
+def split_settings(appearance: str, flow_cfg, bins: int, motion: bool, pose_model: str | None, pose_every: int,
+                   person_shaped: bool, clip_kwargs: dict) -> dict:
+    """Every setting a split's features depend on, as JSON values: the key of the per-video
+    cache, extract_meta.json's "settings", and what a rerun compares with the kept files.
+    ``motion``: the boxes come from motion (the split has no box file)."""
+    from dataclasses import asdict
+
+    from memfuse.extract.motion import MotionConfig
+
+    settings = {"appearance": appearance, "flow": {"method": flow_cfg.method, "scale": float(flow_cfg.scale), "blur": float(flow_cfg.blur)},
+                "bins": int(bins), "boxes": asdict(MotionConfig()) if motion else "given",
+                "pose": {"model": Path(pose_model).name, "every": int(pose_every), "person_shaped": bool(person_shaped)} if pose_model else "copied",
+                "clip": clip_kwargs if appearance == "clip" else None}
+    return json.loads(json.dumps(settings))  # tuples as lists, as they read back from the file
+
+
 def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, appearance: str, flow_cfg, bins: int,
                   clip_weights=None, clip_kwargs: dict | None = None, workers: int = WORKERS, progress: bool = True,
                   pose_model: str | None = None, pose_every: int = POSE_EVERY, person_shaped: bool = POSE_PERSON_SHAPED) -> dict:
@@ -272,19 +288,12 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     clip_kwargs = clip_kwargs or {}
     jobs = [(v, None if b is None else list(b), flow_cfg, bins, pose_model is not None, pose_every) for v, b in zip(videos, boxes)]
     motion = boxes[0] is None
-    motion_settings = None
     if motion:
-        from dataclasses import asdict
-
-        from memfuse.extract.motion import MotionConfig
-        motion_settings = asdict(MotionConfig())
         print(f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against each video's median background")
+    settings = split_settings(appearance, flow_cfg, bins, motion, pose_model, pose_every, person_shaped, clip_kwargs)
     # Each finished video is kept in a cache beside the split's outputs, so an interrupted
     # extraction resumes per video; the cache is dropped once the split's files are written.
-    cache = VideoCache(split_outputs(out_root, dataset, split)["velocity"].parent / ".videos",
-                       {"appearance": appearance, "flow": [flow_cfg.method, flow_cfg.scale, flow_cfg.blur], "bins": bins,
-                        "boxes": motion_settings or "given", "pose_model": pose_model, "pose_every": pose_every if pose_model else None,
-                        "person_shaped": person_shaped if pose_model else None, "clip": clip_kwargs if appearance == "clip" else None})
+    cache = VideoCache(split_outputs(out_root, dataset, split)["velocity"].parent / ".videos", settings)
     done = {i: cache.get(v.name) for i, v in enumerate(videos)}
     todo = [job for i, job in enumerate(jobs) if done[i] is None]
     if len(todo) < len(jobs):
@@ -342,14 +351,11 @@ def extract_split(dataset: str, data_root: Path, out_root: Path, split: str, app
     info = {
         "dataset": dataset, "split": split, "frames": n_frames, "videos": len(videos),
         "frames_per_video": [r["frames"] for r in results], "boxes": "motion" if motion else f"{dataset}_bboxes_{split}.npy",
-        "motion": motion_settings,
-        "pose": (f"{Path(pose_model).name} on every {'person-shaped ' if person_shaped else ''}box"
-                 + (f" of one frame in {pose_every}" if pose_every > 1 else "")) if pose_model else "copied",
+        "pose": "made" if pose_model else "copied",
         "objects": int(sum(len(v) for v in vel)),
         "whole_frame_entries": int(sum(np.asarray(b).size == 0 for b in frame_boxes)),
-        "boxes_clipped": clipped, "boxes_grown": grown, "appearance": appearance,
-        "flow": {"method": flow_cfg.method, "scale": flow_cfg.scale, "blur": flow_cfg.blur}, "bins": bins,
-        "clip": ({"weights": str(clip_weights), **clip_kwargs} if appearance == "clip" else None),
+        "boxes_clipped": clipped, "boxes_grown": grown, "settings": settings,
+        "clip_weights": str(clip_weights) if appearance == "clip" else None,
         "frame_size": results[0]["size"], "wall_s": time.perf_counter() - t0,
     }
     _io().save_json(out["meta"], info)
@@ -444,7 +450,6 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
     bins = bins or default_bins(dataset)
     flow_cfg = FlowConfig(flow, float(flow_scale), float(flow_blur))
     clip_kwargs = {"interpolation": clip_interpolation, "quick_gelu": clip_quick_gelu, "bgr": clip_bgr}
-    settings = {"appearance": appearance, "flow": {"method": flow, "scale": float(flow_scale), "blur": float(flow_blur)}, "bins": bins}
     # Check every split's inputs (and the CLIP weights) before any heavy work.
     prepared = {s: prepare_split(dataset, data_root, s) for s in splits}
     if appearance == "clip":
@@ -457,15 +462,14 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
         from memfuse.extract.pose import PoseModel
 
         PoseModel(pose_model)  # fail early on a missing model or runtime
-        settings["pose_model"] = str(pose_model)
-        settings["pose_every"] = int(pose_every)
-        settings["person_shaped"] = bool(person_shaped)
     report: dict = {"out_dir": str(out_root / dataset)}
     for split in splits:
         out = split_outputs(out_root, dataset, split)
         if not force and out["velocity"].exists() and out["appearance"].exists():
             old = json.loads(out["meta"].read_text()) if out["meta"].exists() else {}
-            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+            settings = split_settings(appearance, flow_cfg, bins, prepared[split][1][0] is None,
+                                      pose_model if needs_pose[split] else None, pose_every, person_shaped, clip_kwargs)
+            diff = {k: (old.get("settings", {}).get(k), v) for k, v in settings.items() if old.get("settings", {}).get(k) != v}
             if diff:
                 warnings.warn(f"{out['velocity'].parent}: kept existing features made with other settings {diff}; use --force to redo", stacklevel=2)
             report[split] = {"skipped": True, "wall_s": 0.0, **{k: old.get(k) for k in ("frames", "objects")}}
@@ -480,6 +484,8 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from memfuse.extract.pose import PERSON_MIN_HEIGHT
+
     ap = argparse.ArgumentParser(
         description="Stage 0: AI-VAD-format velocity.npy and deep_features.npy from frames + object boxes.",
         epilog="Example: python extract_features.py --dataset ped2 --data-root ../shared/data",
@@ -503,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pose-every", type=int, default=None, help=f"with --pose-model: pose every K-th frame, the frames between reuse "
                                                                  f"its poses (default {POSE_EVERY}; --fast: {FAST_POSE_EVERY})")
     ap.add_argument("--person-shaped", action="store_true", default=POSE_PERSON_SHAPED,
-                    help="with --pose-model: pose only boxes at least 20 px tall and taller than wide")
+                    help=f"with --pose-model: pose only boxes at least {PERSON_MIN_HEIGHT:g} px tall and taller than wide")
     ap.add_argument("--fast", action="store_true", help=f"speed profile for your own videos: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} "
                                                         "--person-shaped (--flow or --pose-every given explicitly wins)")
     ap.add_argument("--workers", type=int, default=WORKERS, help="processes (default %(default)s)")

@@ -27,7 +27,7 @@ import numpy as np
 
 from memfuse import data as D
 from memfuse.io import InputError, PROJECT_ROOT, checkpoint_dir, folder_lock, results_dir, save_json, save_video_scores
-from memfuse.recipes import DEFAULT_RECIPE, get_recipe, recipe_names
+from memfuse.recipes import DEFAULT_RECIPE, did_you_mean, get_recipe, recipe_names
 from memfuse.stages import INPUT_STAGES, OUTPUTS, STAGE_ORDER, data_files, file_identity, provenance_path
 
 # Epochs per preset, by stage; "paper" passes none: the stage scripts' own EPOCHS are the
@@ -94,7 +94,7 @@ def passthrough_overrides(tokens: list[str], settings: dict[str, dict[str, objec
     """Stage flags given to run_all.py (``--head flatten``, ``--no-masking``,
     ``--smooth-sigma=7``) -> ``NAME=VALUE`` items for :func:`override_flags`. Raises
     InputError for a flag no stage has (naming the nearest setting) or a missing value."""
-    import difflib
+    from memfuse.cli import flag_name
 
     defaults = {name: default for owned in settings.values() for name, default in owned.items()}
     out, i = [], 0
@@ -107,8 +107,7 @@ def passthrough_overrides(tokens: list[str], settings: dict[str, dict[str, objec
         negated = name.startswith("NO_") and name not in defaults and isinstance(defaults.get(name[3:]), bool)
         name = name[3:] if negated else name
         if name not in defaults:
-            near = difflib.get_close_matches(name, list(defaults), n=1)
-            raise InputError(f"{token}: neither run_all.py nor any stage has this flag" + (f"; did you mean --{near[0].lower().replace('_', '-')}?" if near else ""))
+            raise InputError(f"{token}: neither run_all.py nor any stage has this flag{did_you_mean(name, defaults, flag_name)}")
         i += 1
         if isinstance(defaults[name], bool) and not has_value:
             value = "false" if negated else "true"
@@ -124,8 +123,6 @@ def override_flags(overrides: list[str], passthrough: list[str] | None = None) -
     """``["HEAD=flatten", "STANDARDISE=false"]`` and stage flags (:func:`passthrough_overrides`)
     -> {stage: its flags}. Raises InputError for a malformed item or a name no stage has
     (naming the nearest known one)."""
-    import difflib
-
     from memfuse.cli import flag_name
 
     if not overrides and not passthrough:
@@ -140,8 +137,7 @@ def override_flags(overrides: list[str], passthrough: list[str] | None = None) -
         if not sep or not name:
             raise InputError(f"--set {item!r}: expected NAME=VALUE, e.g. HEAD=flatten")
         if name not in known:
-            near = difflib.get_close_matches(name, known, n=1)
-            raise InputError(f"--set {item!r}: no stage has a setting {name}" + (f"; did you mean {near[0]}?" if near else ""))
+            raise InputError(f"--set {item!r}: no stage has a setting {name}{did_you_mean(name, known)}")
         for stage, owned in settings.items():
             if name not in owned:
                 continue

@@ -64,13 +64,18 @@ def known_settings(root: Path = PROJECT_ROOT) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in owners.items()}
 
 
+def did_you_mean(name: str, known: list[str] | set[str] | dict[str, Any], spell: Any = str) -> str:
+    """``"; did you mean X?"`` for the known name nearest ``name`` (written by ``spell``), or ``""``."""
+    near = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {spell(near[0])}?" if near else ""
+
+
 def check_setting_names(names: list[str] | set[str], where: str) -> None:
     """``ValueError`` naming the first setting no script has, with the nearest known one."""
     known = known_settings()
     for name in names:
         if name not in known:
-            near = difflib.get_close_matches(name, list(known), n=1)
-            raise ValueError(f"{where}: no stage has a setting {name}" + (f"; did you mean {near[0]}?" if near else ""))
+            raise ValueError(f"{where}: no stage has a setting {name}{did_you_mean(name, known)}")
 
 
 def _read(path: Path) -> dict[str, Any]:

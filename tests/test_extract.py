@@ -349,7 +349,7 @@ def test_video_files_without_boxes_go_through_stage_0(tmp_path):
     rep = extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False)
     out = tmp_path / "out" / "cam"
     assert rep["train"]["frames_per_video"] == [12, 9] and rep["train"]["boxes"] == "motion"
-    assert rep["train"]["motion"]["split"] is True and rep["test"]["motion"]["split"] is True
+    assert rep["train"]["settings"]["boxes"]["split"] is True and rep["test"]["settings"]["boxes"]["split"] is True
     np.testing.assert_array_equal(np.load(out / "train_clip_lengths.npy"), [12, 21])
     np.testing.assert_array_equal(np.load(out / "test_clip_lengths.npy"), [10])
     boxes = np.load(out / "cam_bboxes_train.npy", allow_pickle=True)
@@ -361,6 +361,26 @@ def test_video_files_without_boxes_go_through_stage_0(tmp_path):
         x1, y1, x2, y2 = b[0]
         assert y1 <= 42 and y2 >= 54 and x2 - x1 >= 12
     assert all(len(v) == max(len(b), 1) for v, b in zip(vel, boxes))
+
+
+def test_rerun_keeps_features_and_warns_only_on_other_settings(tmp_path):
+    base = tmp_path / "in" / "cam"
+    for folder, n in (("training", 8), ("testing", 6)):
+        (base / folder / "videos").mkdir(parents=True)
+        write_video(base / folder / "videos" / "01.avi", moving_shapes(n, seed=0))
+    write_poses(base, {"train": 8, "test": 6})
+    kw = dict(workers=1, progress=False)
+    extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", **kw)
+    with warnings.catch_warnings(record=True) as same:
+        warnings.simplefilter("always")
+        rep = extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", **kw)
+    assert rep["train"]["skipped"] and rep["test"]["skipped"]
+    assert not [w for w in same if "other settings" in str(w.message)]
+    with warnings.catch_warnings(record=True) as other:
+        warnings.simplefilter("always")
+        extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_fast", **kw)
+    msgs = [str(w.message) for w in other if "other settings" in str(w.message)]
+    assert len(msgs) == 2 and all("dis_ultrafast" in m and "dis_fast" in m for m in msgs)
 
 
 def test_unreadable_or_empty_video_is_named(tmp_path):
@@ -470,7 +490,7 @@ def test_pose_every_k_frames_reuses_the_last_posed_frame(tmp_path, monkeypatch):
                           pose_model="fake.tflite", pose_every=2)
     poses = np.load(tmp_path / "out" / "tiny" / "extracted_features" / "train" / "pose.npy", allow_pickle=True)
     assert len(calls) == 2 * 3  # frames 0, 2, 4 of each of the two videos
-    assert len(poses) == 10 and "of one frame in 2" in rep["train"]["pose"]
+    assert len(poses) == 10 and rep["train"]["settings"]["pose"]["every"] == 2
     for video in range(2):
         for t in range(5):
             posed = video * 5 + t - t % 2  # the frame whose poses this one carries

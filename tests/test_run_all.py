@@ -232,7 +232,7 @@ def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "boxes of what moves" in out.stdout
         meta = json.loads((ROOT / "data" / name / "extracted_features" / "train" / "extract_meta.json").read_text())
-        assert meta["flow"]["method"] == "dis_balanced"  # --fast-extract reached stage 0
+        assert meta["settings"]["flow"]["method"] == "dis_balanced"  # --fast-extract reached stage 0
         assert len(np.load(ROOT / "data" / name / f"{name}_bboxes_test.npy", allow_pickle=True)) == 60
         csv = (tmp_path / "res" / name / "videos" / "video_02.csv").read_text().splitlines()
         assert csv[0] == "frame,memfuse,AI-VAD baseline,anomalous" and len(csv) == 31
