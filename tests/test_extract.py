@@ -383,6 +383,24 @@ def test_rerun_keeps_features_and_warns_only_on_other_settings(tmp_path):
     assert len(msgs) == 2 and all("dis_ultrafast" in m and "dis_fast" in m for m in msgs)
 
 
+def test_grey_footage_stored_as_colour_is_read_as_grey(tmp_path):
+    from memfuse.extract.frames import GREY_SPREAD, Video, iter_frames, rgb_from_bgr
+
+    grey = np.random.default_rng(0).integers(0, 256, (48, 64), dtype=np.uint8)
+    tinted = np.stack([grey, np.clip(grey.astype(int) + 2, 0, 255).astype(np.uint8), grey], axis=2)  # a codec's tint
+    out = rgb_from_bgr(tinted)
+    assert out.shape == (48, 64, 3) and (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    colour = tinted.copy()
+    colour[:, :, 2] = 255 - grey  # red unrelated to the rest: colour content, kept as colour
+    out = rgb_from_bgr(colour)
+    np.testing.assert_array_equal(out[..., 0], colour[..., 2])  # BGR -> RGB
+    assert (np.abs(out[..., 0].astype(int) - out[..., 1]) > GREY_SPREAD).mean() > 0.5
+    # a grey video written by OpenCV as colour comes back with equal channels
+    path = write_video(tmp_path / "grey.avi", [grey] * 3)
+    frames = list(iter_frames(Video("grey", path=path)))
+    assert len(frames) == 3 and all((f[..., 0] == f[..., 1]).all() and (f[..., 1] == f[..., 2]).all() for f in frames)
+
+
 def test_unreadable_or_empty_video_is_named(tmp_path):
     base = tmp_path / "cam"
     (base / "training" / "videos").mkdir(parents=True)
