@@ -46,7 +46,7 @@ VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".w
 # model find a third fewer persons in the same boxes (81 against 122 on Ped2 test video
 # 01, every 10th frame; 120 once read as grey).
 GREY_SPREAD = 6
-GREY_QUANTILE = 99
+GREY_PIXEL_SHARE = 0.99
 
 
 @dataclass
@@ -173,7 +173,7 @@ def rgb_from_bgr(bgr: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
     b, g, r = (bgr[::4, ::4, c] for c in range(3))  # a 1/16 sample tells colour from a tint
     spread = np.maximum(np.maximum(b, g), r) - np.minimum(np.minimum(b, g), r)  # 20x faster than max(axis=2)
-    if np.count_nonzero(spread > GREY_SPREAD) <= (1 - GREY_QUANTILE / 100) * spread.size:
+    if np.count_nonzero(spread > GREY_SPREAD) <= (1 - GREY_PIXEL_SHARE) * spread.size:
         return cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2RGB)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
