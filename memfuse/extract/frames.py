@@ -40,7 +40,7 @@ from ..io import InputError, load_object_npy
 SPLIT_FOLDERS = {"train": "training", "test": "testing"}
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv")
-# A colour frame is grey content when 99 % of its pixels have channels within GREY_SPREAD
+# A colour frame is grey content when GREY_PIXEL_SHARE of its pixels have channels within GREY_SPREAD
 # grey levels of each other. A grey video stored as colour (Ped2 written as MJPG .avi)
 # comes back with a faint uniform tint (a spread of 2), and that tint alone made the pose
 # model find a third fewer persons in the same boxes (81 against 122 on Ped2 test video
