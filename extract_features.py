@@ -467,9 +467,10 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str = 
         out = split_outputs(out_root, dataset, split)
         if not force and out["velocity"].exists() and out["appearance"].exists():
             old = json.loads(out["meta"].read_text()) if out["meta"].exists() else {}
+            kept = old.get("settings", {})
             settings = split_settings(appearance, flow_cfg, bins, prepared[split][1][0] is None,
                                       pose_model if needs_pose[split] else None, pose_every, person_shaped, clip_kwargs)
-            diff = {k: (old.get("settings", {}).get(k), v) for k, v in settings.items() if old.get("settings", {}).get(k) != v}
+            diff = {k: (kept.get(k), v) for k, v in settings.items() if kept.get(k) != v}
             if diff:
                 warnings.warn(f"{out['velocity'].parent}: kept existing features made with other settings {diff}; use --force to redo", stacklevel=2)
             report[split] = {"skipped": True, "wall_s": 0.0, **{k: old.get(k) for k in ("frames", "objects")}}
