@@ -160,7 +160,8 @@ PARTS = {
 def parts_table(rows: dict[str, dict[str, dict]]) -> str:
     """Markdown: each part of memfuse removed from it, and added alone to the paper, as
     micro AUC mean (worst) over the seeds run, and the mean difference from memfuse (or
-    paper) on those same seeds; failed runs (e.g. a collapsed autoencoder) are counted."""
+    paper) paired seed by seed where both finished; failed runs (e.g. a collapsed
+    autoencoder) are counted."""
     def cell(name: str, ref: str | None = None) -> str:
         by_seed = rows.get(name, {})
         ok = {k: r["micro_auc"] * 100 for k, r in by_seed.items() if not r.get("failed")}
@@ -172,9 +173,11 @@ def parts_table(rows: dict[str, dict[str, dict]]) -> str:
             text = f"{np.mean(list(ok.values())):.1f} ({min(ok.values()):.1f}), seeds {seeds}"
             ref_rows = rows.get(ref, {}) if ref else {}
             base = {k: ref_rows[k]["micro_auc"] * 100 for k in ok if k in ref_rows and not ref_rows[k].get("failed")}
-            if ref and len(base) == len(ok):  # the reference ran (and finished) on every one of these seeds
-                diff = float(np.mean([ok[k] - base[k] for k in ok]))
+            if base:  # paired on the seeds where both finished, named when that is not all of this row's
+                diff = float(np.mean([ok[k] - base[k] for k in base]))
                 text += f"; {diff if abs(diff) >= 0.05 else 0.0:+.1f} against {ref}"
+                if len(base) < len(ok):
+                    text += f" on seeds {','.join(sorted(base, key=int))}"
         if failed:
             text += f"; failed at seed {','.join(failed)}"
         return text
