@@ -1,13 +1,15 @@
 """Stage 1: train the appearance autoencoder and compress appearance to 34-d.
 
 Reads  DATA_ROOT/DATASET/extracted_features/{train,test}/deep_features.npy (n_i, 512) per frame
-Writes checkpoints/DATASET/autoencoder.pt             encoder + decoder weights, loss history
-       checkpoints/DATASET/appearance_{train,test}.npy (N, 34) float32, every object's code,
-                                                       rows in frame order (AI-VAD object order)
-       checkpoints/DATASET/appearance_{train,test}_recon.npy (N,) float32, every object's
-                                                       reconstruction error (mean squared)
+Writes CKPT/autoencoder.pt             encoder + decoder weights, input standardisation, loss history
+       CKPT/appearance_{train,test}.npy (N, 34) float32, every object's code, rows in frame order
+                                        (AI-VAD object order)
+       CKPT/appearance_{train,test}_recon.npy (N,) float32, every object's reconstruction error
+                                        (mean squared)
+where CKPT = checkpoints/DATASET/RECIPE/.
 
-    python AE_encoder.py --dataset ped2 --data-root data
+    python AE_encoder.py                                   # the synthetic data, made when missing
+    python AE_encoder.py --dataset ped2 --data-root ../shared/data
 """
 import copy
 
@@ -17,22 +19,21 @@ import torch.nn.functional as F_
 from tqdm import tqdm
 
 from memfuse import data as D
-from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
-                         run_stage, seed_everything, settings_of)
-from memfuse.io import InputError, checkpoint_dir, save_npy, save_torch
+from memfuse.io import InputError, save_npy, save_torch
 from memfuse.models import AutoEncoder
-from memfuse.stages import check_codes, finish_stage, index_batches, start_stage
+from memfuse.pipeline import begin, run
+from memfuse.stages import check_codes, index_batches
 
-# -- settings (paper values; each is also a flag, e.g. --epochs 100) --------------------
-EPOCHS = 1000
-LEARNING_RATE = 1e-2
-BATCH_SIZE = 4096
+# -- settings: each is also a flag (--ae-epochs 100); STANDARDISE is shared (memfuse/config.py)
+AE_EPOCHS = 50  # the paper: 1000 (config/schedules/paper.toml)
+AE_LEARNING_RATE = 1e-2
+AE_BATCH_SIZE = 4096
 SELECT = "train"  # which epoch's weights to keep: train | test | last
 ENCODE_BATCH = 65536
 HELP = {
-    "EPOCHS": "training epochs over all train objects",
-    "LEARNING_RATE": "Adam learning rate",
-    "BATCH_SIZE": "objects per step (shuffled)",
+    "AE_EPOCHS": "training epochs over all train objects",
+    "AE_LEARNING_RATE": "Adam learning rate",
+    "AE_BATCH_SIZE": "objects per step (shuffled)",
     "SELECT": "keep the epoch with the lowest mean train loss (train), the lowest test MSE "
     "(test: the reference scripts, which look at test features but not labels), or the last",
     "ENCODE_BATCH": "objects per forward pass when encoding",
@@ -68,34 +69,35 @@ def mse(model: AutoEncoder, x: torch.Tensor, batch: int) -> float:
     return total / x.numel()
 
 
-def main() -> None:
-    configure(globals(), HELP, __doc__.split("\n")[0])
-    if SELECT not in ("train", "test", "last"):
-        raise InputError(f"--select must be train, test or last, got {SELECT!r}")
-    seed_everything(SEED)
-    device = resolve_device(DEVICE)
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
-    settings = settings_of(globals(), HELP)
-    start_stage(ckpt, "AE_encoder.py", settings, SHARED_SETTINGS)
-    train = D.load_split(DATA_ROOT, DATASET, "train", ("appearance",)).appearance.values
-    test = D.load_split(DATA_ROOT, DATASET, "test", ("appearance",)).appearance.values
-    mean, std = D.zscore_fit(train) if STANDARDISE else (None, None)
-    if STANDARDISE:  # every feature weighs alike in the reconstruction, whatever its scale
+def check_settings(g: dict) -> None:
+    """Raise InputError naming the flag of a bad value (run_all.py calls this before any stage)."""
+    if g["SELECT"] not in ("train", "test", "last"):
+        raise InputError(f"--select must be train, test or last, got {g['SELECT']!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    stage = begin(globals(), "AE_encoder.py", argv)
+    check_settings(globals())
+    device, ckpt, standardise = stage.device, stage.ckpt, stage["STANDARDISE"]
+    train = D.load_split(stage.data_root, stage.dataset, "train", ("appearance",)).appearance.values
+    test = D.load_split(stage.data_root, stage.dataset, "test", ("appearance",)).appearance.values
+    mean, std = D.zscore_fit(train) if standardise else (None, None)
+    if standardise:  # every feature weighs alike in the reconstruction, whatever its scale
         train, test = D.zscore(train, mean, std), D.zscore(test, mean, std)
-    print(f"[AE_encoder] {DATASET}: {len(train)} train / {len(test)} test objects, {train.shape[1]}-d -> 34-d, recipe {RECIPE}"
-          + (", inputs standardised" if STANDARDISE else ""))
+    print(f"[AE_encoder] {stage.dataset}: {len(train)} train / {len(test)} test objects, {train.shape[1]}-d -> 34-d, "
+          f"recipe {stage.recipe}" + (", inputs standardised" if standardise else ""))
 
     x = torch.from_numpy(train).to(device)
     x_test = torch.from_numpy(test).to(device) if SELECT == "test" else None
     model = AutoEncoder(in_dim=train.shape[1]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    gen = torch.Generator().manual_seed(SEED)
+    opt = torch.optim.Adam(model.parameters(), lr=AE_LEARNING_RATE)
+    gen = torch.Generator().manual_seed(stage.seed)
     history, best, best_state, kept = [], float("inf"), None, 0
-    bar = tqdm(range(EPOCHS), desc="autoencoder", unit="epoch", mininterval=1.0)
+    bar = tqdm(range(AE_EPOCHS), desc="autoencoder", unit="epoch", mininterval=1.0)
     for epoch in bar:
         model.train()
         total = 0.0
-        for idx in index_batches(len(x), BATCH_SIZE, gen, device):
+        for idx in index_batches(len(x), AE_BATCH_SIZE, gen, device):
             loss = F_.mse_loss(model(x[idx]), x[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -113,17 +115,17 @@ def main() -> None:
     print(f"[AE_encoder] kept epoch {kept} ({SELECT}); final train MSE {history[-1]['train_mse']:.4g}")
 
     codes = encode_all(model, train, device, ENCODE_BATCH)
-    check_codes(codes, f"{DATASET} train appearance, epoch {kept}")  # before any output: a collapsed run leaves nothing behind
+    check_codes(codes, f"{stage.dataset} train appearance, epoch {kept}")  # before any output: a collapsed run leaves nothing behind
     save_npy(ckpt / "appearance_train.npy", codes)
     save_npy(ckpt / "appearance_test.npy", encode_all(model, test, device, ENCODE_BATCH))
     for split, x_split in (("train", train), ("test", test)):
         save_npy(ckpt / f"appearance_{split}_recon.npy", reconstruction_error(model, x_split, device, ENCODE_BATCH))
     # The checkpoint goes last: run_all treats it as the stage's completion mark.
     save_torch(ckpt / "autoencoder.pt", {"state_dict": model.cpu().state_dict(), "in_dim": train.shape[1], "kept_epoch": kept,
-                                         "select": SELECT, "history": history, "input_mean": mean, "input_std": std, "settings": settings})
-    finish_stage(ckpt, "AE_encoder.py", settings)
+                                         "select": SELECT, "history": history, "input_mean": mean, "input_std": std, "settings": stage.settings})
+    stage.finish()
     print(f"[AE_encoder] wrote {ckpt}/autoencoder.pt, appearance_train.npy, appearance_test.npy")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run(main)

@@ -1,50 +1,47 @@
 """Stage 4a: pseudo-normal / pseudo-anomalous appearance from the trained memory.
 
 For each query q: W = softmax(q P^T); pseudo-normal = 0.5 q + 0.5 (softmax-weighted items of
-ranks 1..TOP_K); pseudo-anomaly = 0.01 q + 0.99 (items of ranks TOP_K+1..2 TOP_K).
+ranks 1..TOP_K); pseudo-anomaly = q + EXTRAPOLATE (q - that mixture), pushed away from the
+memory (with EXTRAPOLATE = 0, the paper's: 0.01 q + 0.99 (items of ranks TOP_K+1..2 TOP_K)).
 All queries at once, in chunks (see memfuse/pseudo.py).
 
-Reads  checkpoints/DATASET/memory_appearance.pt, appearance_{train,test}.npy
-Writes checkpoints/DATASET/pseudo_appearance_train_normal.npy  (N_train, 34)
-       checkpoints/DATASET/pseudo_appearance_train_anomaly.npy (N_train, 34)
-       checkpoints/DATASET/pseudo_appearance_test_normal.npy   (N_test, 34), the memorised test features
-       checkpoints/DATASET/pseudo_appearance_{train,test}_indices.npy (N, 2 TOP_K) int32,
-       the memory items of ranks 1..2 TOP_K per query
-       checkpoints/DATASET/pseudo_appearance_{train,test}_distance.npy (N,) float32, each
-       query's distance to its nearest memory item (an anomaly score of its own)
+Reads  CKPT/memory_appearance.pt, appearance_{train,test}.npy
+Writes CKPT/pseudo_appearance_train_normal.npy  (N_train, 34)
+       CKPT/pseudo_appearance_train_anomaly.npy (N_train, 34)
+       CKPT/pseudo_appearance_test_normal.npy   (N_test, 34), the memorised test features
+       CKPT/pseudo_appearance_{train,test}_indices.npy (N, 2 TOP_K) int32, the memory items of
+            ranks 1..2 TOP_K per query
+       CKPT/pseudo_appearance_{train,test}_distance.npy (N,) float32, each query's distance to
+            its nearest memory item (an anomaly score of its own)
+where CKPT = checkpoints/DATASET/RECIPE/. Pseudo_generators_pose.py runs this script's main
+and settings for pose.
 
-    python Pseudo_generators.py --dataset ped2 --data-root data
+    python Pseudo_generators.py --dataset ped2 --data-root ../shared/data
 """
-from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
-                         run_stage, seed_everything, settings_of)
-from memfuse import models
-from memfuse.io import checkpoint_dir
-from memfuse.stages import SCRIPT_FOR_MODALITY, finish_stage, pseudo_stage, start_stage
+from memfuse.pipeline import begin, run
+from memfuse.registry import for_modality
+from memfuse.stages import pseudo_stage
 
-MODALITY = "appearance"
-TOP_K = models.TOP_K  # 5
+# -- settings: each is also a flag (--extrapolate 0); STANDARDISE and TOP_K are shared (memfuse/config.py)
 TEMPERATURE_TOP = 1.0  # T1
 TEMPERATURE_BOTTOM = 1.0  # T2
-EXTRAPOLATE = 0.0  # extension (0 = the paper): pseudo-anomaly = q + EXTRAPOLATE (q - top mixture)
+EXTRAPOLATE = 1.0  # the paper: 0, a mixture of ranks k+1..2k, which lies among the memory items
 HELP = {
-    "TOP_K": "ranks 1..k make the pseudo-normal, k+1..2k the pseudo-anomaly",
     "TEMPERATURE_TOP": "softmax temperature T1 over the top weights",
     "TEMPERATURE_BOTTOM": "softmax temperature T2 over the bottom weights",
-    "EXTRAPOLATE": "extension: pseudo-anomaly = q + E (q - top-k mixture), pushed away from memory (0 = paper's ranks k+1..2k mixture)",
+    "EXTRAPOLATE": "pseudo-anomaly = q + E (q - top-k mixture), pushed away from the memory "
+                   "(0 = the paper's mixture of ranks k+1..2k)",
 }
 
 
-def main() -> None:
-    configure(globals(), HELP, __doc__.split("\n")[0])
-    seed_everything(SEED)
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
-    script, settings = SCRIPT_FOR_MODALITY["pseudo"][MODALITY], settings_of(globals(), HELP)
-    start_stage(ckpt, script, settings, SHARED_SETTINGS)
-    rows = pseudo_stage(ckpt, DATA_ROOT, DATASET, MODALITY, top_k=TOP_K, t_top=TEMPERATURE_TOP, t_bottom=TEMPERATURE_BOTTOM,
-                        device=resolve_device(DEVICE), extrapolate=EXTRAPOLATE, standardise=STANDARDISE)
-    finish_stage(ckpt, script, settings)
-    print(f"[pseudo {MODALITY}] {DATASET}: {rows['train']} train / {rows['test']} test queries -> {ckpt}/pseudo_{MODALITY}_*.npy")
+def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
+    stage = begin(globals(), for_modality("Pseudo_generators.py", modality).script, argv)
+    rows = pseudo_stage(stage.ckpt, stage.data_root, stage.dataset, modality, top_k=stage["TOP_K"], t_top=TEMPERATURE_TOP,
+                        t_bottom=TEMPERATURE_BOTTOM, device=stage.device, extrapolate=EXTRAPOLATE, standardise=stage["STANDARDISE"])
+    stage.finish()
+    print(f"[pseudo {modality}] {stage.dataset}: {rows['train']} train / {rows['test']} test queries "
+          f"-> {stage.ckpt}/pseudo_{modality}_*.npy")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run(main)

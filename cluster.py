@@ -1,16 +1,17 @@
 """Stage 2a: initialise the appearance memory with K-Means centroids.
 
-Reads  checkpoints/DATASET/appearance_train.npy (N, 34)   (from AE_encoder.py)
-Writes checkpoints/DATASET/memory_init_appearance.npy (MEMORY_SIZE, 34) float32
+Reads  CKPT/appearance_train.npy (N, 34)   (from AE_encoder.py)
+Writes CKPT/memory_init_appearance.npy (MEMORY_SIZE, 34) float32
+where CKPT = checkpoints/DATASET/RECIPE/. cluster_pose.py runs this script's main and
+settings for pose.
 
-    python cluster.py --dataset ped2 --data-root data
+    python cluster.py --dataset ped2 --data-root ../shared/data
 """
-from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
-                         run_stage, seed_everything, settings_of)
-from memfuse.io import checkpoint_dir
-from memfuse.stages import SCRIPT_FOR_MODALITY, cluster_stage, finish_stage, start_stage
+from memfuse.pipeline import begin, run
+from memfuse.registry import for_modality
+from memfuse.stages import cluster_stage
 
-MODALITY = "appearance"
+# -- settings: each is also a flag (--memory-size 500); STANDARDISE is shared (memfuse/config.py)
 MEMORY_SIZE = 500  # M, memory items = K-Means clusters
 KMEANS_SEED = 0  # the reference's random_state
 BACKEND = "torch"  # torch (chunked, fast, GPU-capable) | sklearn (the reference's library)
@@ -21,17 +22,13 @@ HELP = {
 }
 
 
-def main() -> None:
-    configure(globals(), HELP, __doc__.split("\n")[0])
-    seed_everything(SEED)
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
-    script, settings = SCRIPT_FOR_MODALITY["cluster"][MODALITY], settings_of(globals(), HELP)
-    start_stage(ckpt, script, settings, SHARED_SETTINGS)
-    centroids = cluster_stage(ckpt, DATA_ROOT, DATASET, MODALITY, memory_size=MEMORY_SIZE, seed=KMEANS_SEED, device=resolve_device(DEVICE),
-                              backend=BACKEND, standardise=STANDARDISE)
-    finish_stage(ckpt, script, settings)
-    print(f"[{__file__.split('/')[-1]}] {DATASET}: {centroids.shape[0]} {MODALITY} centroids -> {ckpt}/memory_init_{MODALITY}.npy")
+def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
+    stage = begin(globals(), for_modality("cluster.py", modality).script, argv)
+    centroids = cluster_stage(stage.ckpt, stage.data_root, stage.dataset, modality, memory_size=MEMORY_SIZE, seed=KMEANS_SEED,
+                              device=stage.device, backend=BACKEND, standardise=stage["STANDARDISE"])
+    stage.finish()
+    print(f"[{stage.script}] {stage.dataset}: {centroids.shape[0]} {modality} centroids -> {stage.ckpt}/memory_init_{modality}.npy")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run(main)

@@ -2,16 +2,14 @@
 
 Reads  DATA_ROOT/DATASET/extracted_features/train/pose.npy (p_i, 34) per frame;
        frames without a person contribute no rows
-Writes checkpoints/DATASET/memory_init_pose.npy (MEMORY_SIZE, 34) float32
+Writes CKPT/memory_init_pose.npy (MEMORY_SIZE, 34) float32, CKPT = checkpoints/DATASET/RECIPE/
 
-    python cluster_pose.py --dataset ped2 --data-root data
+The settings are cluster.py's (edit them there); this script runs its main for pose.
+
+    python cluster_pose.py --dataset ped2 --data-root ../shared/data
 """
 import cluster
-from memfuse.cli import run_stage
-
-# Same settings as cluster.py (edit them there); only the modality differs.
-cluster.MODALITY = "pose"
-cluster.__doc__ = __doc__
+from memfuse.pipeline import run
 
 if __name__ == "__main__":
-    run_stage(cluster.main)
+    run(cluster.main, modality="pose")

@@ -5,9 +5,9 @@ or pose persons), found from the data. A frame without any person gets one all-z
 row, unmasked ("nobody here"), as the reference's re-inserted zero rows. Velocity per
 object is the mean over its orientation bins (the fusion repeats it to 34 columns).
 
-Reads  checkpoints/DATASET/pseudo_{appearance,pose}_*.npy (stage 4), appearance_*_recon.npy
+Reads  CKPT/pseudo_{appearance,pose}_*.npy (stage 4), appearance_*_recon.npy
        (stage 1) and velocity.npy
-Writes checkpoints/DATASET/padded/{split}_{name}.npy, memory-mappable:
+Writes CKPT/padded/{split}_{name}.npy, memory-mappable:
          train_app, train_app_anomaly, train_pose, train_pose_anomaly, test_app, test_pose
                                               (F, N_max, 34) float32
          {split}_vel                          (F, N_max) float32
@@ -17,35 +17,34 @@ Writes checkpoints/DATASET/padded/{split}_{name}.npy, memory-mappable:
                                               reconstruction error (stage 1)
          {split}_app_mask, {split}_pose_mask  (F, N_max) bool, True = padding
                                               (velocity shares the appearance mask)
-       checkpoints/DATASET/padded/meta.json   N_max, frame and object counts (written last)
+       CKPT/padded/meta.json   N_max, frame and object counts (written last)
+where CKPT = checkpoints/DATASET/RECIPE/.
 
-    python padding_mask.py --dataset ped2 --data-root data
+    python padding_mask.py --dataset ped2 --data-root ../shared/data
 """
 from memfuse import data as D
-from memfuse.cli import CHECKPOINT_ROOT, DATASET, DATA_ROOT, RECIPE, SHARED_SETTINGS, configure, run_stage, settings_of
-from memfuse.io import InputError, checkpoint_dir, save_json
+from memfuse.io import InputError, save_json
 from memfuse.padding import n_max_of, save_padded, velocity_per_object
-from memfuse.stages import finish_stage, load_output, start_stage
+from memfuse.pipeline import begin, run
+from memfuse.stages import load_output
 
 PAD_CHUNK = 16384  # frames padded per step, bounds memory on large datasets
 HELP = {"PAD_CHUNK": "frames padded per step"}
 
 
-def main() -> None:
-    configure(globals(), HELP, __doc__.split("\n")[0])
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
-    settings = settings_of(globals(), HELP)
-    start_stage(ckpt, "padding_mask.py", settings, SHARED_SETTINGS)
+def main(argv: list[str] | None = None) -> None:
+    stage = begin(globals(), "padding_mask.py", argv)
+    ckpt, dataset = stage.ckpt, stage.dataset
     out = ckpt / "padded"
     out.mkdir(exist_ok=True)
     layouts = {}
     for split in D.SPLITS:
-        raw = D.load_split(DATA_ROOT, DATASET, split, ("velocity", "pose"))
+        raw = D.load_split(stage.data_root, dataset, split, ("velocity", "pose"))
         if split == "train" and raw.pose.counts.sum() == 0:
-            raise InputError(f"{DATASET}: the train pose file holds no person in any frame; this method needs pose")
+            raise InputError(f"{dataset}: the train pose file holds no person in any frame; this method needs pose")
         layouts[split] = raw
     n_max = n_max_of(*(r.velocity for r in layouts.values()), *(r.pose for r in layouts.values()))
-    print(f"[padding_mask] {DATASET}: N_max = {n_max}")
+    print(f"[padding_mask] {dataset}: N_max = {n_max}")
     meta = {"n_max": n_max}
     for split, raw in layouts.items():
         app_layout, pose_layout = raw.velocity, raw.pose
@@ -71,9 +70,9 @@ def main() -> None:
         meta[split] = {"frames": raw.velocity.n_frames, "objects": int(app_layout.offsets[-1]), "persons": int(pose_layout.offsets[-1]),
                        "frames_without_person": int((pose_layout.counts == 0).sum()), "velocity_bins": int(raw.velocity.values.shape[1])}
     save_json(out / "meta.json", meta)
-    finish_stage(ckpt, "padding_mask.py", settings)
+    stage.finish()
     print(f"[padding_mask] wrote {out}/ ({meta['train']['frames']} train, {meta['test']['frames']} test frames)")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run(main)

@@ -1,67 +1,66 @@
 """Stage 3a: train the appearance memory (compactness, separateness, reconstruction losses).
 
-Reads  checkpoints/DATASET/appearance_train.npy      (N, 34)  from AE_encoder.py
-       checkpoints/DATASET/memory_init_appearance.npy (M, 34)  from cluster.py
-Writes checkpoints/DATASET/memory_appearance.pt: {"items": (M, 34), "history": per-epoch
-       losses, "complete": True}; while training, the same file every CHECKPOINT_EVERY
-       epochs with "complete": False (later stages refuse it)
+Reads  CKPT/appearance_train.npy      (N, 34)  from AE_encoder.py
+       CKPT/memory_init_appearance.npy (M, 34)  from cluster.py
+Writes CKPT/memory_appearance.pt: {"items": (M, 34), "history": per-epoch losses, "complete":
+       True}; while training, the same file every CHECKPOINT_EVERY epochs with "complete":
+       False (later stages refuse it)
+where CKPT = checkpoints/DATASET/RECIPE/. train_pose.py runs this script's main and settings
+for pose.
 
-    python train.py --dataset ped2 --data-root data
+    python train.py --dataset ped2 --data-root ../shared/data
 """
-from memfuse.cli import (CHECKPOINT_ROOT, DATASET, DATA_ROOT, DEVICE, RECIPE, SEED, SHARED_SETTINGS, STANDARDISE, configure, resolve_device,
-                         run_stage, seed_everything, settings_of)
-from memfuse import models
-from memfuse.io import checkpoint_dir, save_torch
+from memfuse.io import save_torch
+from memfuse.pipeline import begin, run
 from memfuse.plots import plot_history
-from memfuse.stages import SCRIPT_FOR_MODALITY, finish_stage, load_output, start_stage, train_memory, train_queries
+from memfuse.registry import for_modality
+from memfuse.stages import load_output, train_memory, train_queries
 
-MODALITY = "appearance"
-EPOCHS = 5000
-LEARNING_RATE = 1e-2
-BATCH_SIZE = 4096
-TOP_K = models.TOP_K  # 5, items mixed by the compactness loss; the separateness negative is rank TOP_K + 1
+# -- settings: each is also a flag (--memory-epochs 100); STANDARDISE and TOP_K are shared (memfuse/config.py)
+MEMORY_EPOCHS = 100  # the paper: 5000 (config/schedules/paper.toml)
+MEMORY_LEARNING_RATE = 1e-2
+MEMORY_BATCH_SIZE = 4096
 MARGIN = 1.0  # triplet margin of the separateness loss
 GATHER_WEIGHT = 5.0  # total = 5 L_gather + L_spread + L_rec
 SPREAD_WEIGHT = 1.0
 REC_WEIGHT = 1.0
-COSINE_T_MAX = 50  # CosineAnnealingLR period in epochs (appearance only; 0 = constant lr)
+APPEARANCE_COSINE_T_MAX = 50  # CosineAnnealingLR period of the appearance memory, in epochs (0 = constant lr)
+POSE_COSINE_T_MAX = 0  # the reference trains the pose memory at a constant learning rate
 STALE_STEP = False  # reference quirk: one extra optimizer step per epoch on stale gradients
 CHECKPOINT_EVERY = 100
 HELP = {
-    "EPOCHS": "training epochs",
-    "LEARNING_RATE": "Adam learning rate",
-    "BATCH_SIZE": "queries per step (shuffled)",
-    "TOP_K": "k of the compactness loss (negative of the separateness loss is rank k+1)",
+    "MEMORY_EPOCHS": "training epochs",
+    "MEMORY_LEARNING_RATE": "Adam learning rate",
+    "MEMORY_BATCH_SIZE": "queries per step (shuffled)",
     "MARGIN": "triplet margin",
     "GATHER_WEIGHT": "weight of the compactness loss",
     "SPREAD_WEIGHT": "weight of the separateness loss",
     "REC_WEIGHT": "weight of the reconstruction loss",
-    "COSINE_T_MAX": "CosineAnnealingLR T_max in epochs, 0 for a constant learning rate",
+    "APPEARANCE_COSINE_T_MAX": "appearance memory: CosineAnnealingLR T_max in epochs, 0 for a constant learning rate",
+    "POSE_COSINE_T_MAX": "pose memory: CosineAnnealingLR T_max in epochs, 0 for a constant learning rate",
     "STALE_STEP": "reproduce the reference's extra optimizer step after each epoch",
     "CHECKPOINT_EVERY": "write an intermediate checkpoint every this many epochs",
 }
 
 
-def main() -> None:
-    configure(globals(), HELP, __doc__.split("\n")[0])
-    seed_everything(SEED)
-    device = resolve_device(DEVICE)
-    ckpt = checkpoint_dir(DATASET, CHECKPOINT_ROOT, RECIPE)
-    script, settings = SCRIPT_FOR_MODALITY["train"][MODALITY], settings_of(globals(), HELP)
-    start_stage(ckpt, script, settings, SHARED_SETTINGS)
-    init = load_output(ckpt, f"memory_init_{MODALITY}.npy")
-    queries = train_queries(ckpt, DATA_ROOT, DATASET, MODALITY, standardise=STANDARDISE).values
-    print(f"[train {MODALITY}] {DATASET}: {len(queries)} queries, {len(init)} items, {EPOCHS} epochs on {device}")
-    path = ckpt / f"memory_{MODALITY}.pt"
-    memory, history = train_memory(queries, init, epochs=EPOCHS, lr=LEARNING_RATE, batch_size=BATCH_SIZE,
-                                   weights=(GATHER_WEIGHT, SPREAD_WEIGHT, REC_WEIGHT), top_k=TOP_K, margin=MARGIN, cosine_t_max=COSINE_T_MAX,
-                                   stale_step=STALE_STEP, device=device, seed=SEED, checkpoint_path=path, checkpoint_every=CHECKPOINT_EVERY,
-                                   desc=f"memory {MODALITY}")
-    save_torch(path, {"items": memory.items.detach().cpu(), "epoch": EPOCHS, "history": history, "complete": True, "settings": settings})
-    plot_history(history, ckpt / f"memory_{MODALITY}_loss.png", f"{DATASET} {MODALITY} memory losses")
-    finish_stage(ckpt, script, settings)
-    print(f"[train {MODALITY}] final loss {history[-1]['total']:.4g} -> {path}")
+def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
+    stage = begin(globals(), for_modality("train.py", modality).script, argv)
+    ckpt, device = stage.ckpt, stage.device
+    init = load_output(ckpt, f"memory_init_{modality}.npy")
+    queries = train_queries(ckpt, stage.data_root, stage.dataset, modality, standardise=stage["STANDARDISE"]).values
+    print(f"[train {modality}] {stage.dataset}: {len(queries)} queries, {len(init)} items, {MEMORY_EPOCHS} epochs on {device}")
+    path = ckpt / f"memory_{modality}.pt"
+    cosine_t_max = APPEARANCE_COSINE_T_MAX if modality == "appearance" else POSE_COSINE_T_MAX
+    memory, history = train_memory(queries, init, epochs=MEMORY_EPOCHS, lr=MEMORY_LEARNING_RATE, batch_size=MEMORY_BATCH_SIZE,
+                                   weights=(GATHER_WEIGHT, SPREAD_WEIGHT, REC_WEIGHT), top_k=stage["TOP_K"], margin=MARGIN,
+                                   cosine_t_max=cosine_t_max, stale_step=STALE_STEP, device=device, seed=stage.seed,
+                                   checkpoint_path=path, checkpoint_every=CHECKPOINT_EVERY, desc=f"memory {modality}")
+    save_torch(path, {"items": memory.items.detach().cpu(), "epoch": MEMORY_EPOCHS, "history": history, "complete": True,
+                      "settings": stage.settings})
+    plot_history(history, ckpt / f"memory_{modality}_loss.png", f"{stage.dataset} {modality} memory losses")
+    stage.finish()
+    print(f"[train {modality}] final loss {history[-1]['total']:.4g} -> {path}")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run(main)

@@ -1,19 +1,17 @@
 """Stage 3b: train the pose memory (compactness, separateness, reconstruction losses).
 
 Reads  DATA_ROOT/DATASET/extracted_features/train/pose.npy and
-       checkpoints/DATASET/memory_init_pose.npy (M, 34)  from cluster_pose.py
-Writes checkpoints/DATASET/memory_pose.pt (same layout as train.py's memory_appearance.pt)
+       CKPT/memory_init_pose.npy (M, 34)  from cluster_pose.py
+Writes CKPT/memory_pose.pt (the layout of train.py's memory_appearance.pt), CKPT =
+       checkpoints/DATASET/RECIPE/
 
-    python train_pose.py --dataset ped2 --data-root data
+The settings are train.py's (edit them there; POSE_COSINE_T_MAX is the pose memory's own);
+this script runs its main for pose.
+
+    python train_pose.py --dataset ped2 --data-root ../shared/data
 """
 import train
-from memfuse.cli import run_stage
-
-# The settings of train.py (edit them there), except what the reference does differently
-# for pose: no learning-rate scheduler.
-train.MODALITY = "pose"
-train.COSINE_T_MAX = 0
-train.__doc__ = __doc__
+from memfuse.pipeline import run
 
 if __name__ == "__main__":
-    run_stage(train.main)
+    run(train.main, modality="pose")

@@ -1,9 +1,9 @@
 """Recipes and ablations over seeds, one run_all.py run per (variant, seed), in one table.
 
-    python bench/ablations.py                                  # synthetic data, quick preset, seeds 0-4, every variant
+    python bench/ablations.py                                  # synthetic data, the scripts' epochs, seeds 0-4, every variant
     python bench/ablations.py --dataset ped2 --data-root ../shared/data --only memfuse,paper
 
-A variant is a recipe plus setting overrides (run_all.py --set NAME=VALUE). The variants
+A variant is a recipe plus stage flags given to run_all.py (``--extrapolate 0``). The variants
 of one seed share a checkpoint folder, ordered so that consecutive runs rerun only the
 stages whose settings changed. Sweeps over different seeds may run side by side (e.g. one
 per core, OMP_NUM_THREADS=1); two sweeps of one seed would share its checkpoints, so must
@@ -36,19 +36,19 @@ from memfuse.scoring import sum_by_group  # noqa: E402
 
 FAILURE_TAIL_BYTES = 4000  # of a run's stderr, kept to find why it failed
 
-# name -> (recipe, run_all --set overrides, what it shows); memfuse first, then memfuse
+# name -> (recipe, run_all stage flags, what it shows); memfuse first, then memfuse
 # without one of its parts, then the paper with one part added
 VARIANTS = {
     "memfuse": ("memfuse", [], "the default recipe"),
-    "memfuse-no-extrapolate": ("memfuse", ["EXTRAPOLATE=0"], "memfuse with the paper's pseudo-anomalies (ranks 6-10 mixture)"),
-    "memfuse-no-velocity-pass": ("memfuse", ["VELOCITY_ANOMALY_SCALE=0"], "memfuse without the pseudo-anomalous velocity pass"),
-    "memfuse-flatten-head": ("memfuse", ["HEAD=flatten", "HIDDEN=256"], "memfuse with the paper's flatten head"),
-    "memfuse-no-standardise": ("memfuse", ["STANDARDISE=false"], "memfuse on raw inputs"),
+    "memfuse-no-extrapolate": ("memfuse", ["--extrapolate", "0"], "memfuse with the paper's pseudo-anomalies (ranks 6-10 mixture)"),
+    "memfuse-no-velocity-pass": ("memfuse", ["--velocity-anomaly-scale", "0"], "memfuse without the pseudo-anomalous velocity pass"),
+    "memfuse-flatten-head": ("memfuse", ["--head", "flatten", "--hidden", "256"], "memfuse with the paper's flatten head"),
+    "memfuse-no-standardise": ("memfuse", ["--no-standardise"], "memfuse on raw inputs"),
     "paper": ("paper", [], "the method as specified"),
-    "paper+velocity-pass": ("paper", ["VELOCITY_ANOMALY_SCALE=3"], "the paper plus the velocity pass"),
-    "paper+extrapolate": ("paper", ["EXTRAPOLATE=1"], "the paper plus pseudo-anomalies away from memory"),
-    "paper+pool-head": ("paper", ["HEAD=pool", "HIDDEN=64"], "the paper plus the pooled head"),
-    "paper+standardise": ("paper", ["STANDARDISE=true"], "the paper on standardised inputs"),
+    "paper+velocity-pass": ("paper", ["--velocity-anomaly-scale", "3"], "the paper plus the velocity pass"),
+    "paper+extrapolate": ("paper", ["--extrapolate", "1"], "the paper plus pseudo-anomalies away from memory"),
+    "paper+pool-head": ("paper", ["--head", "pool", "--hidden", "64"], "the paper plus the pooled head"),
+    "paper+standardise": ("paper", ["--standardise"], "the paper on standardised inputs"),
     "reference": ("reference", [], "the paper with every quirk of the authors' scripts"),
 }
 # score-term subsets re-scored from score_terms.npz (standardised terms, summed, smoothed)
@@ -73,9 +73,9 @@ def failure_reason(stderr_tail: str) -> str:
 def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
     recipe, overrides, _ = VARIANTS[name]
     results_name = f"{args.dataset}_{name}_s{seed}"
-    cmd = [sys.executable, str(ROOT / "run_all.py"), "--dataset", args.dataset, "--preset", args.preset, "--recipe", recipe, "--compare", "none",
+    cmd = [sys.executable, str(ROOT / "run_all.py"), "--dataset", args.dataset, "--recipe", recipe, "--compare", "none",
            "--seed", str(seed), "--checkpoint-root", str(Path(args.checkpoint_root) / f"seed{seed}"), "--results-name", results_name,
-           "--no-annotate", *[f"--set={o}" for o in overrides]]
+           "--no-annotate", *overrides] + (["--config", args.config] if args.config else [])
     if args.data_root:
         cmd += ["--data-root", args.data_root]
     print(f"\n##### {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
@@ -192,7 +192,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--preset", default="quick")
+    p.add_argument("--config", default="", help="config files given to every run (e.g. config/schedules/paper.toml)")
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--only", default="", help=f"comma-separated variants (default: all): {', '.join(VARIANTS)}")
     p.add_argument("--checkpoint-root", default=str(ROOT / "checkpoints" / "ablations"), help="checkpoints go to DIR/seedS/")

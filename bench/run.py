@@ -54,6 +54,7 @@ from memfuse.kmeans import fit_size, kmeans  # noqa: E402
 from memfuse.models import FEATURE_DIM, FUSION_HIDDEN, AttentionFusion, AutoEncoder  # noqa: E402
 from memfuse.padding import n_max_of, pad, velocity_per_object  # noqa: E402
 from memfuse.pseudo import generate, generate_loop  # noqa: E402
+from memfuse.config import read_settings  # noqa: E402
 from memfuse.stages import index_batches, train_memory  # noqa: E402
 
 import AE_encoder  # noqa: E402  (stage scripts: their settings are the paper's)
@@ -62,11 +63,12 @@ import cluster  # noqa: E402
 import train as train_script  # noqa: E402
 
 STAGES = ("ae", "kmeans", "memory", "pseudo", "padding", "fusion", "matmul")
-# The paper's settings, read from the stage scripts that define them (the epochs are
-# run_all.py's "paper" preset, for the extrapolated column)
-PAPER_EPOCHS = {"ae": AE_encoder.EPOCHS, "memory": train_script.EPOCHS, "fusion": attention_fusion.EPOCHS}
-PAPER = {"ae_lr": AE_encoder.LEARNING_RATE, "memory_lr": train_script.LEARNING_RATE, "fusion_lr": attention_fusion.LEARNING_RATE,
-         "batch": train_script.BATCH_SIZE, "memory_size": cluster.MEMORY_SIZE}
+# The paper's settings, read from the stage scripts that define them; the epochs (for the
+# extrapolated column) from the paper's schedule, config/schedules/paper.toml
+_PAPER_SCHEDULE = read_settings(ROOT / "config" / "schedules" / "paper.toml")
+PAPER_EPOCHS = {"ae": _PAPER_SCHEDULE["AE_EPOCHS"], "memory": _PAPER_SCHEDULE["MEMORY_EPOCHS"], "fusion": _PAPER_SCHEDULE["FUSION_EPOCHS"]}
+PAPER = {"ae_lr": AE_encoder.AE_LEARNING_RATE, "memory_lr": train_script.MEMORY_LEARNING_RATE,
+         "fusion_lr": attention_fusion.FUSION_LEARNING_RATE, "batch": train_script.MEMORY_BATCH_SIZE, "memory_size": cluster.MEMORY_SIZE}
 PASSES = 4  # labelled fusion passes per train frame
 FWD_BWD = 3  # forward + backward ~ 3 x forward FLOPs
 PSEUDO_REPEATS = 3  # timed calls of the vectorised pseudo generation (median reported)

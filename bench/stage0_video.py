@@ -3,13 +3,13 @@
     python bench/stage0_video.py --minutes 1                       # boxes, flow, appearance
     python bench/stage0_video.py --minutes 60 --flow dis_ultrafast  # an hour of 640x360 video: memory
     python bench/stage0_video.py --from-frames ../shared/data/ped2/testing/frames --videos 4 \
-        --pose-model data/models/pose_landmark_full.tflite --workers 2 [--fast]   # Ped2 resolution, poses too
+        --pose-model data/models/pose_landmark_full.tflite --workers 2 [--fast-extract]   # Ped2 resolution, poses
 
 By default writes a 640x360 video (a still textured background, a few squares walking
 across it) of ``--minutes`` at 25 frames/s with OpenCV. With ``--from-frames DIR`` it
 instead writes the first ``--videos`` folders of frames under DIR (e.g. Ped2's test set)
 as .avi files, one video each, so the boxes and poses are those of real scenes. Then it runs
-``extract_features.extract_dataset`` on them as a dataset's train split in a temporary
+``memfuse.extract.extract_dataset`` on them as a dataset's train split in a temporary
 folder (boxes from motion; poses with ``--pose-model``, else the dataset brings one zero
 pose per frame) and prints frames per second and the peak resident memory of the process
 and of its workers. Memory should not grow with the video's length: frames are streamed;
@@ -23,6 +23,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -31,8 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from extract_features import FAST_FLOW, FAST_POSE_EVERY, FLOW, POSE_EVERY, POSE_PERSON_SHAPED, extract_dataset  # noqa: E402
+from memfuse.extract import ExtractSettings, extract_dataset  # noqa: E402
 from memfuse.extract.frames import list_videos, read_frame  # noqa: E402
+from memfuse.extract.pipeline import FAST_FLOW, FAST_POSE_EVERY  # noqa: E402
 from memfuse.io import RESULTS_ROOT, save_json  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
@@ -41,7 +43,8 @@ WIDTH, HEIGHT, FPS = 640, 360, 25
 def write_video(path: Path, n_frames: int, seed: int = 0, width: int = WIDTH, height: int = HEIGHT) -> None:
     """A still textured background with four light rectangles walking across it."""
     rng = np.random.default_rng(seed)
-    bg = cv2.GaussianBlur(cv2.resize(rng.integers(0, 256, (height // 8, width // 8)).astype(np.uint8), (width, height)), (0, 0), 2)
+    coarse = rng.integers(0, 256, (height // 8, width // 8)).astype(np.uint8)
+    bg = cv2.GaussianBlur(cv2.resize(coarse, (width, height)), (0, 0), 2)
     walkers = [(rng.uniform(0, width), rng.uniform(40, height - 80), rng.uniform(-3, 3)) for _ in range(4)]
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
     for t in range(n_frames):
@@ -68,24 +71,32 @@ def frames_to_video(frames: list[Path], path: Path) -> tuple[int, int]:
 
 def peak_rss_mib() -> tuple[float, float]:
     """Peak resident memory of this process and of its largest finished worker, MiB."""
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    mib = [resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return mib[0], mib[1]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--minutes", type=float, default=1.0, help="length of the synthetic video")
     p.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="WxH of the synthetic video")
-    p.add_argument("--from-frames", default=None, metavar="DIR", help="frame folders to make the videos of, instead of a synthetic one")
+    p.add_argument("--from-frames", default=None, metavar="DIR",
+                   help="frame folders to make the videos of, instead of a synthetic one")
     p.add_argument("--videos", type=int, default=4, help="with --from-frames: how many folders")
     p.add_argument("--pose-model", default=None)
-    p.add_argument("--fast", action="store_true", help=f"extract_features.py --fast: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} --person-shaped")
-    p.add_argument("--flow", default=None, help="flow setting (default: extract_features.py's, or --fast's)")
-    p.add_argument("--pose-every", type=int, default=None, help="pose one frame in K (default: extract_features.py's, or --fast's)")
+    p.add_argument("--fast-extract", "--fast", dest="fast", action="store_true",
+                   help=f"extract_features.py --fast-extract: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} "
+                        "--person-shaped")
+    p.add_argument("--flow", default=None, help="flow setting (default: extract_features.py's, or --fast-extract's)")
+    p.add_argument("--pose-every", type=int, default=None,
+                   help="pose one frame in K (default: extract_features.py's, or --fast-extract's)")
     p.add_argument("--workers", type=int, default=1, help="processes, one video each")
     p.add_argument("--out", default=str(RESULTS_ROOT / "stage0_video.json"))
     a = p.parse_args()
-    flow, pose_every, person_shaped = (FAST_FLOW, FAST_POSE_EVERY, True) if a.fast else (FLOW, POSE_EVERY, POSE_PERSON_SHAPED)
-    flow, pose_every = a.flow or flow, a.pose_every or pose_every
+    settings = ExtractSettings(pose_model=a.pose_model, workers=a.workers)
+    settings = settings.fast() if a.fast else settings
+    # a --flow or --pose-every given here wins over the profile, whatever its value
+    settings = replace(settings, flow=a.flow or settings.flow, pose_every=a.pose_every or settings.pose_every)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "in" / "long"
         for folder in ("training", "testing"):
@@ -112,15 +123,16 @@ def main() -> None:
                 np.save(base / "extracted_features" / split / "pose.npy", pose, allow_pickle=True)
         rss_before, _ = peak_rss_mib()
         start = time.perf_counter()
-        rep = extract_dataset("long", Path(tmp) / "in", Path(tmp) / "out", flow=flow, workers=a.workers, splits=("train",), progress=True,
-                              pose_model=a.pose_model, pose_every=pose_every, person_shaped=person_shaped)
+        rep = extract_dataset("long", Path(tmp) / "in", Path(tmp) / "out", settings, splits=("train",), progress=True)
         seconds = time.perf_counter() - start
         peak, peak_worker = peak_rss_mib()
-    report = {"source": source, "frames": n, "size": [width, height], "flow": flow, "pose_model": a.pose_model is not None,
-              "pose_every": pose_every if a.pose_model else None,
-              "person_shaped": person_shaped if a.pose_model else None, "workers": a.workers, "seconds": round(seconds, 1),
-              "frames_per_s": round(n / seconds, 2), "objects": rep["train"]["objects"], "peak_rss_mib": round(peak, 1),
-              "peak_worker_rss_mib": round(peak_worker, 1) if a.workers > 1 else None, "rss_before_extraction_mib": round(rss_before, 1)}
+    posed = a.pose_model is not None
+    report = {"source": source, "frames": n, "size": [width, height], "flow": settings.flow, "pose_model": posed,
+              "pose_every": settings.pose_every if posed else None,
+              "person_shaped": settings.person_shaped if posed else None, "workers": a.workers,
+              "seconds": round(seconds, 1), "frames_per_s": round(n / seconds, 2), "objects": rep["train"]["objects"],
+              "peak_rss_mib": round(peak, 1), "peak_worker_rss_mib": round(peak_worker, 1) if a.workers > 1 else None,
+              "rss_before_extraction_mib": round(rss_before, 1)}
     for k, v in report.items():
         print(f"{k}: {v}")
     save_json(Path(a.out), report)

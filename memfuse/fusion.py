@@ -18,6 +18,9 @@ is ever copied into a tensor.
 the others, in training and scoring alike; a pass labelled 1 whose kept inputs are all the
 normal ones would contradict the normal pass, so it is dropped (pose alone trains on
 passes 1, 2 and 4; velocity alone needs the velocity extension's pass).
+
+``train_fusion(fast_path=True)`` (the default) trains through :mod:`memfuse.fast`, the CPU
+fast path: bit-mask dropout and row trimming, the same maths faster.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from scipy.special import expit
 import torch.nn.functional as F_
 from tqdm import tqdm
 
+from .fast import real_row_counts, trimmed_pieces, use_fast_dropout
 from .metrics import micro_auc
 from .models import AttentionFusion
 from .scoring import masked_frame_max
@@ -49,8 +53,8 @@ class Pass(NamedTuple):
     target: float
 
 
-PASSES = (Pass("normal", "normal", False, 0.0), Pass("anomaly", "anomaly", False, 1.0), Pass("anomaly", "normal", False, 1.0),
-          Pass("normal", "anomaly", False, 1.0))
+PASSES = (Pass("normal", "normal", False, 0.0), Pass("anomaly", "anomaly", False, 1.0),
+          Pass("anomaly", "normal", False, 1.0), Pass("normal", "anomaly", False, 1.0))
 VELOCITY_PASS = Pass("normal", "normal", True, 1.0)  # the extension's fifth pass
 # Frames per forward/backward inside one optimiser step. The gradients of the pieces are
 # summed before the step, so this changes speed and memory, not the update: on 2 CPU cores
@@ -105,7 +109,8 @@ def passes(velocity_anomaly_scale: float = 0.0, modalities: tuple[str, ...] = MO
     chosen = list(PASSES) + ([VELOCITY_PASS] if velocity_anomaly_scale > 0 else [])
 
     def perturbs_a_kept_modality(p: Pass) -> bool:
-        return ("app" in modalities and p.app == "anomaly") or ("pose" in modalities and p.pose == "anomaly") or ("vel" in modalities and p.vel_scaled)
+        return (("app" in modalities and p.app == "anomaly") or ("pose" in modalities and p.pose == "anomaly")
+                or ("vel" in modalities and p.vel_scaled))
 
     chosen = [p for p in chosen if p.target == 0.0 or perturbs_a_kept_modality(p)]
     if len(chosen) < 2:
@@ -117,7 +122,7 @@ def passes(velocity_anomaly_scale: float = 0.0, modalities: tuple[str, ...] = MO
 def _inputs(split: PaddedSplit, idx: np.ndarray, device: torch.device, modalities: tuple[str, ...], train: bool,
             n_rows: int | None = None) -> dict[str, torch.Tensor]:
     """Mini-batch tensors; a dropped modality's features are zeros (its mask is kept).
-    ``n_rows`` keeps only the first rows of each frame (see :func:`trimmed_pieces`)."""
+    ``n_rows`` keeps only the first rows of each frame (see :func:`memfuse.fast.trimmed_pieces`)."""
     names = ["app", "pose", "vel", "app_mask", "pose_mask"] + (["app_anomaly", "pose_anomaly"] if train else [])
     rows = slice(None, n_rows)
     out = {n: _t(getattr(split, n), (idx, rows), device) for n in names}
@@ -128,7 +133,8 @@ def _inputs(split: PaddedSplit, idx: np.ndarray, device: torch.device, modalitie
 
 
 def training_batch(split: PaddedSplit, idx: np.ndarray, device: torch.device, velocity_anomaly_scale: float = 0.0,
-                   modalities: tuple[str, ...] = MODALITIES, n_rows: int | None = None):
+                   modalities: tuple[str, ...] = MODALITIES, n_rows: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """The labelled passes for frames ``idx`` stacked into one batch.
 
     Returns app, pose (P*B, N, D), vel (P*B, N), masks [app, pose, vel] (P*B, N) and
@@ -145,29 +151,6 @@ def training_batch(split: PaddedSplit, idx: np.ndarray, device: torch.device, ve
     am, pm = x["app_mask"], x["pose_mask"]
     masks = [am.repeat(p, 1), pm.repeat(p, 1), am.repeat(p, 1)]
     return torch.cat([app[c.app] for c in chosen]), torch.cat([pose[c.pose] for c in chosen]), torch.cat(vels), masks, y
-
-
-def real_row_counts(split: PaddedSplit) -> np.ndarray:
-    """(F,) the number of leading rows of each frame that hold an object or a person:
-    padding.py puts a frame's objects first, so every row past this count is padding in
-    every modality."""
-    real = ~(np.asarray(split.app_mask) & np.asarray(split.pose_mask))
-    last = real.shape[1] - np.argmax(real[:, ::-1], axis=1)  # one past the last real row
-    return np.where(real.any(axis=1), last, 0)
-
-
-def trimmed_pieces(idx: np.ndarray, micro: int, counts: np.ndarray) -> list[tuple[np.ndarray, int]]:
-    """The fast path of :func:`train_fusion`: the frames ``idx`` of one optimiser step,
-    sorted by their real-row ``counts`` and cut into pieces of ``micro`` frames, each with
-    the number of rows it needs (its largest count, at least 1).
-
-    Gradients of the pieces are summed before the step, so how the step is cut does not
-    change the update. Dropping rows that are padding in every modality changes no real
-    row's logit when padded keys are masked and the head pools over real rows only: they
-    take no attention weight and no part in the max. Ped2 frames fill 12 of their 30 rows on
-    average, so most of the work of an untrimmed batch is on padding."""
-    order = idx[np.argsort(counts[idx], kind="stable")]
-    return [(order[s:s + micro], max(1, int(counts[order[s:s + micro]].max()))) for s in range(0, len(order), micro)]
 
 
 def take_frames(split: PaddedSplit, frames: slice) -> PaddedSplit:
@@ -229,14 +212,20 @@ class KeepBest:
         return self.best_epoch
 
 
-def train_fusion(model: AttentionFusion, split: PaddedSplit, *, epochs: int, lr: float, batch_size: int, device: torch.device, seed: int,
-                 masking: bool = True, velocity_anomaly_scale: float = 0.0, on_epoch: Callable[[int, AttentionFusion], dict | None] | None = None,
-                 desc: str = "fusion", micro_batch: int = MICRO_BATCH, modalities: tuple[str, ...] = MODALITIES, trim_rows: bool = True) -> list[dict]:
+def train_fusion(model: AttentionFusion, split: PaddedSplit, *, epochs: int, lr: float, batch_size: int,
+                 device: torch.device, seed: int, masking: bool = True, velocity_anomaly_scale: float = 0.0,
+                 on_epoch: Callable[[int, AttentionFusion], dict | None] | None = None, desc: str = "fusion",
+                 micro_batch: int = MICRO_BATCH, modalities: tuple[str, ...] = MODALITIES,
+                 fast_path: bool = True) -> list[dict]:
     """Adam on the summed BCE of the labelled passes. ``batch_size`` frames per step (each
     frame gives 4-5 samples); ``batch_size <= 0`` or >= F is full batch, as the reference.
     Each step's gradient is accumulated over pieces of ``micro_batch`` frames (same update).
-    ``trim_rows`` (a CPU fast path, used with the pooled head and masking only): frames are
-    grouped by object count and each piece is cut to the rows it fills (:func:`trimmed_pieces`).
+    ``fast_path`` trains through :mod:`memfuse.fast` (the same maths): on a CPU ``device``
+    the model's ``nn.Dropout`` modules are swapped, in place and for good, for
+    :class:`memfuse.fast.BitMaskDropout` (:func:`memfuse.fast.use_fast_dropout`), and with
+    the pooled head and masking the frames are grouped by object count and each piece is
+    cut to the rows it fills (:func:`memfuse.fast.trimmed_pieces`). ``fast_path=False``
+    trains the plain model on the full padding (it does not undo an earlier swap).
     ``on_epoch(epoch, model)`` runs after each epoch (diagnostics) and may return a dict
     that is stored in the history; ``"stop": True`` in it ends training after that epoch.
     Returns the per-epoch history."""
@@ -248,7 +237,9 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, *, epochs: int, lr:
     micro = bs if micro_batch <= 0 else micro_batch
     # Only the pooled head with masked attention ignores padded rows; the flatten head has
     # weights for every slot, and unmasked attention weighs padded keys.
-    counts = real_row_counts(split) if trim_rows and masking and model.head == "pool" else None
+    if fast_path and torch.device(device).type == "cpu":
+        use_fast_dropout(model)
+    counts = real_row_counts(split) if fast_path and masking and model.head == "pool" else None
     history: list[dict] = []
     bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
     for epoch in bar:
@@ -257,9 +248,13 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, *, epochs: int, lr:
         for idx in index_batches(n, bs, gen):
             idx = idx.numpy()
             opt.zero_grad(set_to_none=True)
-            pieces = trimmed_pieces(idx, micro, counts) if counts is not None else [(idx[s:s + micro], None) for s in range(0, len(idx), micro)]
+            if counts is not None:
+                pieces = trimmed_pieces(idx, micro, counts)
+            else:
+                pieces = [(idx[s:s + micro], None) for s in range(0, len(idx), micro)]
             for piece, n_rows in pieces:
-                app, pose, vel, masks, y = training_batch(split, piece, device, velocity_anomaly_scale, modalities, n_rows)
+                app, pose, vel, masks, y = training_batch(split, piece, device, velocity_anomaly_scale, modalities,
+                                                          n_rows)
                 logits = forward(model, app, pose, vel, masks, masking)
                 # The reference sums each pass's mean BCE over the batch, i.e. the BCE summed
                 # over samples divided by the number of frames in the batch.
@@ -279,8 +274,8 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, *, epochs: int, lr:
 
 
 @torch.no_grad()
-def frame_logits(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True, batch_size: int = INFERENCE_BATCH,
-                 modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
+def frame_logits(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True,
+                 batch_size: int = INFERENCE_BATCH, modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
     """The classifier's logit per frame (F,), from the memorised (pseudo-normal) inputs."""
     model.eval()
     modalities = check_modalities(modalities)
@@ -289,14 +284,16 @@ def frame_logits(model: AttentionFusion, split: PaddedSplit, device: torch.devic
         idx = np.arange(s, min(s + batch_size, split.n_frames))
         x = _inputs(split, idx, device, modalities, train=False)
         am, pm = x["app_mask"], x["pose_mask"]
-        out[idx] = forward(model, x["app"], x["pose"], x["vel"], [am, pm, am], masking).double().cpu().numpy()
+        logits = forward(model, x["app"], x["pose"], x["vel"], [am, pm, am], masking)
+        out[idx] = logits.double().cpu().numpy()
     return out
 
 
-def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True, batch_size: int = INFERENCE_BATCH,
-          modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
+def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True,
+          batch_size: int = INFERENCE_BATCH, modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
     """Anomaly score in [0, 1] per frame (F,): the sigmoid of :func:`frame_logits`."""
-    return expit(frame_logits(model, split, device, masking, batch_size, modalities))  # no overflow for large negative logits
+    # expit: no overflow for large negative logits
+    return expit(frame_logits(model, split, device, masking, batch_size, modalities))
 
 
 def memory_terms(split: PaddedSplit) -> dict[str, np.ndarray]:
@@ -306,5 +303,7 @@ def memory_terms(split: PaddedSplit) -> dict[str, np.ndarray]:
     Needs the split's ``*_dist`` and ``app_rec`` arrays."""
     if split.app_dist is None or split.pose_dist is None or split.app_rec is None:
         raise ValueError("memory terms need the padded distance and reconstruction arrays (padding_mask.py)")
-    return {"app": masked_frame_max(split.app_dist, split.app_mask), "app_rec": masked_frame_max(split.app_rec, split.app_mask),
-            "pose": masked_frame_max(split.pose_dist, split.pose_mask), "vel": masked_frame_max(split.vel, split.app_mask)}
+    return {"app": masked_frame_max(split.app_dist, split.app_mask),
+            "app_rec": masked_frame_max(split.app_rec, split.app_mask),
+            "pose": masked_frame_max(split.pose_dist, split.pose_mask),
+            "vel": masked_frame_max(split.vel, split.app_mask)}

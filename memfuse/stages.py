@@ -1,14 +1,10 @@
-"""The pipeline's stages, what each writes into ``checkpoints/<dataset>/``, and the work
-shared by the appearance and pose twins of stages 2-4.
-
-Every file a stage writes is listed in :data:`OUTPUTS`, so a missing input names the
-stage that makes it, and ``run_all.py`` knows whether a stage is up to date.
+"""The work of stages 1-4 that the appearance and pose twins share: each modality's
+queries, K-Means initialisation, memory training and pseudo features, and the check of the
+autoencoder's codes. What each stage reads and writes is in :mod:`memfuse.registry`.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -16,130 +12,10 @@ from tqdm import tqdm
 
 from . import data as D
 from .io import InputError, load_npy, load_torch, save_json, save_npy, save_torch
+from .registry import for_modality, made_by
 from .kmeans import kmeans
 from .models import Memory
 from .pseudo import generate
-
-MODALITIES = ("appearance", "pose")
-PSEUDO_OUTPUTS = ("train_normal", "train_anomaly", "test_normal", "train_indices", "test_indices", "train_distance", "test_distance")
-
-# stage script -> the files it writes (relative to checkpoints/<dataset>/)
-OUTPUTS: dict[str, list[str]] = {
-    "AE_encoder.py": ["autoencoder.pt", "appearance_train.npy", "appearance_test.npy", "appearance_train_recon.npy", "appearance_test_recon.npy"],
-    "cluster.py": ["memory_init_appearance.npy"],
-    "cluster_pose.py": ["memory_init_pose.npy"],
-    "train.py": ["memory_appearance.pt"],
-    "train_pose.py": ["memory_pose.pt"],
-    "Pseudo_generators.py": [f"pseudo_appearance_{n}.npy" for n in PSEUDO_OUTPUTS],
-    "Pseudo_generators_pose.py": [f"pseudo_pose_{n}.npy" for n in PSEUDO_OUTPUTS],
-    "padding_mask.py": ["padded/meta.json"],
-    "attention_fusion.py": ["fusion.pt"],
-}
-STAGE_ORDER = list(OUTPUTS)
-# stage script -> the stages whose outputs it reads
-INPUT_STAGES: dict[str, list[str]] = {
-    "AE_encoder.py": [],
-    "cluster.py": ["AE_encoder.py"],
-    "cluster_pose.py": [],
-    "train.py": ["cluster.py", "AE_encoder.py"],
-    "train_pose.py": ["cluster_pose.py"],
-    "Pseudo_generators.py": ["train.py", "AE_encoder.py"],
-    "Pseudo_generators_pose.py": ["train_pose.py"],
-    "padding_mask.py": ["Pseudo_generators.py", "Pseudo_generators_pose.py", "AE_encoder.py"],
-    "attention_fusion.py": ["padding_mask.py"],
-}
-# stage script -> the dataset files it reads: (split or None, modality file or other name)
-DATA_INPUTS: dict[str, list[tuple[str, str]]] = {
-    "AE_encoder.py": [("train", "appearance"), ("test", "appearance")],
-    "cluster.py": [("train", "velocity")],
-    "cluster_pose.py": [("train", "pose")],
-    "train.py": [("train", "velocity")],
-    "train_pose.py": [("train", "pose")],
-    "Pseudo_generators.py": [("train", "velocity"), ("test", "velocity")],
-    "Pseudo_generators_pose.py": [("train", "pose"), ("test", "pose")],
-    "padding_mask.py": [(s, m) for s in ("train", "test") for m in ("velocity", "pose")],
-    "attention_fusion.py": [("test", "clip_lengths"), ("train", "clip_lengths"), ("test", "labels")],
-}
-PROVENANCE = ".provenance"  # checkpoints/<dataset>/<recipe>/.provenance/<script>.json: the settings of the last complete run
-SCRIPT_FOR_MODALITY = {
-    "cluster": {"appearance": "cluster.py", "pose": "cluster_pose.py"},
-    "train": {"appearance": "train.py", "pose": "train_pose.py"},
-    "pseudo": {"appearance": "Pseudo_generators.py", "pose": "Pseudo_generators_pose.py"},
-}
-
-
-def made_by(filename: str) -> str:
-    """The stage script that writes ``filename``."""
-    for script, names in OUTPUTS.items():
-        if filename in names or any(filename.startswith(n.split("/")[0] + "/") for n in names if "/" in n):
-            return f"python {script}"
-    return "the previous stage"
-
-
-def data_files(data_root: Path, dataset: str, script: str) -> list[Path]:
-    """The dataset files ``script`` reads (those that exist)."""
-    root = D.resolve_data_root(dataset, data_root)
-    out = []
-    for split, what in DATA_INPUTS[script]:
-        if what == "clip_lengths":
-            out.append(root / dataset / f"{split}_clip_lengths.npy")
-        elif what == "labels":
-            out += [p for p in D.label_candidates(root, dataset) if p.exists()][:1]
-        else:
-            out.append(D.feature_path(root, dataset, split, what))
-    return [p for p in out if p.exists()]
-
-
-def file_identity(paths: list[Path]) -> dict[str, list[int]]:
-    """{path: [size, mtime in ns]}: changes when a file is rewritten, replaced or touched."""
-    return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] for p in paths}
-
-
-def provenance_path(ckpt: Path, script: str) -> Path:
-    return Path(ckpt) / PROVENANCE / f"{script}.json"
-
-
-def start_stage(ckpt: Path, script: str, settings: dict[str, Any], shared: tuple[str, ...]) -> None:
-    """Check that the stages ``script`` reads from ran under the same ``shared`` settings
-    (the recipe, input standardisation), then drop ``script``'s own record: its outputs are
-    incomplete until :func:`finish_stage`. Raises :class:`InputError` naming both."""
-    for source in INPUT_STAGES[script]:
-        record_path = provenance_path(ckpt, source)
-        if not record_path.exists():
-            made = [o for o in OUTPUTS[source] if (Path(ckpt) / o).exists()]
-            if made:
-                raise InputError(f"{Path(ckpt) / made[0]} has no record of the settings it was made with "
-                                 f"(its stage did not finish, or an older version made it): rerun python {source} --recipe {settings['RECIPE']}")
-            continue  # nothing made yet: loading the input will name the stage to run
-        theirs = json.loads(record_path.read_text())
-        differ = {k: (theirs.get(k), settings[k]) for k in shared if theirs.get(k) != settings[k]}
-        if differ:
-            said = ", ".join(f"{k}={a!r}" for k, (a, _) in differ.items())
-            mine = ", ".join(f"{k}={b!r}" for k, (_, b) in differ.items())
-            raise InputError(f"{script}: its inputs from {source} in {ckpt} were made with {said}, this run has {mine}; "
-                             f"rerun python {source} with the same settings (or run {script} with theirs)")
-    record_path = provenance_path(ckpt, script)
-    if record_path.exists():
-        record_path.unlink()
-
-
-def finish_stage(ckpt: Path, script: str, settings: dict[str, Any]) -> None:
-    """Record that ``script`` finished writing its outputs in ``ckpt``, with ``settings``."""
-    save_json(provenance_path(ckpt, script), settings)
-
-
-def upstream_settings(ckpt: Path, script: str) -> dict[str, dict[str, Any]]:
-    """The recorded settings of every stage whose outputs ``script`` depends on, directly or
-    through other stages: {stage script: its settings}, in stage order."""
-    needed, todo = set(), list(INPUT_STAGES[script])
-    while todo:
-        stage = todo.pop()
-        if stage not in needed:
-            needed.add(stage)
-            todo += INPUT_STAGES[stage]
-    return {stage: json.loads(provenance_path(ckpt, stage).read_text()) for stage in STAGE_ORDER
-            if stage in needed and provenance_path(ckpt, stage).exists()}
-
 
 def ckpt_file(ckpt: Path, name: str) -> Path:
     return Path(ckpt) / name
@@ -276,7 +152,7 @@ def index_batches(n: int, batch_size: int, gen: torch.Generator, device: torch.d
 def load_memory_items(ckpt: Path, modality: str) -> np.ndarray:
     state = load_checkpoint(ckpt, f"memory_{modality}.pt")
     if not state.get("complete", False):
-        raise InputError(f"{ckpt_file(ckpt, f'memory_{modality}.pt')} is an intermediate checkpoint (epoch {state.get('epoch')}); finish python {SCRIPT_FOR_MODALITY['train'][modality]}")
+        raise InputError(f"{ckpt_file(ckpt, f'memory_{modality}.pt')} is an intermediate checkpoint (epoch {state.get('epoch')}); finish python {for_modality('train.py', modality).script}")
     return state["items"].numpy()
 
 

@@ -1,7 +1,10 @@
 """Stage 0 (extract_features.py, memfuse.extract): fast tests on synthetic data."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -9,12 +12,39 @@ import numpy as np
 import pytest
 import torch
 
-from extract_features import extract_dataset, main
+import extract_features as ef
+import memfuse.extract.pipeline as P
+from memfuse.extract import ExtractSettings, extract_dataset
 from memfuse.extract.appearance import APPEARANCE_DIM, HogGeometry, Pixels, hog, make_backbone
 from memfuse.extract.clip_vit import ClipVisionEncoder, encode, load_clip_vision, preprocess_crops
-from memfuse.extract.frames import check_boxes, crop, crop_slices, list_split_videos, list_videos, read_frame, split_boxes_by_video
+from memfuse.extract.frames import (
+    check_boxes,
+    crop,
+    crop_slices,
+    list_split_videos,
+    list_videos,
+    read_frame,
+    split_boxes_by_video,
+)
 from memfuse.extract.velocity import FlowConfig, box_velocity, compute_flow, video_velocity
 from memfuse.io import InputError
+from memfuse.pipeline import run
+
+ROOT = Path(__file__).resolve().parents[1]
+ULTRAFAST = ExtractSettings(flow="dis_ultrafast", workers=1)  # the quickest flow, in this process
+
+
+def main(argv: list[str]) -> None:
+    """extract_features.main on the script's own defaults. main configures the script's
+    globals in place (memfuse.config), so without this a second call in one process would
+    start from the first one's flags."""
+    saved = dict(vars(ef))
+    try:
+        ef.main(argv)
+    finally:
+        for name in set(vars(ef)) - set(saved):
+            delattr(ef, name)
+        vars(ef).update(saved)
 
 
 def textured(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
@@ -217,7 +247,8 @@ def make_dataset(root: Path, name: str = "tiny", n_videos: int = 2, n_frames: in
 def test_extract_dataset_end_to_end(tmp_path, workers):
     boxes = make_dataset(tmp_path / "in")
     out = tmp_path / "out"
-    rep = extract_dataset("tiny", tmp_path / "in", out, flow="dis_ultrafast", flow_scale=1.0, workers=workers, progress=False)
+    settings = ExtractSettings(flow="dis_ultrafast", flow_scale=1.0, workers=workers)
+    rep = extract_dataset("tiny", tmp_path / "in", out, settings, progress=False)
     assert set(rep["train"]) >= {"wall_s", "skipped"} and not rep["train"]["skipped"]
     for split in ("train", "test"):
         d = out / "tiny" / "extracted_features" / split
@@ -243,25 +274,114 @@ def test_extract_dataset_end_to_end(tmp_path, workers):
     assert load_labels(out, "tiny", ends).shape == (8,)
     assert (out / "tiny" / "train_clip_lengths.npy").exists()  # computed: absent in the input
     # Re-run skips; --force redoes.
-    rep2 = extract_dataset("tiny", tmp_path / "in", out, flow="dis_ultrafast", flow_scale=1.0, workers=workers, progress=False)
+    rep2 = extract_dataset("tiny", tmp_path / "in", out, settings, progress=False)
     assert rep2["train"]["skipped"] and rep2["test"]["skipped"]
-    rep3 = extract_dataset("tiny", tmp_path / "in", out, flow="dis_ultrafast", flow_scale=1.0, workers=workers,
-                           force=True, splits=("test",), progress=False)
+    rep3 = extract_dataset("tiny", tmp_path / "in", out, settings, force=True, splits=("test",), progress=False)
     assert not rep3["test"]["skipped"]
 
 
 def test_extract_deterministic_and_cli(tmp_path):
     make_dataset(tmp_path / "in")
-    assert main(["--dataset", "tiny", "--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "a"),
-                 "--flow", "dis_ultrafast", "--flow-scale", "1", "--bins", "1", "--no-progress"]) == 0
-    extract_dataset("tiny", tmp_path / "in", tmp_path / "b", flow="dis_ultrafast", flow_scale=1.0, bins=1, workers=2, progress=False)
+    main(["--dataset", "tiny", "--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "a"),
+          "--flow", "dis_ultrafast", "--flow-scale", "1", "--velocity-bins", "1", "--no-progress"])
+    settings = ExtractSettings(flow="dis_ultrafast", flow_scale=1.0, bins=1, workers=2)
+    extract_dataset("tiny", tmp_path / "in", tmp_path / "b", settings, progress=False)
     for f in ("velocity.npy", "deep_features.npy"):
         a = np.load(tmp_path / "a" / "tiny" / "extracted_features" / "test" / f, allow_pickle=True)
         b = np.load(tmp_path / "b" / "tiny" / "extracted_features" / "test" / f, allow_pickle=True)
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
-    assert main(["--dataset", "tiny", "--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "a"),
-                 "--appearance", "clip", "--no-progress", "--force"]) == 2  # clip without weights
+    with pytest.raises(InputError, match="--clip-weights"):  # clip without weights
+        main(["--dataset", "tiny", "--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "a"),
+              "--appearance", "clip", "--no-progress", "--force"])
+
+
+def cli(root: Path, out: Path, *flags: str, dataset: str = "tiny") -> list[str]:
+    """extract_features.py's flags for ``root/dataset`` -> ``out``, no progress bars."""
+    return ["--dataset", dataset, "--data-root", str(root), "--out-root", str(out), "--no-progress", *flags]
+
+
+def meta(out: Path, split: str, dataset: str = "tiny") -> dict:
+    import json
+
+    return json.loads((out / dataset / "extracted_features" / split / "extract_meta.json").read_text())
+
+
+def test_cli_fast_extract_yields_to_a_flow_asked_for(tmp_path):
+    make_dataset(tmp_path / "in")
+    main(cli(tmp_path / "in", tmp_path / "a", "--fast-extract", "--splits", "test", "--workers", "1"))
+    assert meta(tmp_path / "a", "test")["settings"]["flow"]["method"] == P.FAST_FLOW
+    assert not (tmp_path / "a" / "tiny" / "extracted_features" / "train" / "velocity.npy").exists()  # --splits
+    main(cli(tmp_path / "in", tmp_path / "b", "--fast-extract", "--flow", "dis_ultrafast", "--splits", "test",
+             "--workers", "1"))
+    assert meta(tmp_path / "b", "test")["settings"]["flow"]["method"] == "dis_ultrafast"
+
+
+def test_the_dataset_file_sets_the_velocity_bins(tmp_path):
+    """config/datasets/ped2.toml: VELOCITY_BINS = 1, for the script (through the configurator)
+    and for the library (bins None); a dataset without a file gets the script's default."""
+    assert P.dataset_bins("tiny") == ef.VELOCITY_BINS == 8  # no config/datasets/tiny.toml
+    make_dataset(tmp_path / "in", name="ped2")
+    main(cli(tmp_path / "in", tmp_path / "a", "--flow", "dis_ultrafast", "--splits", "test", dataset="ped2"))
+    extract_dataset("ped2", tmp_path / "in", tmp_path / "b", ULTRAFAST, splits=("test",), progress=False)
+    for out in ("a", "b"):
+        assert meta(tmp_path / out, "test", "ped2")["settings"]["bins"] == 1
+        vel = np.load(tmp_path / out / "ped2" / "extracted_features" / "test" / "velocity.npy", allow_pickle=True)
+        assert all(v.shape[1] == 1 for v in vel)
+
+
+def test_cli_errors_are_one_line_before_any_work(tmp_path):
+    make_dataset(tmp_path / "in")
+    with pytest.raises(SystemExit) as exc:  # the synthetic data comes as features
+        run(main, ["--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "o")])
+    assert str(exc.value.code).startswith("error: --dataset synthetic already comes as features")
+    assert "\n" not in str(exc.value.code)
+    bad = ((["--flow", "nope"], "unknown flow 'nope'"), (["--pose-every", "0"], "pose_every must be >= 1"),
+           (["--splits", "train,val"], "splits must be some of train, test, got train, val"))
+    for flags, message in bad:
+        with pytest.raises(InputError, match=message):
+            main(cli(tmp_path / "in", tmp_path / "o", *flags))
+    assert not (tmp_path / "o" / "tiny").exists()
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"appearance": "resnet"}, "unknown appearance backbone 'resnet'"),
+    ({"flow": "flownet2"}, "unknown flow 'flownet2'"),
+    ({"pose_every": 0}, "pose_every must be >= 1, got 0"),
+    ({"bins": -1}, "bins must be >= 1"),
+    ({"flow_scale": 0.0}, "flow_scale must be > 0"),
+    ({"flow_blur": -1.0}, "flow_blur must be >= 0"),
+    ({"clip_interpolation": "nearest"}, "unknown CLIP interpolation 'nearest'"),
+])
+def test_settings_check_names_the_bad_value(change, message):
+    assert ExtractSettings().check() == ExtractSettings()
+    with pytest.raises(InputError, match=message):
+        replace(ExtractSettings(), **change).check()
+
+
+def test_fast_profile_keeps_the_values_asked_for():
+    fast = ExtractSettings().fast()
+    assert (fast.flow, fast.pose_every, fast.person_shaped) == (P.FAST_FLOW, P.FAST_POSE_EVERY, True)
+    mine = ExtractSettings(flow="dis_medium", pose_every=3, workers=1).fast()
+    assert (mine.flow, mine.pose_every, mine.person_shaped, mine.workers) == ("dis_medium", 3, True, 1)
+
+
+def test_the_script_globals_are_the_library_defaults():
+    from memfuse.config import script_settings
+
+    g = script_settings("extract_features.py")  # as the configurator reads them, before any flag
+    assert set(ef.HELP) <= set(g)
+    assert replace(ef.settings_of(g), bins=None) == ExtractSettings()
+    assert ef.settings_of({**g, "FAST_EXTRACT": True}) == ExtractSettings(bins=8).fast()
+
+
+def test_help_imports_no_opencv():
+    """--help is cheap: stage 0's own modules import OpenCV only when they work."""
+    code = ("import runpy, sys\nsys.argv = ['extract_features.py', '--help']\n"
+            "try:\n    runpy.run_path('extract_features.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('cv2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "--fast-extract" in out.stdout and out.stdout.split()[-1] == "False", out.stdout[-500:] + out.stderr[-500:]
 
 
 # ---- bad input ----------------------------------------------------------------------------------
@@ -271,21 +391,22 @@ def test_missing_frames_folder_and_boxes(tmp_path):
 
     shutil.rmtree(tmp_path / "tiny" / "testing" / "frames")
     with pytest.raises(InputError, match="no videos in .*testing"):
-        extract_dataset("tiny", tmp_path, tmp_path / "o", progress=False)
+        extract_dataset("tiny", tmp_path, tmp_path / "o", ExtractSettings(), progress=False)
     make_dataset(tmp_path / "x")
-    (tmp_path / "x" / "tiny" / "tiny_bboxes_train.npy").unlink()  # no boxes: those of what moves, written beside the features
-    rep = extract_dataset("tiny", tmp_path / "x", tmp_path / "o", flow="dis_ultrafast", workers=1, progress=False)
+    # no boxes: those of what moves, written beside the features
+    (tmp_path / "x" / "tiny" / "tiny_bboxes_train.npy").unlink()
+    rep = extract_dataset("tiny", tmp_path / "x", tmp_path / "o", ULTRAFAST, progress=False)
     assert rep["train"]["boxes"] == "motion" and rep["test"]["boxes"] == "tiny_bboxes_test.npy"
     assert len(np.load(tmp_path / "o" / "tiny" / "tiny_bboxes_train.npy", allow_pickle=True)) == 8
     with pytest.raises(InputError, match="missing dataset folder"):
-        extract_dataset("nope", tmp_path, tmp_path / "o", progress=False)
+        extract_dataset("nope", tmp_path, tmp_path / "o", ExtractSettings(), progress=False)
 
 
 def test_frame_count_mismatch_names_video(tmp_path):
     make_dataset(tmp_path)
     (tmp_path / "tiny" / "training" / "frames" / "02" / "004.jpg").unlink()
     with pytest.raises(InputError, match=r"8 frames of boxes but the videos have 7 frames.*02"):
-        extract_dataset("tiny", tmp_path, tmp_path / "o", progress=False)
+        extract_dataset("tiny", tmp_path, tmp_path / "o", ExtractSettings(), progress=False)
     vids = list_videos(tmp_path / "tiny" / "training" / "frames")
     with pytest.raises(InputError, match="video 02"):
         split_boxes_by_video(np.empty(9, dtype=object), vids, "b.npy")
@@ -295,7 +416,7 @@ def test_unreadable_image_names_video_and_file(tmp_path):
     make_dataset(tmp_path)
     (tmp_path / "tiny" / "testing" / "frames" / "02" / "003.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(InputError, match=r"video 02: cannot read frame image .*003\.jpg"):
-        extract_dataset("tiny", tmp_path, tmp_path / "o", flow="dis_ultrafast", flow_scale=1.0, workers=1, progress=False)
+        extract_dataset("tiny", tmp_path, tmp_path / "o", replace(ULTRAFAST, flow_scale=1.0), progress=False)
     with pytest.raises(InputError, match="003.jpg"):
         read_frame(tmp_path / "tiny" / "testing" / "frames" / "02" / "003.jpg", "02")
 
@@ -309,7 +430,8 @@ def test_box_outside_frame_warns_once_with_count(tmp_path):
     np.save(p, arr, allow_pickle=True)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        extract_dataset("tiny", tmp_path, tmp_path / "o", flow="dis_ultrafast", flow_scale=1.0, splits=("train",), progress=False)
+        settings = ExtractSettings(flow="dis_ultrafast", flow_scale=1.0)
+        extract_dataset("tiny", tmp_path, tmp_path / "o", settings, splits=("train",), progress=False)
     msgs = [str(w.message) for w in rec if "clipped" in str(w.message)]
     assert len(msgs) == 1 and "3 boxes reached outside" in msgs[0]
     vel = np.load(tmp_path / "o" / "tiny" / "extracted_features" / "train" / "velocity.npy", allow_pickle=True)
@@ -346,7 +468,7 @@ def test_video_files_without_boxes_go_through_stage_0(tmp_path):
             write_video(base / folder / "videos" / f"{v + 1:02d}.avi", moving_shapes(n, seed=v))
     (base / folder / "videos" / "notes.txt").write_text("not a video")  # ignored: not a video extension
     write_poses(base, {"train": 21, "test": 10})
-    rep = extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False)
+    rep = extract_dataset("cam", tmp_path / "in", tmp_path / "out", ULTRAFAST, progress=False)
     out = tmp_path / "out" / "cam"
     assert rep["train"]["frames_per_video"] == [12, 9] and rep["train"]["boxes"] == "motion"
     assert rep["train"]["settings"]["boxes"]["split"] is True and rep["test"]["settings"]["boxes"]["split"] is True
@@ -369,16 +491,15 @@ def test_rerun_keeps_features_and_warns_only_on_other_settings(tmp_path):
         (base / folder / "videos").mkdir(parents=True)
         write_video(base / folder / "videos" / "01.avi", moving_shapes(n, seed=0))
     write_poses(base, {"train": 8, "test": 6})
-    kw = dict(workers=1, progress=False)
-    extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", **kw)
+    extract_dataset("cam", tmp_path / "in", tmp_path / "out", ULTRAFAST, progress=False)
     with warnings.catch_warnings(record=True) as same:
         warnings.simplefilter("always")
-        rep = extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", **kw)
+        rep = extract_dataset("cam", tmp_path / "in", tmp_path / "out", ULTRAFAST, progress=False)
     assert rep["train"]["skipped"] and rep["test"]["skipped"]
     assert not [w for w in same if "other settings" in str(w.message)]
     with warnings.catch_warnings(record=True) as other:
         warnings.simplefilter("always")
-        extract_dataset("cam", tmp_path / "in", tmp_path / "out", flow="dis_fast", **kw)
+        extract_dataset("cam", tmp_path / "in", tmp_path / "out", replace(ULTRAFAST, flow="dis_fast"), progress=False)
     msgs = [str(w.message) for w in other if "other settings" in str(w.message)]
     assert len(msgs) == 2 and all("dis_ultrafast" in m and "dis_fast" in m for m in msgs)
 
@@ -410,14 +531,14 @@ def test_unreadable_or_empty_video_is_named(tmp_path):
     write_video(base / "testing" / "videos" / "01.avi", moving_shapes(3, 0))
     write_poses(base, {"train": 1, "test": 3})
     with pytest.raises(InputError, match="01.avi"):
-        extract_dataset("cam", tmp_path, tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False)
+        extract_dataset("cam", tmp_path, tmp_path / "out", ULTRAFAST, progress=False)
     assert not (tmp_path / "out" / "cam" / "extracted_features" / "train" / "velocity.npy").exists()
 
 
 def test_a_split_without_videos_names_both_layouts(tmp_path):
     (tmp_path / "cam" / "training").mkdir(parents=True)
     with pytest.raises(InputError, match="frames/NN/\\*.jpg .* or videos/"):
-        extract_dataset("cam", tmp_path, tmp_path / "out", workers=1, progress=False)
+        extract_dataset("cam", tmp_path, tmp_path / "out", ExtractSettings(workers=1), progress=False)
 
 
 def test_even_sample_spreads_over_a_stream_of_unknown_length():
@@ -433,9 +554,10 @@ def test_a_dataset_without_poses_needs_a_pose_model_and_says_so_first(tmp_path):
     make_dataset(tmp_path)
     (tmp_path / "tiny" / "extracted_features" / "test" / "pose.npy").unlink()
     with pytest.raises(InputError, match="test/pose.npy: give --pose-model"):
-        extract_dataset("tiny", tmp_path, tmp_path / "o", workers=1, progress=False)
+        extract_dataset("tiny", tmp_path, tmp_path / "o", ExtractSettings(workers=1), progress=False)
     with pytest.raises(InputError, match="pose model .*nope.tflite not found"):
-        extract_dataset("tiny", tmp_path, tmp_path / "o", workers=1, progress=False, pose_model=tmp_path / "nope.tflite")
+        settings = ExtractSettings(workers=1, pose_model=tmp_path / "nope.tflite")
+        extract_dataset("tiny", tmp_path, tmp_path / "o", settings, progress=False)
     assert not (tmp_path / "o" / "tiny" / "extracted_features").exists()
 
 
@@ -458,28 +580,28 @@ def test_pose_rows_are_coco_keypoints_relative_to_the_box():
 
 
 def test_an_interrupted_extraction_resumes_per_video_and_leaves_no_output(tmp_path, monkeypatch):
-    import extract_features as ef
-
     make_dataset(tmp_path / "in")
-    real, seen = ef._process_video, []
+    real, seen = P._process_video, []
 
     def dies_on_the_second_video(job):
-        seen.append(job[0].name)
+        seen.append(job.video.name)
         if len(seen) == 2:
             raise KeyboardInterrupt  # as a user's Ctrl-C
         return real(job)
 
-    monkeypatch.setattr(ef, "_process_video", dies_on_the_second_video)
+    monkeypatch.setattr(P, "_process_video", dies_on_the_second_video)
+    train = dict(splits=("train",), progress=False)
     with pytest.raises(KeyboardInterrupt):
-        extract_dataset("tiny", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False, splits=("train",))
+        extract_dataset("tiny", tmp_path / "in", tmp_path / "out", ULTRAFAST, **train)
     out = tmp_path / "out" / "tiny" / "extracted_features" / "train"
-    assert not (out / "velocity.npy").exists() and not (out / "deep_features.npy").exists()  # nothing a stage would trust
+    # nothing a stage would trust
+    assert not (out / "velocity.npy").exists() and not (out / "deep_features.npy").exists()
     seen.clear()
-    monkeypatch.setattr(ef, "_process_video", lambda job: seen.append(job[0].name) or real(job))
-    rep = extract_dataset("tiny", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False, splits=("train",))
+    monkeypatch.setattr(P, "_process_video", lambda job: seen.append(job.video.name) or real(job))
+    rep = extract_dataset("tiny", tmp_path / "in", tmp_path / "out", ULTRAFAST, **train)
     assert seen == ["02"] and rep["train"]["frames"] == 8  # video 01 was kept from the first run
     assert not (out / ".videos").exists()
-    fresh = extract_dataset("tiny", tmp_path / "in", tmp_path / "o2", flow="dis_ultrafast", workers=1, progress=False, splits=("train",))
+    fresh = extract_dataset("tiny", tmp_path / "in", tmp_path / "o2", ULTRAFAST, **train)
     for name in ("velocity.npy", "deep_features.npy"):
         a = np.load(out / name, allow_pickle=True)
         b = np.load(tmp_path / "o2" / "tiny" / "extracted_features" / "train" / name, allow_pickle=True)
@@ -504,8 +626,8 @@ def test_pose_every_k_frames_reuses_the_last_posed_frame(tmp_path, monkeypatch):
             return np.full((len(boxes), 34), len(calls), np.float32)
 
     monkeypatch.setattr(pose_module, "PoseModel", CountingPose)
-    rep = extract_dataset("tiny", tmp_path / "in", tmp_path / "out", flow="dis_ultrafast", workers=1, progress=False, splits=("train",),
-                          pose_model="fake.tflite", pose_every=2)
+    settings = replace(ULTRAFAST, pose_model="fake.tflite", pose_every=2)
+    rep = extract_dataset("tiny", tmp_path / "in", tmp_path / "out", settings, splits=("train",), progress=False)
     poses = np.load(tmp_path / "out" / "tiny" / "extracted_features" / "train" / "pose.npy", allow_pickle=True)
     assert len(calls) == 2 * 3  # frames 0, 2, 4 of each of the two videos
     assert len(poses) == 10 and rep["train"]["settings"]["pose"]["every"] == 2
@@ -516,35 +638,39 @@ def test_pose_every_k_frames_reuses_the_last_posed_frame(tmp_path, monkeypatch):
             if len(poses[video * 5 + t]):
                 assert poses[video * 5 + t][0, 0] == video * 3 + t // 2 + 1
     with pytest.raises(InputError, match="pose_every must be >= 1"):
-        extract_dataset("tiny", tmp_path / "in", tmp_path / "o2", workers=1, progress=False, pose_model="fake.tflite", pose_every=0)
+        extract_dataset("tiny", tmp_path / "in", tmp_path / "o2", replace(settings, pose_every=0), progress=False)
 
 
-def test_flow_choices_of_the_cli_are_the_flow_methods():
-    from extract_features import FLOW_CHOICES
+def test_option_lists_of_the_settings_are_the_libraries_own():
+    """The settings are checked, and --help lists them, against copies that need no OpenCV."""
+    from memfuse.extract.appearance import APPEARANCE_OPTIONS
+    from memfuse.extract.clip_vit import INTERPOLATIONS
     from memfuse.extract.velocity import FLOW_METHODS
 
-    assert FLOW_CHOICES == FLOW_METHODS
+    assert P.FLOW_CHOICES == FLOW_METHODS
+    assert P.APPEARANCE_CHOICES == APPEARANCE_OPTIONS
+    assert P.CLIP_INTERPOLATIONS == tuple(INTERPOLATIONS)
 
 
 def test_person_shaped_boxes_are_tall_enough_and_taller_than_wide():
     from memfuse.extract.pose import PERSON_MIN_HEIGHT, person_shaped
 
-    boxes = np.array([[0, 0, 10, 30], [0, 0, 40, 30], [5, 5, 9, 5 + PERSON_MIN_HEIGHT - 1], [5, 5, 9, 5 + PERSON_MIN_HEIGHT]])
+    boxes = np.array([[0, 0, 10, 30], [0, 0, 40, 30], [5, 5, 9, 5 + PERSON_MIN_HEIGHT - 1],
+                      [5, 5, 9, 5 + PERSON_MIN_HEIGHT]])
     np.testing.assert_array_equal(person_shaped(boxes), [True, False, False, True])
     assert person_shaped(np.zeros((0, 4))).shape == (0,)
 
 
 def test_workers_report_every_frame_to_the_progress_bar(tmp_path):
-    import extract_features as ef
-
     base = tmp_path / "in" / "cam" / "training" / "videos"
     base.mkdir(parents=True)
-    write_video(base / "01.avi", moving_shapes(ef.PROGRESS_EVERY * 2 + 3, seed=0))
+    write_video(base / "01.avi", moving_shapes(P.PROGRESS_EVERY * 2 + 3, seed=0))
     video = list_split_videos(base.parent)[0]
-    assert ef.expected_frames(video) == ef.PROGRESS_EVERY * 2 + 3  # the header's count, for the bar's total
+    assert P.expected_frames(video) == P.PROGRESS_EVERY * 2 + 3  # the header's count, for the bar's total
     reported = []
-    ef._init_worker("hog", None, {}, 1, frames_done=reported.append)
-    res = ef._process_video((video, None, FlowConfig("dis_ultrafast"), 1, False, 1))
-    assert res["frames"] == sum(reported) == ef.PROGRESS_EVERY * 2 + 3 and len(reported) == 3
+    P._init_worker(ExtractSettings(appearance="hog"), threads=1, frames_done=reported.append)
+    job = P.VideoJob(video, boxes=None, flow=FlowConfig("dis_ultrafast"), bins=1, with_pose=False, pose_every=1)
+    res = P._process_video(job)
+    assert res["frames"] == sum(reported) == P.PROGRESS_EVERY * 2 + 3 and len(reported) == 3
     make_dataset(tmp_path / "f")
-    assert ef.expected_frames(list_videos(tmp_path / "f" / "tiny" / "training" / "frames")[0]) == 4
+    assert P.expected_frames(list_videos(tmp_path / "f" / "tiny" / "training" / "frames")[0]) == 4

@@ -1,22 +1,24 @@
-"""memfuse.fusion: training batches, the fast path, validation and scoring of the fusion classifier."""
+"""memfuse.fusion: training batches, training with and without the fast path, validation and
+scoring of the fusion classifier."""
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F_
 
+from memfuse.fast import BitMaskDropout, real_row_counts, trimmed_pieces, use_fast_dropout
 from memfuse.fusion import (
     KeepBest,
     PaddedSplit,
+    forward,
     holdout_videos,
     memory_terms,
     passes,
     pseudo_label_validation,
-    real_row_counts,
     score,
     take_frames,
     train_fusion,
     training_batch,
-    trimmed_pieces,
 )
 from memfuse.metrics import micro_auc
 from memfuse.models import AttentionFusion
@@ -30,41 +32,98 @@ def test_micro_batches_give_the_same_update_as_one_piece():
     for micro in (0, 5):
         torch.manual_seed(0)
         model = AttentionFusion(n_max=n, dropout=0.0)  # no dropout: both runs see the same network
-        hist = train_fusion(model, split, epochs=2, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0, micro_batch=micro)
-        params.append((torch.cat([p.detach().flatten() for p in model.parameters()]), hist[-1]["loss"]))
+        hist = train_fusion(model, split, epochs=2, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0,
+                            micro_batch=micro)
+        params.append((_flat_params(model), hist[-1]["loss"]))
     torch.testing.assert_close(params[0][0], params[1][0], rtol=1e-3, atol=1e-4)
     assert params[0][1] == pytest.approx(params[1][1], rel=1e-5)
 
 
+def _flat_params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
 def test_trimmed_rows_give_the_same_training_as_the_full_padding():
     """The fast path (frames grouped by object count, padding rows cut) must train the
-    pooled head exactly as the full padded batch does."""
+    pooled head as the full padded batch does (no dropout: the same network in both)."""
     split, n = toy_split(f=41, n=6, seed=3), 6
     assert (real_row_counts(split) < n).any(), "the toy data must have padding to trim"
     runs = []
-    for trim in (False, True):
+    for fast_path in (False, True):
         torch.manual_seed(0)
         model = AttentionFusion(n_max=n, dropout=0.0, head="pool", hidden=16)
-        hist = train_fusion(model, split, epochs=3, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0, micro_batch=5,
-                            velocity_anomaly_scale=3.0, trim_rows=trim)
-        runs.append((torch.cat([p.detach().flatten() for p in model.parameters()]), [h["loss"] for h in hist]))
+        hist = train_fusion(model, split, epochs=3, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0,
+                            micro_batch=5, velocity_anomaly_scale=3.0, fast_path=fast_path)
+        runs.append((_flat_params(model), [h["loss"] for h in hist]))
     torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-4, atol=1e-5)
     assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-5)
 
 
-def test_trimmed_pieces_cover_the_step_and_fit_their_frames():
-    counts = np.array([3, 1, 4, 1, 5, 9, 2, 6, 0])
-    idx = np.array([8, 0, 5, 2, 7, 1])
-    pieces = trimmed_pieces(idx, 4, counts)
-    assert sorted(np.concatenate([p for p, _ in pieces]).tolist()) == sorted(idx.tolist())
-    assert [rows for _, rows in pieces] == [4, 9]  # counts sorted: 0 1 3 4 | 6 9
-    assert all(counts[p].max(initial=1) <= rows for p, rows in pieces)
+def test_trimmed_pieces_give_the_same_gradient_as_the_full_padding():
+    """One step's gradient, summed over the trimmed pieces of train_fusion's fast path,
+    equals the gradient of the whole step on the full padding (pooled head, masking)."""
+    split, n = toy_split(f=29, n=7, seed=5), 7
+    idx = np.arange(3, 26)
+    counts = real_row_counts(split)
+    assert counts[idx].max() == n and counts[idx].min() < n
+    torch.manual_seed(0)
+    model = AttentionFusion(n_max=n, dropout=0.0, head="pool", hidden=16)
+    cpu = torch.device("cpu")
+    grads = []
+    for pieces in ([(idx, None)], trimmed_pieces(idx, 6, counts)):
+        model.zero_grad(set_to_none=True)
+        for piece, n_rows in pieces:
+            app, pose, vel, masks, y = training_batch(split, piece, cpu, 3.0, n_rows=n_rows)
+            assert n_rows is None or app.shape[1] == n_rows
+            logits = forward(model, app, pose, vel, masks)
+            (F_.binary_cross_entropy_with_logits(logits, y, reduction="sum") / len(idx)).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert len(trimmed_pieces(idx, 6, counts)) > 1 and grads[0].abs().max() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
+
+
+def test_fast_path_and_plain_training_agree_without_dropout():
+    """With p = 0 neither dropout draws anything, and the flatten head is never trimmed:
+    fast_path True and False train the same network bit for bit."""
+    split = toy_split(f=23, n=4, seed=2)
+    runs = []
+    for fast_path in (True, False):
+        torch.manual_seed(0)
+        model = AttentionFusion(n_max=4, dropout=0.0, hidden=16)
+        hist = train_fusion(model, split, epochs=2, lr=1e-2, batch_size=8, device=torch.device("cpu"), seed=0,
+                            micro_batch=3, fast_path=fast_path)
+        runs.append((_flat_params(model), [h["loss"] for h in hist]))
+    assert runs[0][1] == runs[1][1]
+    assert torch.equal(runs[0][0], runs[1][0])
+
+
+def test_fast_path_is_the_bit_mask_dropout_on_the_same_draws():
+    """fast_path on CPU swaps the model's dropout for the bit-mask one (for good: the
+    trained model keeps it) and trains exactly as a model swapped by hand and trained on
+    the plain path; without it the model keeps torch's dropout."""
+    split = toy_split(f=19, n=4, seed=4)
+    kw = dict(epochs=2, lr=1e-2, batch_size=8, device=torch.device("cpu"), seed=0, micro_batch=3)
+    runs = []
+    for by_hand in (False, True):
+        torch.manual_seed(0)
+        model = AttentionFusion(n_max=4, hidden=16)  # p = 0.5: the bit-mask path
+        if by_hand:
+            use_fast_dropout(model)
+        hist = train_fusion(model, split, fast_path=not by_hand, **kw)
+        assert [type(m) for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [BitMaskDropout] * 2
+        runs.append((_flat_params(model), [h["loss"] for h in hist]))
+    assert runs[0][1] == runs[1][1] and torch.equal(runs[0][0], runs[1][0])
+    plain = AttentionFusion(n_max=4, hidden=16)
+    train_fusion(plain, split, fast_path=False, **kw)
+    assert [type(m) for m in plain.modules() if isinstance(m, torch.nn.Dropout)] == [torch.nn.Dropout] * 2
 
 
 def test_modality_ablation_keeps_only_passes_that_vary_a_kept_modality():
     assert len(passes()) == 4 and len(passes(3.0)) == 5
-    assert [(p.app, p.pose) for p in passes(modalities=("pose",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("normal", "anomaly")]
-    assert [(p.app, p.pose) for p in passes(modalities=("app",))] == [("normal", "normal"), ("anomaly", "anomaly"), ("anomaly", "normal")]
+    assert [(p.app, p.pose) for p in passes(modalities=("pose",))] == [("normal", "normal"), ("anomaly", "anomaly"),
+                                                                       ("normal", "anomaly")]
+    assert [(p.app, p.pose) for p in passes(modalities=("app",))] == [("normal", "normal"), ("anomaly", "anomaly"),
+                                                                      ("anomaly", "normal")]
     assert [p.vel_scaled for p in passes(3.0, ("vel",))] == [False, True]
     with pytest.raises(ValueError, match="velocity alone"):
         passes(0.0, ("vel",))
@@ -76,7 +135,8 @@ def test_dropped_modality_is_zero_in_training_and_ignored_in_scoring():
     split = toy_split()
     idx = np.arange(5)
     app, pose, vel, masks, y = training_batch(split, idx, torch.device("cpu"), modalities=("pose", "vel"))
-    assert app.shape == (3 * 5, 4, 34) and torch.all(app == 0) and torch.any(pose != 0) and y.tolist() == [0.0] * 5 + [1.0] * 10
+    assert app.shape == (3 * 5, 4, 34) and torch.all(app == 0) and torch.any(pose != 0)
+    assert y.tolist() == [0.0] * 5 + [1.0] * 10
     torch.manual_seed(0)
     model = AttentionFusion(n_max=4)
     a = score(model, split, torch.device("cpu"), modalities=("pose",))
@@ -127,10 +187,11 @@ def test_pseudo_label_validation_is_the_training_objective_without_dropout():
     model.eval()
     with torch.no_grad():
         app, pose, vel, masks, y = training_batch(split, np.arange(50), torch.device("cpu"))
-        want = torch.nn.functional.binary_cross_entropy_with_logits(model(app, pose, vel, masks), y, reduction="sum").item() / 50
+        want = F_.binary_cross_entropy_with_logits(model(app, pose, vel, masks), y, reduction="sum").item() / 50
     assert got["val_loss"] == pytest.approx(want, rel=1e-5)
     # trained on other frames of the same separable toy, the held-out pseudo labels separate
-    train_fusion(model, toy_padded(n_frames=256, separable=True, seed=1), epochs=8, lr=1e-3, batch_size=64, device=torch.device("cpu"), seed=0)
+    train_fusion(model, toy_padded(n_frames=256, separable=True, seed=1), epochs=8, lr=1e-3, batch_size=64,
+                 device=torch.device("cpu"), seed=0)
     after = pseudo_label_validation(model, split, torch.device("cpu"))
     assert after["val_loss"] < got["val_loss"] and after["val_auc"] > 0.9
 
@@ -150,8 +211,8 @@ def test_keep_best_restores_the_lowest_loss_weights_and_stops_on_patience():
 
 def test_training_stops_when_the_epoch_callback_says_so():
     model = AttentionFusion(5)
-    hist = train_fusion(model, toy_padded(n_frames=20), epochs=10, lr=1e-3, batch_size=0, device=torch.device("cpu"), seed=0,
-                        on_epoch=lambda e, m: {"stop": e == 3})
+    hist = train_fusion(model, toy_padded(n_frames=20), epochs=10, lr=1e-3, batch_size=0, device=torch.device("cpu"),
+                        seed=0, on_epoch=lambda e, m: {"stop": e == 3})
     assert [h["epoch"] for h in hist] == [1, 2, 3] and "stop" not in hist[-1]
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from memfuse.fusion import PaddedSplit, frame_logits, score
-from memfuse.models import AttentionFusion, AutoEncoder, Memory, dropout, masked_softmax
+from memfuse.models import AttentionFusion, AutoEncoder, Memory, masked_softmax
 from toys import scored_split
 
 
@@ -74,7 +74,8 @@ def test_fusion_output_ignores_padded_rows_when_masked():
 def test_fusion_forward_shapes_and_u2_variants():
     for key in ("k2", "k3"):
         model = AttentionFusion(n_max=5, u2_key=key)
-        logits = model(torch.randn(3, 5, 34), torch.randn(3, 5, 34), torch.randn(3, 5), [torch.zeros(3, 5, dtype=torch.bool)] * 3)
+        logits = model(torch.randn(3, 5, 34), torch.randn(3, 5, 34), torch.randn(3, 5),
+                       [torch.zeros(3, 5, dtype=torch.bool)] * 3)
         assert logits.shape == (3,)
     with pytest.raises(ValueError):
         AttentionFusion(n_max=5, u2_key="k1")
@@ -86,19 +87,18 @@ def test_per_object_velocity_equals_expanded_velocity():
     model = AttentionFusion(n_max=5).eval()
     app, pose, vel = torch.randn(3, 5, 34), torch.randn(3, 5, 34), torch.rand(3, 5) * 4
     masks = [torch.tensor([[False] * 3 + [True] * 2] * 3)] * 3
-    torch.testing.assert_close(model(app, pose, vel, masks), model(app, pose, vel.unsqueeze(-1).expand(-1, -1, 34), masks))
+    torch.testing.assert_close(model(app, pose, vel, masks),
+                               model(app, pose, vel.unsqueeze(-1).expand(-1, -1, 34), masks))
 
 
-def test_bit_dropout_keeps_half_and_rescales():
-    torch.manual_seed(0)
-    y = dropout(torch.ones(333, 97), 0.5, training=True)
-    assert set(y.unique().tolist()) == {0.0, 2.0}
-    assert abs((y == 0).float().mean().item() - 0.5) < 0.01
-    assert torch.equal(dropout(torch.ones(4, 4), 0.5, training=False), torch.ones(4, 4))
-    torch.manual_seed(1)
-    a = dropout(torch.ones(50, 50), 0.5, True)
-    torch.manual_seed(1)
-    assert torch.equal(a, dropout(torch.ones(50, 50), 0.5, True)), "dropout must follow torch's seed"
+def test_fusion_model_uses_plain_torch_dropout():
+    """The model file is the plain maths: torch's own dropout after alignment and in the
+    classifier (the CPU fast path swaps it in :mod:`memfuse.fast`, not here)."""
+    for head in ("flatten", "pool"):
+        model = AttentionFusion(n_max=5, head=head, dropout=0.3)
+        drops = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+        assert [type(m) for m in drops] == [torch.nn.Dropout] * 2 and all(m.p == 0.3 for m in drops)
+        assert model.dropout is drops[0] and model.classifier[2] is drops[1]
 
 
 def test_autoencoder_shapes():
@@ -133,9 +133,11 @@ def test_flatten_head_depends_on_the_slot_order():
     torch.manual_seed(0)
     model = AttentionFusion(n_max=5, head="flatten").eval()
     split = scored_split(6, 5)
-    full = PaddedSplit(**{**vars(split), "app_mask": np.zeros_like(split.app_mask), "pose_mask": np.zeros_like(split.app_mask)})
+    full = PaddedSplit(**{**vars(split), "app_mask": np.zeros_like(split.app_mask),
+                          "pose_mask": np.zeros_like(split.app_mask)})
     perm = np.array([4, 2, 0, 3, 1])
     shuffled = PaddedSplit(**{k: None if v is None else v[:, perm] for k, v in vars(full).items()})
-    assert not np.allclose(frame_logits(model, full, torch.device("cpu")), frame_logits(model, shuffled, torch.device("cpu")), atol=1e-4)
+    cpu = torch.device("cpu")
+    assert not np.allclose(frame_logits(model, full, cpu), frame_logits(model, shuffled, cpu), atol=1e-4)
     with pytest.raises(ValueError):
         AttentionFusion(n_max=5, head="mean")

@@ -12,6 +12,7 @@ import pytest
 from memfuse.synthetic import SyntheticSpec, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY_SCHEDULE = str(ROOT / "config" / "schedules" / "tiny.toml")
 TINY = SyntheticSpec(train_videos=3, test_videos=3, min_frames=60, max_frames=80, max_objects=6, seed=1)
 
 
@@ -24,7 +25,7 @@ def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     make_dataset(tmp / "data", "synthetic", TINY)
     args = ["run_all.py", "--data-root", str(tmp / "data"), "--checkpoint-root", str(tmp / "ckpt"), "--results-root", str(tmp / "results"),
-            "--preset", "tiny", "--device", "cpu"]
+            "--config", TINY_SCHEDULE, "--device", "cpu"]
     first = run(args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return tmp, args, first
@@ -60,6 +61,49 @@ def test_run_all_writes_results(pipeline):
     assert len(list((tmp / "results" / "synthetic" / "videos").glob("*.csv"))) == len(ends)
 
 
+SCRIPTS_IN_ORDER = ("AE_encoder", "cluster", "cluster_pose", "train", "train_pose", "Pseudo_generators", "Pseudo_generators_pose",
+                    "padding_mask", "attention_fusion")
+
+
+def test_the_scripts_in_order_give_run_alls_figure(pipeline, tmp_path):
+    """The nine stage scripts run one after the other from the shell, with the settings at
+    their tops, score exactly as run_all.py does (same recipe, seed and threads)."""
+    tmp, _, _ = pipeline
+    threads = str(max(1, (os.cpu_count() or 1) // 2))  # run_all ran two recipes side by side, the threads shared
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    common = ["--data-root", str(tmp / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"),
+              "--config", TINY_SCHEDULE, "--device", "cpu"]
+    for script in SCRIPTS_IN_ORDER:
+        argv = common if script == "attention_fusion" else [a for a in common if a not in ("--results-root", str(tmp_path / "res"))]
+        out = subprocess.run([sys.executable, f"{script}.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        assert out.returncode == 0, script + out.stderr[-2000:]
+    ours = json.loads((tmp_path / "res" / "synthetic" / "memfuse" / "metrics.json").read_text())
+    theirs = json.loads((tmp / "results" / "synthetic" / "memfuse" / "metrics.json").read_text())
+    assert ours["micro_auc"] == theirs["micro_auc"] and ours["term_micro_auc"] == theirs["term_micro_auc"]
+    np.testing.assert_array_equal(np.load(tmp_path / "res" / "synthetic" / "memfuse" / "scores.npy"),
+                                  np.load(tmp / "results" / "synthetic" / "memfuse" / "scores.npy"))
+
+
+def test_editing_a_global_at_the_top_of_a_script_changes_what_runs(pipeline, tmp_path):
+    """A copy of attention_fusion.py with HIDDEN edited at its top trains that width and
+    records it, with no flag."""
+    import torch
+
+    tmp, _, _ = pipeline
+    source = (ROOT / "attention_fusion.py").read_text()
+    assert "\nHIDDEN = 64 " in source
+    (tmp_path / "attention_fusion.py").write_text(source.replace("\nHIDDEN = 64 ", "\nHIDDEN = 24 ", 1))
+    shutil.copytree(tmp / "ckpt", tmp_path / "ckpt")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(tmp_path / "attention_fusion.py"), "--data-root", str(tmp / "data"), "--checkpoint-root",
+                          str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"), "--config", TINY_SCHEDULE, "--device", "cpu"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = json.loads((tmp_path / "res" / "synthetic" / "memfuse" / "metrics.json").read_text())
+    state = torch.load(tmp_path / "ckpt" / "synthetic" / "memfuse" / "fusion.pt", weights_only=False)
+    assert metrics["settings"]["HIDDEN"] == 24 and state["state_dict"]["classifier.0.weight"].shape[0] == 24
+
+
 def test_second_run_skips_finished_stages(pipeline):
     tmp, args, _ = pipeline
     again = run(args)
@@ -77,7 +121,7 @@ def test_stage_refuses_inputs_of_another_recipe(pipeline, tmp_path):
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "RECIPE='paper'" in out.stderr and "RECIPE='memfuse'" in out.stderr and "Pseudo_generators.py" in out.stderr
     # a setting of the same recipe flipped on one stage is caught too
-    out = run(["train_pose.py", "--recipe", "paper", "--standardise", "--epochs", "1", "--data-root", str(tmp / "data"),
+    out = run(["train_pose.py", "--recipe", "paper", "--standardise", "--memory-epochs", "1", "--data-root", str(tmp / "data"),
                "--checkpoint-root", str(tmp / "ckpt")])
     assert out.returncode != 0 and "STANDARDISE=False" in out.stderr and "STANDARDISE=True" in out.stderr
 
@@ -93,7 +137,7 @@ def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipelin
     tmp, args, _ = pipeline
     common = ["--data-root", str(tmp / "data"), "--checkpoint-root", str(tmp / "ckpt_val"), "--results-root", str(tmp / "results")]
     shutil.copytree(tmp / "ckpt", tmp / "ckpt_val")  # the run_all fixture's checkpoints stay as they were
-    out = run(["attention_fusion.py", *common, "--results-name", "val", "--epochs", "4", "--eval-every", "1", "--val-videos", "1",
+    out = run(["attention_fusion.py", *common, "--results-name", "val", "--fusion-epochs", "4", "--eval-every", "1", "--val-videos", "1",
                "--stop-on-validation", "--device", "cpu"])
     assert out.returncode == 0, out.stderr[-2000:]
     res = tmp / "results" / "val" / "memfuse"
@@ -105,7 +149,7 @@ def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipelin
     assert (res / "validation.png").exists()
     history = json.loads((res / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4] and all("val_loss" in h and "test_micro_auc" in h for h in history)
-    bad = run(["attention_fusion.py", *common, "--results-name", "val2", "--epochs", "1", "--stop-on-validation"])
+    bad = run(["attention_fusion.py", *common, "--results-name", "val2", "--fusion-epochs", "1", "--stop-on-validation"])
     assert bad.returncode != 0 and "--val-videos" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -133,7 +177,7 @@ def test_without_two_classes_of_labels_scores_are_written_with_no_auc(tmp_path):
     labels = next(base.glob("frame_labels*.npy"))
     np.save(labels, np.zeros_like(np.load(labels)))
     common = ["--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"),
-              "--preset", "tiny", "--compare", "none"]
+              "--config", TINY_SCHEDULE, "--compare", "none"]
     out = run(["run_all.py", *common])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "every test frame is labelled 0" in out.stdout and "Traceback" not in out.stderr
@@ -150,22 +194,26 @@ def test_without_two_classes_of_labels_scores_are_written_with_no_auc(tmp_path):
 def test_run_all_rejects_bad_labels_before_training(tmp_path):
     base = make_dataset(tmp_path / "data", "synthetic", TINY)
     np.save(base / "frame_labels.npy", np.zeros(7))
-    out = run(["run_all.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--preset", "tiny"])
+    out = run(["run_all.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--config", TINY_SCHEDULE])
     assert out.returncode != 0 and "frame labels but the test split has" in out.stderr
     assert not list((tmp_path / "ckpt").rglob("autoencoder.pt"))
 
 
-@pytest.mark.parametrize("script", ["AE_encoder.py", "cluster_pose.py", "train_pose.py", "Pseudo_generators.py", "padding_mask.py", "attention_fusion.py", "run_all.py"])
-def test_help(script):
+@pytest.mark.parametrize("script, flag", [("AE_encoder.py", "--ae-epochs"), ("cluster_pose.py", "--memory-size"),
+                                          ("train_pose.py", "--memory-epochs"), ("Pseudo_generators.py", "--extrapolate"),
+                                          ("padding_mask.py", "--pad-chunk"), ("attention_fusion.py", "--fusion-epochs"),
+                                          ("baseline.py", "--gmm-components"), ("extract_features.py", "--fast-extract"),
+                                          ("run_all.py", "--compare")])
+def test_help(script, flag):
     out = run([script, "--help"])
-    assert out.returncode == 0 and "--dataset" in out.stdout
+    assert out.returncode == 0 and "--dataset" in out.stdout and flag in out.stdout
 
 
 @pytest.mark.parametrize("extra, message", [(["--dataset", "../x"], "plain name"), (["--data-root", "/no/such/folder"], "no such folder"),
-                                            (["--set", "HEADD=pool"], "did you mean HEAD"), (["--haed", "flatten"], "did you mean --head"),
-                                            (["--smooth-sigma"], "needs a value"), (["--set", "MASKING=maybe"], "true or false"),
+                                            (["--headd", "pool"], "did you mean --head"), (["--haed", "flatten"], "did you mean --head"),
+                                            (["--smooth-sigma"], "expected one argument"), (["--masking=maybe"], "ignored explicit argument"),
                                             (["--seed", "-1"], "a seed is an integer from 0"), (["--modalities", "pse"], "--modalities pse"),
-                                            (["--epochs", "abc"], "invalid int value")])
+                                            (["--fusion-epochs", "abc"], "invalid int value")])
 def test_run_all_rejects_bad_arguments_before_any_stage(tmp_path, extra, message):
     out = run(["run_all.py", "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"), *extra])
     assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr
@@ -179,7 +227,7 @@ def test_a_second_run_on_the_same_checkpoint_folder_stops_naming_the_holder(tmp_
     held = tmp_path / "ckpt" / "synthetic" / "memfuse"
     with folder_lock(held):
         out = run(["run_all.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"),
-                   "--results-root", str(tmp_path / "res"), "--preset", "tiny", "--compare", "none"])
+                   "--results-root", str(tmp_path / "res"), "--config", TINY_SCHEDULE, "--compare", "none"])
     assert out.returncode != 0 and "in use by another run" in out.stderr and f"pid {os.getpid()}" in out.stderr
     assert "Traceback" not in out.stderr and not (held / "autoencoder.pt").exists()
     with folder_lock(held):  # released when its holder is done
@@ -228,7 +276,7 @@ def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):
     np.save(base / "frame_labels.npy", np.r_[np.zeros(30), np.ones(30)].astype(np.int64))
     try:
         out = run(["run_all.py", "--dataset", name, "--data-root", str(tmp_path), "--checkpoint-root", str(tmp_path / "ckpt"),
-                   "--results-root", str(tmp_path / "res"), "--preset", "tiny", "--compare", "none", "--jobs", "1", "--memory-size", "16", "--fast-extract"])
+                   "--results-root", str(tmp_path / "res"), "--config", TINY_SCHEDULE, "--compare", "none", "--jobs", "1", "--memory-size", "16", "--fast-extract"])
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "boxes of what moves" in out.stdout
         meta = json.loads((ROOT / "data" / name / "extracted_features" / "train" / "extract_meta.json").read_text())

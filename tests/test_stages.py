@@ -1,4 +1,4 @@
-"""memfuse.stages: memory training and the checks between stages."""
+"""memfuse.stages and memfuse.pipeline: memory training and the checks between stages."""
 
 import numpy as np
 import pytest
@@ -36,18 +36,18 @@ def test_a_stage_killed_after_it_started_is_never_up_to_date(tmp_path):
     left by a kill (an intermediate memory checkpoint) with an old stamp are rerun."""
     import json
 
-    from memfuse.stages import finish_stage, provenance_path, start_stage
+    from memfuse.pipeline import StageRun, check_inputs, provenance_path
     from run_all import up_to_date
 
     ckpt = tmp_path / "ckpt"
     (ckpt / ".stamps").mkdir(parents=True)
     (ckpt / "memory_appearance.pt").write_bytes(b"weights")
-    (ckpt / ".stamps" / "train.py.json").write_text(json.dumps({"argv": ["--epochs", "3"], "inputs": {}}))
+    (ckpt / ".stamps" / "train.py.json").write_text(json.dumps({"argv": ["--memory-epochs", "3"], "inputs": {}}))
     settings = {"RECIPE": "memfuse", "STANDARDISE": True}
-    finish_stage(ckpt, "train.py", settings)
-    assert up_to_date("train.py", ckpt, ["--epochs", "3"], set(), {})
-    assert not up_to_date("train.py", ckpt, ["--epochs", "4"], set(), {})  # other flags
-    assert not up_to_date("train.py", ckpt, ["--epochs", "3"], {"cluster.py"}, {})  # an input stage reran
-    start_stage(ckpt, "train.py", settings, ("RECIPE", "STANDARDISE"))  # ... and then the run was killed
+    StageRun("train.py", settings, "cpu", ckpt).finish()
+    assert up_to_date("train.py", ckpt, ["--memory-epochs", "3"], set(), {})
+    assert not up_to_date("train.py", ckpt, ["--memory-epochs", "4"], set(), {})  # other flags
+    assert not up_to_date("train.py", ckpt, ["--memory-epochs", "3"], {"cluster.py"}, {})  # an input stage reran
+    check_inputs(ckpt, "train.py", settings)  # the stage starts ... and then the run was killed
     assert not provenance_path(ckpt, "train.py").exists()
-    assert not up_to_date("train.py", ckpt, ["--epochs", "3"], set(), {})
+    assert not up_to_date("train.py", ckpt, ["--memory-epochs", "3"], set(), {})
