@@ -11,6 +11,7 @@ where CKPT = checkpoints/DATASET/RECIPE/.
     python AE_encoder.py                                   # the synthetic data, made when missing
     python AE_encoder.py --dataset ped2 --data-root ../shared/data
 """
+
 import copy
 
 import numpy as np
@@ -65,7 +66,9 @@ def reconstruction_error(model: AutoEncoder, x: np.ndarray, device: torch.device
 @torch.no_grad()
 def mse(model: AutoEncoder, x: torch.Tensor, batch: int) -> float:
     model.eval()
-    total = sum(F_.mse_loss(model(x[s : s + batch]), x[s : s + batch], reduction="sum").item() for s in range(0, len(x), batch))
+    total = sum(
+        F_.mse_loss(model(x[s : s + batch]), x[s : s + batch], reduction="sum").item() for s in range(0, len(x), batch)
+    )
     return total / x.numel()
 
 
@@ -84,8 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     mean, std = D.zscore_fit(train) if standardise else (None, None)
     if standardise:  # every feature weighs alike in the reconstruction, whatever its scale
         train, test = D.zscore(train, mean, std), D.zscore(test, mean, std)
-    print(f"[AE_encoder] {stage.dataset}: {len(train)} train / {len(test)} test objects, {train.shape[1]}-d -> 34-d, "
-          f"recipe {stage.recipe}" + (", inputs standardised" if standardise else ""))
+    print(
+        f"[AE_encoder] {stage.dataset}: {len(train)} train / {len(test)} test objects, {train.shape[1]}-d -> 34-d, "
+        f"recipe {stage.recipe}" + (", inputs standardised" if standardise else "")
+    )
 
     x = torch.from_numpy(train).to(device)
     x_test = torch.from_numpy(test).to(device) if SELECT == "test" else None
@@ -115,14 +120,27 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[AE_encoder] kept epoch {kept} ({SELECT}); final train MSE {history[-1]['train_mse']:.4g}")
 
     codes = encode_all(model, train, device, ENCODE_BATCH)
-    check_codes(codes, f"{stage.dataset} train appearance, epoch {kept}")  # before any output: a collapsed run leaves nothing behind
+    check_codes(
+        codes, f"{stage.dataset} train appearance, epoch {kept}"
+    )  # before any output: a collapsed run leaves nothing behind
     save_npy(ckpt / "appearance_train.npy", codes)
     save_npy(ckpt / "appearance_test.npy", encode_all(model, test, device, ENCODE_BATCH))
     for split, x_split in (("train", train), ("test", test)):
         save_npy(ckpt / f"appearance_{split}_recon.npy", reconstruction_error(model, x_split, device, ENCODE_BATCH))
     # The checkpoint goes last: run_all treats it as the stage's completion mark.
-    save_torch(ckpt / "autoencoder.pt", {"state_dict": model.cpu().state_dict(), "in_dim": train.shape[1], "kept_epoch": kept,
-                                         "select": SELECT, "history": history, "input_mean": mean, "input_std": std, "settings": stage.settings})
+    save_torch(
+        ckpt / "autoencoder.pt",
+        {
+            "state_dict": model.cpu().state_dict(),
+            "in_dim": train.shape[1],
+            "kept_epoch": kept,
+            "select": SELECT,
+            "history": history,
+            "input_mean": mean,
+            "input_std": std,
+            "settings": stage.settings,
+        },
+    )
     stage.finish()
     print(f"[AE_encoder] wrote {ckpt}/autoencoder.pt, appearance_train.npy, appearance_test.npy")
 

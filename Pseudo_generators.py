@@ -18,6 +18,7 @@ and settings for pose.
 
     python Pseudo_generators.py --dataset ped2 --data-root ../shared/data
 """
+
 from memfuse.pipeline import begin, run
 from memfuse.registry import for_modality
 from memfuse.stages import pseudo_stage
@@ -30,17 +31,29 @@ HELP = {
     "TEMPERATURE_TOP": "softmax temperature T1 over the top weights",
     "TEMPERATURE_BOTTOM": "softmax temperature T2 over the bottom weights",
     "EXTRAPOLATE": "pseudo-anomaly = q + E (q - top-k mixture), pushed away from the memory "
-                   "(0 = the paper's mixture of ranks k+1..2k)",
+    "(0 = the paper's mixture of ranks k+1..2k)",
 }
 
 
 def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
     stage = begin(globals(), for_modality("Pseudo_generators.py", modality).script, argv)
-    rows = pseudo_stage(stage.ckpt, stage.data_root, stage.dataset, modality, top_k=stage["TOP_K"], t_top=TEMPERATURE_TOP,
-                        t_bottom=TEMPERATURE_BOTTOM, device=stage.device, extrapolate=EXTRAPOLATE, standardise=stage["STANDARDISE"])
+    rows = pseudo_stage(
+        stage.ckpt,
+        stage.data_root,
+        stage.dataset,
+        modality,
+        top_k=stage["TOP_K"],
+        t_top=TEMPERATURE_TOP,
+        t_bottom=TEMPERATURE_BOTTOM,
+        device=stage.device,
+        extrapolate=EXTRAPOLATE,
+        standardise=stage["STANDARDISE"],
+    )
     stage.finish()
-    print(f"[pseudo {modality}] {stage.dataset}: {rows['train']} train / {rows['test']} test queries "
-          f"-> {stage.ckpt}/pseudo_{modality}_*.npy")
+    print(
+        f"[pseudo {modality}] {stage.dataset}: {rows['train']} train / {rows['test']} test queries "
+        f"-> {stage.ckpt}/pseudo_{modality}_*.npy"
+    )
 
 
 if __name__ == "__main__":

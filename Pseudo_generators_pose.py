@@ -8,6 +8,7 @@ The settings are Pseudo_generators.py's (edit them there); this script runs its 
 
     python Pseudo_generators_pose.py --dataset ped2 --data-root ../shared/data
 """
+
 import Pseudo_generators
 from memfuse.pipeline import run
 

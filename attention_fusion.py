@@ -25,15 +25,27 @@ autoencoder and memories still saw those videos; only the classifier did not.
 
     python attention_fusion.py --dataset ped2 --data-root ../shared/data
 """
+
 import json
 import time
 
 import numpy as np
 from scipy.special import expit
 
-from memfuse import data as D, report
-from memfuse.fusion import (KeepBest, PaddedSplit, check_modalities, frame_logits, holdout_videos, memory_terms, passes,
-                            pseudo_label_validation, take_frames, train_fusion)
+from memfuse import data as D
+from memfuse import report
+from memfuse.fusion import (
+    KeepBest,
+    PaddedSplit,
+    check_modalities,
+    frame_logits,
+    holdout_videos,
+    memory_terms,
+    passes,
+    pseudo_label_validation,
+    take_frames,
+    train_fusion,
+)
 from memfuse.io import InputError, require, results_dir, save_torch
 from memfuse.metrics import evaluate, micro_auc, smooth_scores, why_no_auc
 from memfuse.models import HEADS, AttentionFusion
@@ -42,7 +54,8 @@ from memfuse.registry import made_by
 from memfuse.scoring import combine, object_scores, parse_terms, sum_by_group
 from memfuse.stages import load_output
 
-# -- settings: each is also a flag (--fusion-epochs 2000); the smoothing and results folders are shared (memfuse/config.py)
+# -- settings: each is also a flag (--fusion-epochs 2000); the smoothing and results folders are shared
+# (memfuse/config.py)
 FUSION_EPOCHS = 200  # the paper: 2000 (config/schedules/paper.toml)
 FUSION_LEARNING_RATE = 1e-4
 FUSION_BATCH_SIZE = 4096  # frames per step; >= the train frame count is full batch (Ped2: 2550)
@@ -68,16 +81,17 @@ HELP = {
     "HIDDEN": "classifier hidden width",
     "DROPOUT": "dropout after alignment and in the classifier",
     "HEAD": f"classifier head: {' or '.join(HEADS)} (see memfuse.models.AttentionFusion)",
-    "SCORE_TERMS": "frame score: classifier alone (its sigmoid, the paper) or the sum of the train-standardised terms listed "
-                   "(classifier, app, app_rec, pose, vel; see memfuse/scoring.py)",
+    "SCORE_TERMS": "frame score: classifier alone (its sigmoid, the paper) or the sum of the train-standardised "
+    "terms listed (classifier, app, app_rec, pose, vel; see memfuse/scoring.py)",
     "MASKING": "padded keys take no attention weight (--no-masking: the reference)",
     "U2_KEY": "k2: u2 = softmax(q1 k2^T + q3 k2^T) v2; k3: the reference's q1 k3^T",
     "VELOCITY_ANOMALY_SCALE": "pseudo-anomalous velocity = scale x velocity, a fifth pass (0 = off, the paper)",
     "EVAL_EVERY": "record the test AUC every this many epochs, as a diagnostic only (0 = never)",
     "MODALITIES": "ablation: comma-separated modalities the model sees (app, pose, vel); the others are zeros",
-    "VAL_VIDEOS": "hold out the last N train videos from the fusion; their pseudo-label loss is recorded every EVAL_EVERY "
-                  "epochs (0 = none)",
-    "STOP_ON_VALIDATION": "model = the evaluated epoch with the lowest held-out pseudo-label loss (needs --val-videos), not the last",
+    "VAL_VIDEOS": "hold out the last N train videos from the fusion; their pseudo-label loss is recorded every "
+    "EVAL_EVERY epochs (0 = none)",
+    "STOP_ON_VALIDATION": "model = the evaluated epoch with the lowest held-out pseudo-label loss "
+    "(needs --val-videos), not the last",
     "PATIENCE": "with --stop-on-validation: end training after this many evaluations without improvement (0 = never)",
     "FAST_PATH": "CPU fast path (memfuse/fast.py): bit-mask dropout, batches cut to the rows they fill; same maths",
 }
@@ -102,7 +116,9 @@ def validation_diagnostics(history: list[dict], best_epoch: int) -> dict:
     from scipy.stats import spearmanr
 
     evaluated = [h for h in history if "val_loss" in h and "test_micro_auc" in h]
-    out = {"test_micro_auc_at_best_epoch": next((h["test_micro_auc"] for h in evaluated if h["epoch"] == best_epoch), None)}
+    out = {
+        "test_micro_auc_at_best_epoch": next((h["test_micro_auc"] for h in evaluated if h["epoch"] == best_epoch), None)
+    }
     if len(evaluated) >= 3:
         rho = spearmanr([h["val_loss"] for h in evaluated], [h["test_micro_auc"] for h in evaluated]).statistic
         out["spearman_val_loss_vs_test_auc"] = None if np.isnan(rho) else float(rho)
@@ -132,8 +148,16 @@ def check_settings(g: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return modalities, terms
 
 
-def frame_scores(model: AttentionFusion, train: PaddedSplit, test: PaddedSplit, *, device, modalities: tuple[str, ...],
-                 terms: tuple[str, ...], fixed: tuple[dict, dict]) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+def frame_scores(
+    model: AttentionFusion,
+    train: PaddedSplit,
+    test: PaddedSplit,
+    *,
+    device,
+    modalities: tuple[str, ...],
+    terms: tuple[str, ...],
+    fixed: tuple[dict, dict],
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """Unsmoothed test frame scores (F_test,), every term standardised on the train frames
     ({term: (F_test,)}, for the record), and the standardisation. ``fixed``: the
     training-free terms of the train and test splits. The classifier alone is scored by
@@ -166,12 +190,18 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as exc:
             raise InputError(f"--val-videos {VAL_VIDEOS}: {exc}") from exc
         train, val = take_frames(train, fit_frames), take_frames(train, val_frames)
-        print(f"[attention_fusion] validation: the last {VAL_VIDEOS} train videos ({val.n_frames} frames) held out of the fusion")
+        print(
+            f"[attention_fusion] validation: the last {VAL_VIDEOS} train videos ({val.n_frames} frames) "
+            "held out of the fusion"
+        )
     keeper = KeepBest(PATIENCE if STOP_ON_VALIDATION else 0)
     n_max = meta["n_max"]
-    print(f"[attention_fusion] {dataset}: {train.n_frames} train / {test.n_frames} test frames, N_max {n_max}, "
-          f"{FUSION_EPOCHS} epochs on {device}, masking={MASKING}, u2 key={U2_KEY}, velocity anomaly x{VELOCITY_ANOMALY_SCALE}, "
-          f"modalities {','.join(modalities)}, head {HEAD}, score {' + '.join(terms)}, recipe {stage.recipe}")
+    print(
+        f"[attention_fusion] {dataset}: {train.n_frames} train / {test.n_frames} test frames, N_max {n_max}, "
+        f"{FUSION_EPOCHS} epochs on {device}, masking={MASKING}, u2 key={U2_KEY}, "
+        f"velocity anomaly x{VELOCITY_ANOMALY_SCALE}, "
+        f"modalities {','.join(modalities)}, head {HEAD}, score {' + '.join(terms)}, recipe {stage.recipe}"
+    )
     fixed = (memory_terms(train), memory_terms(test))
 
     def smoothed(raw: np.ndarray) -> np.ndarray:
@@ -192,19 +222,40 @@ def main(argv: list[str] | None = None) -> None:
 
     model = AttentionFusion(n_max, hidden=HIDDEN, dropout=DROPOUT, u2_key=U2_KEY, head=HEAD).to(device)
     start = time.perf_counter()
-    history = train_fusion(model, train, epochs=FUSION_EPOCHS, lr=FUSION_LEARNING_RATE, batch_size=FUSION_BATCH_SIZE,
-                           device=device, seed=stage.seed, masking=MASKING, velocity_anomaly_scale=VELOCITY_ANOMALY_SCALE,
-                           on_epoch=diagnostic, modalities=modalities, fast_path=FAST_PATH)
+    history = train_fusion(
+        model,
+        train,
+        epochs=FUSION_EPOCHS,
+        lr=FUSION_LEARNING_RATE,
+        batch_size=FUSION_BATCH_SIZE,
+        device=device,
+        seed=stage.seed,
+        masking=MASKING,
+        velocity_anomaly_scale=VELOCITY_ANOMALY_SCALE,
+        on_epoch=diagnostic,
+        modalities=modalities,
+        fast_path=FAST_PATH,
+    )
     train_seconds = time.perf_counter() - start
     epochs_run = history[-1]["epoch"] if history else 0
     selection = f"fixed: the model after {epochs_run} epochs (no test labels used)"
     if STOP_ON_VALIDATION:
         selected = keeper.restore(model)
-        selection = (f"label-free: epoch {selected} of {epochs_run}, the lowest pseudo-label loss on {VAL_VIDEOS} held-out train "
-                     f"videos, evaluated every {EVAL_EVERY} epochs (no test labels used)")
+        selection = (
+            f"label-free: epoch {selected} of {epochs_run}, the lowest pseudo-label loss on {VAL_VIDEOS} held-out "
+            f"train videos, evaluated every {EVAL_EVERY} epochs (no test labels used)"
+        )
     raw, z, stats = scores_of(model)
-    save_torch(ckpt / "fusion.pt", {"state_dict": model.cpu().state_dict(), "n_max": n_max, "settings": stage.settings,
-                                    "history": history, "term_standardisation": stats})
+    save_torch(
+        ckpt / "fusion.pt",
+        {
+            "state_dict": model.cpu().state_dict(),
+            "n_max": n_max,
+            "settings": stage.settings,
+            "history": history,
+            "term_standardisation": stats,
+        },
+    )
     model.to(device)
     final = smoothed(raw)
     measures = evaluate(final, labels, ends)
@@ -217,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         "protocol": {
             "model_selection": selection,
             "smoothing": f"gaussian sigma {stage['SMOOTH_SIGMA']}, "
-                         + ("per video" if stage["SMOOTH_PER_VIDEO"] else "whole test sequence (reference)"),
+            + ("per video" if stage["SMOOTH_PER_VIDEO"] else "whole test sequence (reference)"),
             "auc": "frame-level ROC AUC; micro = all frames pooled, macro = mean per-video AUC (AI-VAD padding)",
         },
         "settings": stage.settings,
@@ -230,21 +281,47 @@ def main(argv: list[str] | None = None) -> None:
         **report.oracle(history, EVAL_EVERY),
     }
     if val is not None:
-        result["validation"] = {"videos": VAL_VIDEOS, "frames": int(val.n_frames), "best_epoch": keeper.best_epoch,
-                                "best_val_loss": keeper.best_loss, "epochs_run": epochs_run,
-                                **validation_diagnostics(history, keeper.best_epoch)}
-    per_object = object_scores({"app": test.app_dist, "app_rec": test.app_rec, "vel": test.vel}, np.asarray(test.app_mask), stats,
-                               terms)
-    report.write_fusion_results(out, dataset=dataset, result=result, final=final, raw=raw, terms=z, per_object=per_object,
-                                history=history, labels=labels, ends=ends, eval_every=EVAL_EVERY, validation=val is not None)
+        result["validation"] = {
+            "videos": VAL_VIDEOS,
+            "frames": int(val.n_frames),
+            "best_epoch": keeper.best_epoch,
+            "best_val_loss": keeper.best_loss,
+            "epochs_run": epochs_run,
+            **validation_diagnostics(history, keeper.best_epoch),
+        }
+    per_object = object_scores(
+        {"app": test.app_dist, "app_rec": test.app_rec, "vel": test.vel}, np.asarray(test.app_mask), stats, terms
+    )
+    report.write_fusion_results(
+        out,
+        dataset=dataset,
+        result=result,
+        final=final,
+        raw=raw,
+        terms=z,
+        per_object=per_object,
+        history=history,
+        labels=labels,
+        ends=ends,
+        eval_every=EVAL_EVERY,
+        validation=val is not None,
+    )
     stage.finish()
     if no_auc:
         print(f"[attention_fusion] no AUC ({no_auc}); scores in {out / 'scores.npy'}")
         return
-    print("[attention_fusion] term micro AUCs: " + "  ".join(f"{t} {a:.4f}" for t, a in result["term_micro_auc"].items()))
-    print(f"[attention_fusion] micro AUC {measures['micro_auc']:.4f}  macro AUC {measures['macro_auc']:.4f}  EER {measures['eer']:.4f}"
-          + (f"  (oracle, test-selected: {result['oracle_micro_auc']:.4f} at epoch {result['oracle_epoch']})"
-             if "oracle_micro_auc" in result else ""))
+    print(
+        "[attention_fusion] term micro AUCs: " + "  ".join(f"{t} {a:.4f}" for t, a in result["term_micro_auc"].items())
+    )
+    print(
+        f"[attention_fusion] micro AUC {measures['micro_auc']:.4f}  macro AUC {measures['macro_auc']:.4f}  "
+        f"EER {measures['eer']:.4f}"
+        + (
+            f"  (oracle, test-selected: {result['oracle_micro_auc']:.4f} at epoch {result['oracle_epoch']})"
+            if "oracle_micro_auc" in result
+            else ""
+        )
+    )
 
 
 if __name__ == "__main__":

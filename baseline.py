@@ -10,9 +10,11 @@ Writes results/DATASET/baseline_scores.npy    (F_test,) smoothed combined frame 
 
     python baseline.py --dataset ped2 --data-root ../shared/data
 """
+
 import time
 
-from memfuse import baseline as B, data as D
+from memfuse import baseline as B
+from memfuse import data as D
 from memfuse.baseline import evaluate_baseline, score_baseline
 from memfuse.io import results_dir, save_json, save_npy
 from memfuse.pipeline import begin, run
@@ -35,18 +37,33 @@ def main(argv: list[str] | None = None) -> None:
     test = D.load_split(root, dataset, "test")
     ends = D.load_clip_lengths(root, dataset, "test", test.n_frames)
     labels = D.load_labels(root, dataset, ends, required=False)
-    print(f"[baseline] {dataset}: {train.n_frames} train / {test.n_frames} test frames, "
-          f"{len(train.appearance.values)} / {len(test.appearance.values)} objects, {len(train.pose.values)} / {len(test.pose.values)} persons")
+    print(
+        f"[baseline] {dataset}: {train.n_frames} train / {test.n_frames} test frames, "
+        f"{len(train.appearance.values)} / {len(test.appearance.values)} objects, "
+        f"{len(train.pose.values)} / {len(test.pose.values)} persons"
+    )
     start = time.perf_counter()
-    scores = score_baseline(train, test, ends, GMM_COMPONENTS, stage["SMOOTH_SIGMA"], stage["SMOOTH_PER_VIDEO"], q_chunk=Q_CHUNK,
-                            r_chunk=R_CHUNK, device=stage.device, seed=stage.seed)
+    scores = score_baseline(
+        train,
+        test,
+        ends,
+        GMM_COMPONENTS,
+        stage["SMOOTH_SIGMA"],
+        stage["SMOOTH_PER_VIDEO"],
+        q_chunk=Q_CHUNK,
+        r_chunk=R_CHUNK,
+        device=stage.device,
+        seed=stage.seed,
+    )
     metrics = evaluate_baseline(scores, labels, ends)
     metrics["calibration"] = scores["calibration"]
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     metrics["settings"] = stage.settings
-    metrics["protocol"] = ("AI-VAD density scoring: velocity GMM -log-likelihood, pose (centred, / height) and appearance (L2-normalised) "
-                           "1-NN distance; per modality frame max, (s - train min) / (train max - train min) with leave-one-out "
-                           "train scores; modalities summed; Gaussian smoothing")
+    metrics["protocol"] = (
+        "AI-VAD density scoring: velocity GMM -log-likelihood, pose (centred, / height) and appearance (L2-normalised) "
+        "1-NN distance; per modality frame max, (s - train min) / (train max - train min) with leave-one-out "
+        "train scores; modalities summed; Gaussian smoothing"
+    )
 
     out = results_dir(stage["RESULTS_NAME"] or dataset, stage["RESULTS_ROOT"])
     save_npy(out / "baseline_scores.npy", scores["smoothed"]["combined"])
@@ -56,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[baseline] no AUC: {metrics['no_auc']}")
     else:
         per = "  ".join(f"{m} {v['micro_auc']:.4f}" for m, v in metrics["per_modality"].items())
-        print(f"[baseline] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  EER {metrics['eer']:.4f}  ({per})")
+        print(
+            f"[baseline] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  "
+            f"EER {metrics['eer']:.4f}  ({per})"
+        )
     print(f"[baseline] wrote {out}/baseline_scores.npy and {path}")
 
 

@@ -7,6 +7,7 @@ settings for pose.
 
     python cluster.py --dataset ped2 --data-root ../shared/data
 """
+
 from memfuse.pipeline import begin, run
 from memfuse.registry import for_modality
 from memfuse.stages import cluster_stage
@@ -24,10 +25,22 @@ HELP = {
 
 def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
     stage = begin(globals(), for_modality("cluster.py", modality).script, argv)
-    centroids = cluster_stage(stage.ckpt, stage.data_root, stage.dataset, modality, memory_size=MEMORY_SIZE, seed=KMEANS_SEED,
-                              device=stage.device, backend=BACKEND, standardise=stage["STANDARDISE"])
+    centroids = cluster_stage(
+        stage.ckpt,
+        stage.data_root,
+        stage.dataset,
+        modality,
+        memory_size=MEMORY_SIZE,
+        seed=KMEANS_SEED,
+        device=stage.device,
+        backend=BACKEND,
+        standardise=stage["STANDARDISE"],
+    )
     stage.finish()
-    print(f"[{stage.script}] {stage.dataset}: {centroids.shape[0]} {modality} centroids -> {stage.ckpt}/memory_init_{modality}.npy")
+    print(
+        f"[{stage.script}] {stage.dataset}: {centroids.shape[0]} {modality} centroids -> "
+        f"{stage.ckpt}/memory_init_{modality}.npy"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ The settings are cluster.py's (edit them there); this script runs its main for p
 
     python cluster_pose.py --dataset ped2 --data-root ../shared/data
 """
+
 import cluster
 from memfuse.pipeline import run
 

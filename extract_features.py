@@ -17,6 +17,7 @@ already comes as features: stage 0 has nothing to do for it.
     python extract_features.py --dataset NAME --data-root DIR --pose-model data/models/pose_landmark_full.tflite \
         --fast-extract
 """
+
 from memfuse.extract.pipeline import (
     APPEARANCE_CHOICES,
     FAST_FLOW,
@@ -78,19 +79,30 @@ HELP = {
 def settings_of(g: dict) -> ExtractSettings:
     """The :class:`ExtractSettings` of the script globals ``g`` (an empty path: none)."""
     settings = ExtractSettings(
-        appearance=g["APPEARANCE"], flow=g["FLOW"], flow_scale=g["FLOW_SCALE"], flow_blur=g["FLOW_BLUR"],
-        bins=g["VELOCITY_BINS"] or None, pose_model=g["POSE_MODEL"] or None, pose_every=g["POSE_EVERY"],
-        person_shaped=g["PERSON_SHAPED"], clip_weights=g["CLIP_WEIGHTS"] or None,
-        clip_interpolation=g["CLIP_INTERPOLATION"], clip_quick_gelu=g["CLIP_QUICK_GELU"], clip_bgr=g["CLIP_BGR"],
-        workers=g["WORKERS"])
+        appearance=g["APPEARANCE"],
+        flow=g["FLOW"],
+        flow_scale=g["FLOW_SCALE"],
+        flow_blur=g["FLOW_BLUR"],
+        bins=g["VELOCITY_BINS"] or None,
+        pose_model=g["POSE_MODEL"] or None,
+        pose_every=g["POSE_EVERY"],
+        person_shaped=g["PERSON_SHAPED"],
+        clip_weights=g["CLIP_WEIGHTS"] or None,
+        clip_interpolation=g["CLIP_INTERPOLATION"],
+        clip_quick_gelu=g["CLIP_QUICK_GELU"],
+        clip_bgr=g["CLIP_BGR"],
+        workers=g["WORKERS"],
+    )
     return settings.fast() if g["FAST_EXTRACT"] else settings
 
 
 def check_settings(g: dict) -> None:
     """Raise InputError naming a bad value, before any work."""
     if g["DATASET"] == SYNTHETIC:
-        raise InputError(f"--dataset {SYNTHETIC} already comes as features (memfuse/synthetic.py): stage 0 has nothing "
-                         "to extract; give --dataset NAME of raw frames or videos in DATA_ROOT/NAME")
+        raise InputError(
+            f"--dataset {SYNTHETIC} already comes as features (memfuse/synthetic.py): stage 0 has nothing "
+            "to extract; give --dataset NAME of raw frames or videos in DATA_ROOT/NAME"
+        )
     settings_of(g).check()
 
 
@@ -98,8 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     stage = begin(globals(), "extract_features.py", argv)
     check_settings(globals())
     splits = tuple(s.strip() for s in SPLITS.split(",") if s.strip())
-    report = extract_dataset(stage.dataset, stage.data_root, OUT_ROOT, settings_of(globals()), splits=splits,
-                             force=FORCE, progress=PROGRESS)
+    report = extract_dataset(
+        stage.dataset, stage.data_root, OUT_ROOT, settings_of(globals()), splits=splits, force=FORCE, progress=PROGRESS
+    )
     for split in splits:
         r = report[split]
         done = f"{r['frames']} frames, {r['objects']} objects, {r['wall_s']:.1f}s"

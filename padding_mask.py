@@ -22,6 +22,7 @@ where CKPT = checkpoints/DATASET/RECIPE/.
 
     python padding_mask.py --dataset ped2 --data-root ../shared/data
 """
+
 from memfuse import data as D
 from memfuse.io import InputError, save_json
 from memfuse.padding import n_max_of, save_padded, velocity_per_object
@@ -53,22 +54,52 @@ def main(argv: list[str] | None = None) -> None:
             for kind in names:
                 values = load_output(ckpt, f"pseudo_{modality}_{split}_{kind}.npy")
                 if len(values) != layout.offsets[-1]:
-                    raise InputError(f"{ckpt}/pseudo_{modality}_{split}_{kind}.npy has {len(values)} rows, the {split} data {layout.offsets[-1]}: rerun stage 4")
+                    raise InputError(
+                        f"{ckpt}/pseudo_{modality}_{split}_{kind}.npy has {len(values)} rows, "
+                        f"the {split} data {layout.offsets[-1]}: rerun stage 4"
+                    )
                 suffix = "" if kind == "normal" else "_anomaly"
                 mask_path = out / f"{split}_{short}_mask.npy" if kind == "normal" else None
-                save_padded(layout.with_values(values), n_max, out / f"{split}_{short}{suffix}.npy", mask_path, PAD_CHUNK)
+                save_padded(
+                    layout.with_values(values), n_max, out / f"{split}_{short}{suffix}.npy", mask_path, PAD_CHUNK
+                )
         save_padded(velocity_per_object(app_layout), n_max, out / f"{split}_vel.npy", None, PAD_CHUNK, squeeze=True)
         for modality, layout, short in (("appearance", app_layout, "app"), ("pose", pose_layout, "pose")):
             dist = load_output(ckpt, f"pseudo_{modality}_{split}_distance.npy")
             if len(dist) != layout.offsets[-1]:
-                raise InputError(f"{ckpt}/pseudo_{modality}_{split}_distance.npy has {len(dist)} rows, the {split} data {layout.offsets[-1]}: rerun stage 4")
-            save_padded(layout.with_values(dist.reshape(-1, 1)), n_max, out / f"{split}_{short}_dist.npy", None, PAD_CHUNK, squeeze=True)
+                raise InputError(
+                    f"{ckpt}/pseudo_{modality}_{split}_distance.npy has {len(dist)} rows, "
+                    f"the {split} data {layout.offsets[-1]}: rerun stage 4"
+                )
+            save_padded(
+                layout.with_values(dist.reshape(-1, 1)),
+                n_max,
+                out / f"{split}_{short}_dist.npy",
+                None,
+                PAD_CHUNK,
+                squeeze=True,
+            )
         recon = load_output(ckpt, f"appearance_{split}_recon.npy")
         if len(recon) != app_layout.offsets[-1]:
-            raise InputError(f"{ckpt}/appearance_{split}_recon.npy has {len(recon)} rows, the {split} data {app_layout.offsets[-1]}: rerun python AE_encoder.py")
-        save_padded(app_layout.with_values(recon.reshape(-1, 1)), n_max, out / f"{split}_app_rec.npy", None, PAD_CHUNK, squeeze=True)
-        meta[split] = {"frames": raw.velocity.n_frames, "objects": int(app_layout.offsets[-1]), "persons": int(pose_layout.offsets[-1]),
-                       "frames_without_person": int((pose_layout.counts == 0).sum()), "velocity_bins": int(raw.velocity.values.shape[1])}
+            raise InputError(
+                f"{ckpt}/appearance_{split}_recon.npy has {len(recon)} rows, "
+                f"the {split} data {app_layout.offsets[-1]}: rerun python AE_encoder.py"
+            )
+        save_padded(
+            app_layout.with_values(recon.reshape(-1, 1)),
+            n_max,
+            out / f"{split}_app_rec.npy",
+            None,
+            PAD_CHUNK,
+            squeeze=True,
+        )
+        meta[split] = {
+            "frames": raw.velocity.n_frames,
+            "objects": int(app_layout.offsets[-1]),
+            "persons": int(pose_layout.offsets[-1]),
+            "frames_without_person": int((pose_layout.counts == 0).sum()),
+            "velocity_bins": int(raw.velocity.values.shape[1]),
+        }
     save_json(out / "meta.json", meta)
     stage.finish()
     print(f"[padding_mask] wrote {out}/ ({meta['train']['frames']} train, {meta['test']['frames']} test frames)")

@@ -13,6 +13,7 @@ the input are checked before any training. Results: ``results/NAME/summary.json`
 recipe's ``results/NAME/RECIPE/``, and per test video a plot, a CSV and (with raw frames)
 an annotated video in ``results/NAME/videos/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from memfuse import config, data as D, registry, report
+from memfuse import config, registry, report
+from memfuse import data as D
 from memfuse.io import PROJECT_ROOT, InputError, checkpoint_dir, folder_lock, results_dir, save_json
 from memfuse.pipeline import SYNTHETIC, data_files, ensure_synthetic, file_identity, provenance_path
 
@@ -33,28 +35,55 @@ SCRIPTS = (*registry.STAGE_ORDER, registry.BASELINE.script)  # what run_all runs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                allow_abbrev=False,
-                                epilog="Any other flag is a setting of a stage script (the globals at its top), forwarded to the "
-                                       "scripts that take it: --fusion-epochs 50, --head flatten, --no-masking, --pose-model PATH, "
-                                       "--fast-extract; see each script's --help.")
-    p.add_argument("--recipe", default=config.DEFAULT_RECIPE,
-                   help=f"settings applied over the scripts' globals: {', '.join(config.recipe_names())} (config/recipes/NAME.toml)")
-    p.add_argument("--config", default="", help="more TOML files of settings, comma-separated, applied after the recipe "
-                                                "(config/schedules/paper.toml: the paper's epochs)")
-    p.add_argument("--compare", default=None, help="other recipes to run beside it, comma-separated "
-                                                   "(default: paper on the synthetic demo, none otherwise; 'none' for none)")
-    p.add_argument("--dataset", default=SYNTHETIC, help="dataset name; 'synthetic' makes the embedded demo data if missing")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
+        epilog="Any other flag is a setting of a stage script (the globals at its top), forwarded to the "
+        "scripts that take it: --fusion-epochs 50, --head flatten, --no-masking, --pose-model PATH, "
+        "--fast-extract; see each script's --help.",
+    )
+    p.add_argument(
+        "--recipe",
+        default=config.DEFAULT_RECIPE,
+        help=f"settings applied over the scripts' globals: {', '.join(config.recipe_names())} "
+        "(config/recipes/NAME.toml)",
+    )
+    p.add_argument(
+        "--config",
+        default="",
+        help="more TOML files of settings, comma-separated, applied after the recipe "
+        "(config/schedules/paper.toml: the paper's epochs)",
+    )
+    p.add_argument(
+        "--compare",
+        default=None,
+        help="other recipes to run beside it, comma-separated "
+        "(default: paper on the synthetic demo, none otherwise; 'none' for none)",
+    )
+    p.add_argument(
+        "--dataset", default=SYNTHETIC, help="dataset name; 'synthetic' makes the embedded demo data if missing"
+    )
     p.add_argument("--data-root", default=None, help="folder holding DATASET/ (default: the project's data/)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun every stage even if its outputs are up to date")
     p.add_argument("--checkpoint-root", default=str(PROJECT_ROOT / "checkpoints"))
     p.add_argument("--results-root", default=str(PROJECT_ROOT / "results"))
-    p.add_argument("--results-name", default="", help="write results under results/NAME (default: the dataset name), e.g. for ablations")
-    p.add_argument("--no-annotate", dest="annotate", action="store_false",
-                   help="no annotated test videos (written to results/NAME/videos/ when the dataset has raw frames or videos)")
-    p.add_argument("--jobs", type=int, default=2, help="recipes run side by side (1: one after the other, output on the terminal)")
+    p.add_argument(
+        "--results-name",
+        default="",
+        help="write results under results/NAME (default: the dataset name), e.g. for ablations",
+    )
+    p.add_argument(
+        "--no-annotate",
+        dest="annotate",
+        action="store_false",
+        help="no annotated test videos (written to results/NAME/videos/ when the dataset has raw frames or videos)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=2, help="recipes run side by side (1: one after the other, output on the terminal)"
+    )
     args, rest = p.parse_known_args(argv)
     args.stage_flags = route_flags(rest)  # before any stage runs: a typo costs nothing
     return args
@@ -71,13 +100,18 @@ def route_flags(tokens: list[str]) -> dict[str, list[str]]:
     given, unknown = parser.parse_known_args(tokens)
     if unknown:
         flags = [config.flag_name(n) for n in owners]
-        raise InputError(f"{unknown[0]}: neither run_all.py nor any stage has this flag"
-                         + config.did_you_mean(unknown[0].split("=")[0], flags))
+        raise InputError(
+            f"{unknown[0]}: neither run_all.py nor any stage has this flag"
+            + config.did_you_mean(unknown[0].split("=")[0], flags)
+        )
     out: dict[str, list[str]] = {script: [] for script in registry.CONFIGURED_SCRIPTS}
     for name, value in vars(given).items():
         if value is not None:
-            flag = [config.flag_name(name) if value else "--no-" + config.flag_name(name)[2:]] if isinstance(value, bool) \
+            flag = (
+                [config.flag_name(name) if value else "--no-" + config.flag_name(name)[2:]]
+                if isinstance(value, bool)
                 else [config.flag_name(name), str(value)]
+            )
             for script in owners[name]:
                 out[script] += flag
     return out
@@ -87,12 +121,24 @@ def script_argv(script: str, args: argparse.Namespace, data_root: Path, recipe: 
     """The flags ``run_all`` passes to ``script`` under ``recipe``: the run's common settings,
     the folders the script takes, and the stage flags routed to it (:func:`route_flags`)."""
     st = registry.stage(script)
-    argv = ["--recipe", recipe, "--dataset", args.dataset, "--data-root", str(data_root), "--device", args.device,
-            "--seed", str(args.seed)] + (["--config", args.config] if args.config else [])
+    argv = [
+        "--recipe",
+        recipe,
+        "--dataset",
+        args.dataset,
+        "--data-root",
+        str(data_root),
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
+    ] + (["--config", args.config] if args.config else [])
     if st in registry.STAGES:
         argv += ["--checkpoint-root", args.checkpoint_root]
     if "RESULTS_ROOT" in st.shared:
-        argv += ["--results-root", args.results_root] + (["--results-name", args.results_name] if args.results_name else [])
+        argv += ["--results-root", args.results_root] + (
+            ["--results-name", args.results_name] if args.results_name else []
+        )
     return argv + args.stage_flags[st.settings_script]
 
 
@@ -107,7 +153,9 @@ def preflight(args: argparse.Namespace, data_root: Path, recipes: list[str]) -> 
     for script, recipe in runs:
         module = importlib.import_module(Path(registry.stage(script).settings_script).stem)
         g = dict(vars(module))
-        config.configure(g, script, script_argv(script, args, data_root, recipe), prog=f"{script} (recipe {recipe})", quiet=True)
+        config.configure(
+            g, script, script_argv(script, args, data_root, recipe), prog=f"{script} (recipe {recipe})", quiet=True
+        )
         if hasattr(module, "check_settings"):
             module.check_settings(g)
 
@@ -118,10 +166,21 @@ def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str], inputs: d
     if any(dep in ran for dep in registry.stage(stage).inputs):
         return False
     stamp = ckpt / ".stamps" / f"{stage}.json"
-    if not stamp.exists() or not provenance_path(ckpt, stage).exists() or not all((ckpt / o).exists() for o in registry.stage(stage).outputs):
+    if (
+        not stamp.exists()
+        or not provenance_path(ckpt, stage).exists()
+        or not all((ckpt / o).exists() for o in registry.stage(stage).outputs)
+    ):
         return False
     record = json.loads(stamp.read_text())
-    newest_input = max([(ckpt / ".stamps" / f"{d}.json").stat().st_mtime for d in registry.stage(stage).inputs if (ckpt / ".stamps" / f"{d}.json").exists()] or [0])
+    newest_input = max(
+        [
+            (ckpt / ".stamps" / f"{d}.json").stat().st_mtime
+            for d in registry.stage(stage).inputs
+            if (ckpt / ".stamps" / f"{d}.json").exists()
+        ]
+        or [0]
+    )
     return record.get("argv") == argv and record.get("inputs") == inputs and stamp.stat().st_mtime >= newest_input
 
 
@@ -146,8 +205,11 @@ def run_script(script: str, argv: list[str], log: Path | None = None, threads: i
     if proc.returncode != 0:
         if log is not None:
             print("".join(log.read_text().splitlines(keepends=True)[-20:]), file=sys.stderr)
-        sys.exit(f"run_all: {script} failed (exit {proc.returncode})" + (f"; its output is in {log}" if log else "; fix the error above")
-                 + " and rerun (finished stages are kept)")
+        sys.exit(
+            f"run_all: {script} failed (exit {proc.returncode})"
+            + (f"; its output is in {log}" if log else "; fix the error above")
+            + " and rerun (finished stages are kept)"
+        )
     if log is not None:
         print(f"  {script:<28} {seconds:6.1f} s   ({log})", flush=True)
     return seconds
@@ -163,15 +225,26 @@ def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, fl
     if D.feature_path(resolved, args.dataset, "train", "velocity").exists():
         return resolved, None
     if any((data_root / args.dataset / "training" / sub).is_dir() for sub in ("frames", "videos")):
-        seconds = run_script(registry.EXTRACT.script, script_argv(registry.EXTRACT.script, args, data_root, args.recipe))
+        seconds = run_script(
+            registry.EXTRACT.script, script_argv(registry.EXTRACT.script, args, data_root, args.recipe)
+        )
         return D.resolve_data_root(args.dataset, data_root), seconds
-    raise InputError(f"no features for {args.dataset}: expected {D.feature_path(data_root, args.dataset, 'train', 'velocity')} "
-                     f"(AI-VAD format), or raw frames in {data_root / args.dataset / 'training' / 'frames'} or video files in "
-                     f"{data_root / args.dataset / 'training' / 'videos'} for stage 0")
+    raise InputError(
+        f"no features for {args.dataset}: expected {D.feature_path(data_root, args.dataset, 'train', 'velocity')} "
+        f"(AI-VAD format), or raw frames in {data_root / args.dataset / 'training' / 'frames'} or video files in "
+        f"{data_root / args.dataset / 'training' / 'videos'} for stage 0"
+    )
 
 
-def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float], skipped: list[str], log: Path | None = None,
-               threads: int | None = None) -> dict:
+def run_recipe(
+    args: argparse.Namespace,
+    data_root: Path,
+    recipe: str,
+    times: dict[str, float],
+    skipped: list[str],
+    log: Path | None = None,
+    threads: int | None = None,
+) -> dict:
     """Every stage of one recipe (skipping those up to date); returns its metrics.json.
     ``times``: wall seconds per stage (a skipped one's from the run that made its outputs,
     its name added to ``skipped``). ``log`` and ``threads``: see :func:`run_stage`."""
@@ -180,8 +253,16 @@ def run_recipe(args: argparse.Namespace, data_root: Path, recipe: str, times: di
         return _run_recipe_stages(args, data_root, recipe, times, skipped, ckpt, log, threads)
 
 
-def _run_recipe_stages(args: argparse.Namespace, data_root: Path, recipe: str, times: dict[str, float], skipped: list[str], ckpt: Path, log: Path | None,
-                       threads: int | None) -> dict:
+def _run_recipe_stages(
+    args: argparse.Namespace,
+    data_root: Path,
+    recipe: str,
+    times: dict[str, float],
+    skipped: list[str],
+    ckpt: Path,
+    log: Path | None,
+    threads: int | None,
+) -> dict:
     ran: set[str] = set()
     for stage in registry.STAGE_ORDER:
         argv_stage = script_argv(stage, args, data_root, recipe)
@@ -194,12 +275,19 @@ def _run_recipe_stages(args: argparse.Namespace, data_root: Path, recipe: str, t
             skipped.append(f"{recipe}/{stage}")
             continue
         times[f"{recipe}/{stage}"] = round(run_script(stage, argv_stage, log, threads), 2)
-        save_json(ckpt / ".stamps" / f"{stage}.json", {"argv": argv_stage, "inputs": inputs, "seconds": times[f"{recipe}/{stage}"]})
+        save_json(
+            ckpt / ".stamps" / f"{stage}.json",
+            {"argv": argv_stage, "inputs": inputs, "seconds": times[f"{recipe}/{stage}"]},
+        )
         ran.add(stage)
-    return json.loads((results_dir(f"{args.results_name or args.dataset}/{recipe}", args.results_root) / "metrics.json").read_text())
+    return json.loads(
+        (results_dir(f"{args.results_name or args.dataset}/{recipe}", args.results_root) / "metrics.json").read_text()
+    )
 
 
-def run_recipes(args: argparse.Namespace, data_root: Path, recipes: list[str], times: dict[str, float], skipped: list[str]) -> dict[str, dict]:
+def run_recipes(
+    args: argparse.Namespace, data_root: Path, recipes: list[str], times: dict[str, float], skipped: list[str]
+) -> dict[str, dict]:
     """One recipe: its stages in order, output on the terminal. Several: side by side, one
     thread each, the CPU threads shared among them and each recipe's output in
     ``results/NAME/RECIPE/run.log`` (their stages are independent of each other)."""
@@ -220,7 +308,9 @@ def run_recipes(args: argparse.Namespace, data_root: Path, recipes: list[str], t
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     compare = args.compare if args.compare is not None else ("paper" if args.dataset == SYNTHETIC else "none")
-    recipes = [args.recipe] + [r for r in (c.strip() for c in compare.split(",") if c.strip()) if r not in ("none", args.recipe)]
+    recipes = [args.recipe] + [
+        r for r in (c.strip() for c in compare.split(",") if c.strip()) if r not in ("none", args.recipe)
+    ]
     for r in recipes:
         config.recipe_path(r)
     config.check_dataset_name(args.dataset)
@@ -231,8 +321,11 @@ def main(argv: list[str] | None = None) -> dict:
     preflight(args, data_root, recipes)
     data_root, stage0_seconds = ensure_features(args, data_root)
     summary = D.validate_dataset(data_root, args.dataset)
-    print(f"{args.dataset}: {summary['train']['frames']} train frames / {summary['train']['objects']} objects, "
-          f"{summary['test']['frames']} test frames / {summary['test']['objects']} objects, velocity bins {summary['velocity_bins']}")
+    print(
+        f"{args.dataset}: {summary['train']['frames']} train frames / {summary['train']['objects']} objects, "
+        f"{summary['test']['frames']} test frames / {summary['test']['objects']} objects, "
+        f"velocity bins {summary['velocity_bins']}"
+    )
     if summary["test"]["no_auc"]:
         print(f"{args.dataset}: {summary['test']['no_auc']}; every method's scores are written, with no AUC")
     times: dict[str, float] = {} if stage0_seconds is None else {"stage0_features": round(stage0_seconds, 2)}
@@ -248,11 +341,16 @@ def main(argv: list[str] | None = None) -> dict:
     scores = {r: np.load(out / r / "scores.npy") for r in recipes}
     scores["AI-VAD baseline"] = np.load(out / "baseline_scores.npy")
     keys = ("micro_auc", "macro_auc", "eer", "oracle_micro_auc", "oracle_epoch", "term_micro_auc", "settings")
-    summary_json = {"dataset": args.dataset, "seed": args.seed, "configs": [c.strip() for c in args.config.split(",") if c.strip()], "data": summary,
-                    "stage_seconds": times,
-                    "stages_skipped": sorted(skipped),  # up to date: their stage_seconds are those of the run that made them
-                    "recipes": {r: {k: m[k] for k in keys if k in m} for r, m in results.items()},
-                    "baseline": {k: baseline_metrics[k] for k in ("micro_auc", "macro_auc", "eer", "per_modality")}}
+    summary_json = {
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "configs": [c.strip() for c in args.config.split(",") if c.strip()],
+        "data": summary,
+        "stage_seconds": times,
+        "stages_skipped": sorted(skipped),  # up to date: their stage_seconds are those of the run that made them
+        "recipes": {r: {k: m[k] for k in keys if k in m} for r, m in results.items()},
+        "baseline": {k: baseline_metrics[k] for k in ("micro_auc", "macro_auc", "eer", "per_modality")},
+    }
     if summary["test"]["no_auc"]:
         summary_json["no_auc"] = summary["test"]["no_auc"]
     elif kinds_file.exists():

@@ -10,6 +10,7 @@ for pose.
 
     python train.py --dataset ped2 --data-root ../shared/data
 """
+
 from memfuse.io import save_torch
 from memfuse.pipeline import begin, run
 from memfuse.plots import plot_history
@@ -48,15 +49,39 @@ def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
     ckpt, device = stage.ckpt, stage.device
     init = load_output(ckpt, f"memory_init_{modality}.npy")
     queries = train_queries(ckpt, stage.data_root, stage.dataset, modality, standardise=stage["STANDARDISE"]).values
-    print(f"[train {modality}] {stage.dataset}: {len(queries)} queries, {len(init)} items, {MEMORY_EPOCHS} epochs on {device}")
+    print(
+        f"[train {modality}] {stage.dataset}: {len(queries)} queries, {len(init)} items, "
+        f"{MEMORY_EPOCHS} epochs on {device}"
+    )
     path = ckpt / f"memory_{modality}.pt"
     cosine_t_max = APPEARANCE_COSINE_T_MAX if modality == "appearance" else POSE_COSINE_T_MAX
-    memory, history = train_memory(queries, init, epochs=MEMORY_EPOCHS, lr=MEMORY_LEARNING_RATE, batch_size=MEMORY_BATCH_SIZE,
-                                   weights=(GATHER_WEIGHT, SPREAD_WEIGHT, REC_WEIGHT), top_k=stage["TOP_K"], margin=MARGIN,
-                                   cosine_t_max=cosine_t_max, stale_step=STALE_STEP, device=device, seed=stage.seed,
-                                   checkpoint_path=path, checkpoint_every=CHECKPOINT_EVERY, desc=f"memory {modality}")
-    save_torch(path, {"items": memory.items.detach().cpu(), "epoch": MEMORY_EPOCHS, "history": history, "complete": True,
-                      "settings": stage.settings})
+    memory, history = train_memory(
+        queries,
+        init,
+        epochs=MEMORY_EPOCHS,
+        lr=MEMORY_LEARNING_RATE,
+        batch_size=MEMORY_BATCH_SIZE,
+        weights=(GATHER_WEIGHT, SPREAD_WEIGHT, REC_WEIGHT),
+        top_k=stage["TOP_K"],
+        margin=MARGIN,
+        cosine_t_max=cosine_t_max,
+        stale_step=STALE_STEP,
+        device=device,
+        seed=stage.seed,
+        checkpoint_path=path,
+        checkpoint_every=CHECKPOINT_EVERY,
+        desc=f"memory {modality}",
+    )
+    save_torch(
+        path,
+        {
+            "items": memory.items.detach().cpu(),
+            "epoch": MEMORY_EPOCHS,
+            "history": history,
+            "complete": True,
+            "settings": stage.settings,
+        },
+    )
     plot_history(history, ckpt / f"memory_{modality}_loss.png", f"{stage.dataset} {modality} memory losses")
     stage.finish()
     print(f"[train {modality}] final loss {history[-1]['total']:.4g} -> {path}")

@@ -10,6 +10,7 @@ this script runs its main for pose.
 
     python train_pose.py --dataset ped2 --data-root ../shared/data
 """
+
 import train
 from memfuse.pipeline import run
 

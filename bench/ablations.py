@@ -1,6 +1,6 @@
 """Recipes and ablations over seeds, one run_all.py run per (variant, seed), in one table.
 
-    python bench/ablations.py                                  # synthetic data, the scripts' epochs, seeds 0-4, every variant
+    python bench/ablations.py   # synthetic data, the scripts' epochs, seeds 0-4, every variant
     python bench/ablations.py --dataset ped2 --data-root ../shared/data --only memfuse,paper
 
 A variant is a recipe plus stage flags given to run_all.py (``--extrapolate 0``). The variants
@@ -15,6 +15,7 @@ no further training.
 The table (markdown: mean and worst over seeds of the micro AUC, mean macro AUC) is printed
 and written with every figure to results/<dataset>_ablations.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,21 @@ FAILURE_TAIL_BYTES = 4000  # of a run's stderr, kept to find why it failed
 # without one of its parts, then the paper with one part added
 VARIANTS = {
     "memfuse": ("memfuse", [], "the default recipe"),
-    "memfuse-no-extrapolate": ("memfuse", ["--extrapolate", "0"], "memfuse with the paper's pseudo-anomalies (ranks 6-10 mixture)"),
-    "memfuse-no-velocity-pass": ("memfuse", ["--velocity-anomaly-scale", "0"], "memfuse without the pseudo-anomalous velocity pass"),
-    "memfuse-flatten-head": ("memfuse", ["--head", "flatten", "--hidden", "256"], "memfuse with the paper's flatten head"),
+    "memfuse-no-extrapolate": (
+        "memfuse",
+        ["--extrapolate", "0"],
+        "memfuse with the paper's pseudo-anomalies (ranks 6-10 mixture)",
+    ),
+    "memfuse-no-velocity-pass": (
+        "memfuse",
+        ["--velocity-anomaly-scale", "0"],
+        "memfuse without the pseudo-anomalous velocity pass",
+    ),
+    "memfuse-flatten-head": (
+        "memfuse",
+        ["--head", "flatten", "--hidden", "256"],
+        "memfuse with the paper's flatten head",
+    ),
     "memfuse-no-standardise": ("memfuse", ["--no-standardise"], "memfuse on raw inputs"),
     "paper": ("paper", [], "the method as specified"),
     "paper+velocity-pass": ("paper", ["--velocity-anomaly-scale", "3"], "the paper plus the velocity pass"),
@@ -73,9 +86,24 @@ def failure_reason(stderr_tail: str) -> str:
 def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
     recipe, overrides, _ = VARIANTS[name]
     results_name = f"{args.dataset}_{name}_s{seed}"
-    cmd = [sys.executable, str(ROOT / "run_all.py"), "--dataset", args.dataset, "--recipe", recipe, "--compare", "none",
-           "--seed", str(seed), "--checkpoint-root", str(Path(args.checkpoint_root) / f"seed{seed}"), "--results-name", results_name,
-           "--no-annotate", *overrides] + (["--config", args.config] if args.config else [])
+    cmd = [
+        sys.executable,
+        str(ROOT / "run_all.py"),
+        "--dataset",
+        args.dataset,
+        "--recipe",
+        recipe,
+        "--compare",
+        "none",
+        "--seed",
+        str(seed),
+        "--checkpoint-root",
+        str(Path(args.checkpoint_root) / f"seed{seed}"),
+        "--results-name",
+        results_name,
+        "--no-annotate",
+        *overrides,
+    ] + (["--config", args.config] if args.config else [])
     if args.data_root:
         cmd += ["--data-root", args.data_root]
     print(f"\n##### {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
@@ -93,23 +121,34 @@ def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
     out = ROOT / "results" / results_name
     m = json.loads((out / recipe / "metrics.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
-    row = {"micro_auc": m["micro_auc"], "macro_auc": m["macro_auc"], "eer": m["eer"], "oracle_micro_auc": m.get("oracle_micro_auc"),
-           "oracle_epoch": m.get("oracle_epoch"),
-           "baseline_micro_auc": summary["baseline"]["micro_auc"], "wall_seconds": round(time.perf_counter() - start, 1),
-           "stage_seconds": summary["stage_seconds"]}
+    row = {
+        "micro_auc": m["micro_auc"],
+        "macro_auc": m["macro_auc"],
+        "eer": m["eer"],
+        "oracle_micro_auc": m.get("oracle_micro_auc"),
+        "oracle_epoch": m.get("oracle_epoch"),
+        "baseline_micro_auc": summary["baseline"]["micro_auc"],
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "stage_seconds": summary["stage_seconds"],
+    }
     terms = np.load(out / recipe / "score_terms.npz")
     data_root = D.resolve_data_root(args.dataset, Path(args.data_root) if args.data_root else ROOT / "data")
     ends = D.load_clip_lengths(data_root, args.dataset, "test", m["n_test_frames"])
     labels = D.load_labels(data_root, args.dataset, ends)
     sigma, per_video = m["settings"]["SMOOTH_SIGMA"], m["settings"]["SMOOTH_PER_VIDEO"]
-    row["term_sets"] = {k: evaluate(smooth_scores(sum_by_group(terms, ts), ends, sigma, per_video), labels, ends)
-                        for k, ts in TERM_SETS.items()}
+    row["term_sets"] = {
+        k: evaluate(smooth_scores(sum_by_group(terms, ts), ends, sigma, per_video), labels, ends)
+        for k, ts in TERM_SETS.items()
+    }
     return row
 
 
 def table(rows: dict[str, dict[int, dict]]) -> str:
     """Markdown: one line per variant (and per score-term subset of it)."""
-    lines = ["| variant | score | seeds | micro AUC mean | worst | macro AUC mean | EER mean | micro AUC per seed |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | score | seeds | micro AUC mean | worst | macro AUC mean | EER mean | micro AUC per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, by_seed in rows.items():
         ok = [r for r in by_seed.values() if not r.get("failed")]
         failed = len(by_seed) - len(ok)
@@ -118,21 +157,36 @@ def table(rows: dict[str, dict[int, dict]]) -> str:
             lines.append(f"| {name} | | {seeds} | | | | | |")
             continue
         entries = [("as run", [(r["micro_auc"], r["macro_auc"], r["eer"]) for r in ok])]
-        entries += [(k, [(r["term_sets"][k]["micro_auc"], r["term_sets"][k]["macro_auc"], r["term_sets"][k]["eer"]) for r in ok])
-                    for k in TERM_SETS]
-        per_seed = ", ".join(f"s{k} {r['micro_auc'] * 100:.1f}" for k, r in sorted(by_seed.items()) if not r.get("failed"))
+        entries += [
+            (
+                k,
+                [
+                    (r["term_sets"][k]["micro_auc"], r["term_sets"][k]["macro_auc"], r["term_sets"][k]["eer"])
+                    for r in ok
+                ],
+            )
+            for k in TERM_SETS
+        ]
+        per_seed = ", ".join(
+            f"s{k} {r['micro_auc'] * 100:.1f}" for k, r in sorted(by_seed.items()) if not r.get("failed")
+        )
         for label, vals in entries:
             v = np.array(vals) * 100
-            lines.append(f"| {name} | {label} | {seeds} | {v[:, 0].mean():.1f} | {v[:, 0].min():.1f} | {v[:, 1].mean():.1f} | {v[:, 2].mean():.1f} "
-                         f"| {per_seed if label == 'as run' else ''} |")
+            lines.append(
+                f"| {name} | {label} | {seeds} | {v[:, 0].mean():.1f} | {v[:, 0].min():.1f} | {v[:, 1].mean():.1f} "
+                f"| {v[:, 2].mean():.1f} | {per_seed if label == 'as run' else ''} |"
+            )
     return "\n".join(lines)
 
 
 def runs_table(rows: dict[str, dict[str, dict]], dataset: str) -> str:
     """Markdown: one line per (variant, seed) run, with the test-selected diagnostic and
     the wall time of all its stages."""
-    lines = ["| variant | seed | micro AUC | macro AUC | EER | test-selected (**not a fair figure**) | wall s (all stages) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | seed | micro AUC | macro AUC | EER | test-selected (**not a fair figure**) "
+        "| wall s (all stages) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in VARIANTS:
         for seed, r in sorted(rows.get(name, {}).items(), key=lambda kv: int(kv[0])):
             if r.get("failed"):
@@ -142,9 +196,15 @@ def runs_table(rows: dict[str, dict[str, dict]], dataset: str) -> str:
             if epoch is None:  # runs recorded before the epoch was: read it from the run's metrics
                 metrics = ROOT / "results" / f"{dataset}_{name}_s{seed}" / VARIANTS[name][0] / "metrics.json"
                 epoch = json.loads(metrics.read_text()).get("oracle_epoch") if metrics.exists() else None
-            oracle = f"{r['oracle_micro_auc'] * 100:.1f}" + (f" (epoch {epoch})" if epoch is not None else "") if r.get("oracle_micro_auc") else ""
-            lines.append(f"| {name} | {seed} | {r['micro_auc'] * 100:.1f} | {r['macro_auc'] * 100:.1f} | {r['eer'] * 100:.1f} | {oracle} "
-                         f"| {r['wall_seconds']:.0f} |")
+            oracle = (
+                f"{r['oracle_micro_auc'] * 100:.1f}" + (f" (epoch {epoch})" if epoch is not None else "")
+                if r.get("oracle_micro_auc")
+                else ""
+            )
+            lines.append(
+                f"| {name} | {seed} | {r['micro_auc'] * 100:.1f} | {r['macro_auc'] * 100:.1f} | {r['eer'] * 100:.1f} "
+                f"| {oracle} | {r['wall_seconds']:.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -162,6 +222,7 @@ def parts_table(rows: dict[str, dict[str, dict]]) -> str:
     micro AUC mean (worst) over the seeds run, and the mean difference from memfuse (or
     paper) paired seed by seed where both finished; failed runs (e.g. a collapsed
     autoencoder) are counted."""
+
     def cell(name: str, ref: str | None = None) -> str:
         by_seed = rows.get(name, {})
         ok = {k: r["micro_auc"] * 100 for k, r in by_seed.items() if not r.get("failed")}
@@ -182,21 +243,34 @@ def parts_table(rows: dict[str, dict[str, dict]]) -> str:
             text += f"; failed at seed {','.join(failed)}"
         return text
 
-    lines = ["| part | memfuse without it | paper with it alone |", "|---|---|---|",
-             f"| (none: memfuse / paper as they are) | {cell('memfuse')} | {cell('paper')} |"]
-    lines += [f"| {part} | {cell(without, 'memfuse')} | {cell(alone, 'paper')} |" for part, (without, alone) in PARTS.items()]
+    lines = [
+        "| part | memfuse without it | paper with it alone |",
+        "|---|---|---|",
+        f"| (none: memfuse / paper as they are) | {cell('memfuse')} | {cell('paper')} |",
+    ]
+    lines += [
+        f"| {part} | {cell(without, 'memfuse')} | {cell(alone, 'paper')} |" for part, (without, alone) in PARTS.items()
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--data-root", default=None)
     p.add_argument("--config", default="", help="config files given to every run (e.g. config/schedules/paper.toml)")
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--only", default="", help=f"comma-separated variants (default: all): {', '.join(VARIANTS)}")
-    p.add_argument("--checkpoint-root", default=str(ROOT / "checkpoints" / "ablations"), help="checkpoints go to DIR/seedS/")
-    p.add_argument("--report", action="store_true", help="run nothing: print the tables of what results/<dataset>_ablations.json holds")
+    p.add_argument(
+        "--checkpoint-root", default=str(ROOT / "checkpoints" / "ablations"), help="checkpoints go to DIR/seedS/"
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: print the tables of what results/<dataset>_ablations.json holds",
+    )
     args = p.parse_args()
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
@@ -206,8 +280,13 @@ def main() -> None:
     out = ROOT / "results" / f"{args.dataset}_ablations.json"
     rows: dict = json.loads(out.read_text()) if out.exists() else {}
     if args.report:
-        print(parts_table(rows) + "\n\n" + table({n: rows[n] for n in VARIANTS if n in rows and n in names})
-              + "\n\n" + runs_table({n: rows[n] for n in names if n in rows}, args.dataset))
+        print(
+            parts_table(rows)
+            + "\n\n"
+            + table({n: rows[n] for n in VARIANTS if n in rows and n in names})
+            + "\n\n"
+            + runs_table({n: rows[n] for n in names if n in rows}, args.dataset)
+        )
         return
     for seed in seeds:
         for name in names:

@@ -14,6 +14,7 @@ is given.
 
 Prints a table and writes ``results/appearance_ablation.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -122,21 +123,38 @@ def main() -> None:
         d = nn_sqdist(te[k], tr[k])
         frame = np.maximum.reduceat(d, offsets[:-1])
         s = smooth_scores(frame, ends, SIGMA)
-        row = {"option": k, "dim": int(tr[k].shape[1]), "micro_auc": micro_auc(s, labels), "macro_auc": macro_auc(s, labels, ends),
-               "micro_auc_unsmoothed": micro_auc(frame, labels), "knn_s": time.perf_counter() - t0,
-               "extract_s_train": tr_times.get(k.split("_")[0] if k != "geometry_only" else "hog"),
-               "extract_s_test": te_times.get(k.split("_")[0] if k != "geometry_only" else "hog")}
+        row = {
+            "option": k,
+            "dim": int(tr[k].shape[1]),
+            "micro_auc": micro_auc(s, labels),
+            "macro_auc": macro_auc(s, labels, ends),
+            "micro_auc_unsmoothed": micro_auc(frame, labels),
+            "knn_s": time.perf_counter() - t0,
+            "extract_s_train": tr_times.get(k.split("_")[0] if k != "geometry_only" else "hog"),
+            "extract_s_test": te_times.get(k.split("_")[0] if k != "geometry_only" else "hog"),
+        }
         rows.append(row)
     print(f"\n{'option':<15} {'dim':>4} {'micro':>7} {'macro':>7} {'micro(raw)':>10}  extract s (train/test, CPU)")
     for r in rows:
         if "status" in r:
             print(f"{r['option']:<15} {r['status']}")
             continue
-        print(f"{r['option']:<15} {r['dim']:>4} {100 * r['micro_auc']:>7.2f} {100 * r['macro_auc']:>7.2f} {100 * r['micro_auc_unsmoothed']:>10.2f}"
-              f"  {r['extract_s_train']:.1f} / {r['extract_s_test']:.1f}")
-    save_json(args.out, {"dataset": args.dataset, "score": "appearance-only 1-NN squared L2, frame max, gaussian sigma 3 per video",
-                         "note": "reported ablation only; the default was fixed beforehand", "rows": rows,
-                         "train_objects": int(tr_counts.sum()), "test_objects": int(te_counts.sum())})
+        print(
+            f"{r['option']:<15} {r['dim']:>4} {100 * r['micro_auc']:>7.2f} {100 * r['macro_auc']:>7.2f} "
+            f"{100 * r['micro_auc_unsmoothed']:>10.2f}"
+            f"  {r['extract_s_train']:.1f} / {r['extract_s_test']:.1f}"
+        )
+    save_json(
+        args.out,
+        {
+            "dataset": args.dataset,
+            "score": "appearance-only 1-NN squared L2, frame max, gaussian sigma 3 per video",
+            "note": "reported ablation only; the default was fixed beforehand",
+            "rows": rows,
+            "train_objects": int(tr_counts.sum()),
+            "test_objects": int(te_counts.sum()),
+        },
+    )
     print(f"wrote {args.out}")
 
 

@@ -8,6 +8,7 @@ runs the motion detector over every train video and prints recall and precision 
 (and 0.3) and frames per second. Train split only: the test split is never looked at.
 Writes results/<dataset>_motion_boxes.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,11 @@ def main() -> None:
     a = p.parse_args()
     base = Path(a.data_root) / a.dataset
     videos = list_videos(base / "training" / "frames")
-    reference = [b for per_video in split_boxes_by_video(load_boxes(base / f"{a.dataset}_bboxes_train.npy"), videos, base) for b in per_video]
+    reference = [
+        b
+        for per_video in split_boxes_by_video(load_boxes(base / f"{a.dataset}_bboxes_train.npy"), videos, base)
+        for b in per_video
+    ]
     frames = [[read_frame(f, v.name) for f in v.frames] for v in videos]
     configs = [MotionConfig()]
     if a.grid:
@@ -58,11 +63,19 @@ def main() -> None:
     rows = []
     for cfg in configs:
         found, fps = run(frames, cfg)
-        row = {**asdict(cfg), **{f"iou{t}": box_agreement(found, reference, t) for t in (0.5, 0.3)}, "frames_per_s": round(fps, 1)}
+        row = {
+            **asdict(cfg),
+            **{f"iou{t}": box_agreement(found, reference, t) for t in (0.5, 0.3)},
+            "frames_per_s": round(fps, 1),
+        }
         rows.append(row)
         r5, r3 = row["iou0.5"], row["iou0.3"]
-        print(f"{asdict(cfg)}: IoU 0.5 recall {r5['recall']:.3f} precision {r5['precision']:.3f} | IoU 0.3 recall {r3['recall']:.3f} "
-              f"precision {r3['precision']:.3f} | {r5['found']} boxes found, {r5['reference']} reference | {fps:.0f} frames/s", flush=True)
+        print(
+            f"{asdict(cfg)}: IoU 0.5 recall {r5['recall']:.3f} precision {r5['precision']:.3f} | "
+            f"IoU 0.3 recall {r3['recall']:.3f} precision {r3['precision']:.3f} | "
+            f"{r5['found']} boxes found, {r5['reference']} reference | {fps:.0f} frames/s",
+            flush=True,
+        )
     out = Path(RESULTS_ROOT) / f"{a.dataset}_motion_boxes.json"
     save_json(out, {"dataset": a.dataset, "split": "train", "rows": rows})
     print(f"-> {out}")

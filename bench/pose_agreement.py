@@ -11,6 +11,7 @@ a match, and the matched poses' mean keypoint distance in skeleton heights. Fram
 ``--every``-th train frame (the model costs about 30 ms per box on one core). Writes
 results/<dataset>_pose_agreement.json. Train split only: the test split is not looked at.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,12 +50,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="ped2")
     p.add_argument("--data-root", default="../shared/data")
-    p.add_argument("--pose-model", required=True, help="pose_landmark_full.tflite (memfuse/extract/pose.py says how to get it)")
+    p.add_argument(
+        "--pose-model", required=True, help="pose_landmark_full.tflite (memfuse/extract/pose.py says how to get it)"
+    )
     p.add_argument("--every", type=int, default=10, help="use every N-th train frame")
     a = p.parse_args()
     base = Path(a.data_root) / a.dataset
     videos = list_videos(base / "training" / "frames")
-    boxes = [b for per_video in split_boxes_by_video(load_boxes(base / f"{a.dataset}_bboxes_train.npy"), videos, base) for b in per_video]
+    boxes = [
+        b
+        for per_video in split_boxes_by_video(load_boxes(base / f"{a.dataset}_bboxes_train.npy"), videos, base)
+        for b in per_video
+    ]
     alpha = load_object_npy(base / "extracted_features" / "train" / "pose.npy", "AI-VAD's pose.npy")
     frames = [f for v in videos for f in v.frames]
     model = PoseModel(a.pose_model)
@@ -71,12 +78,19 @@ def main() -> None:
         distances += match(ours, theirs)
     seconds = time.perf_counter() - start
     c = np.array(counts)
-    report = {"dataset": a.dataset, "split": "train", "frames": len(c), "every": a.every, "boxes": n_boxes,
-              "persons_per_frame_ours": float(c[:, 0].mean()), "persons_per_frame_alphapose": float(c[:, 1].mean()),
-              "alphapose_poses_matched": len(distances) / max(int(c[:, 1].sum()), 1),
-              "matched_distance_mean": float(np.mean(distances)) if distances else None,
-              "matched_distance_median": float(np.median(distances)) if distances else None,
-              "ms_per_box": 1000 * seconds / max(n_boxes, 1)}
+    report = {
+        "dataset": a.dataset,
+        "split": "train",
+        "frames": len(c),
+        "every": a.every,
+        "boxes": n_boxes,
+        "persons_per_frame_ours": float(c[:, 0].mean()),
+        "persons_per_frame_alphapose": float(c[:, 1].mean()),
+        "alphapose_poses_matched": len(distances) / max(int(c[:, 1].sum()), 1),
+        "matched_distance_mean": float(np.mean(distances)) if distances else None,
+        "matched_distance_median": float(np.median(distances)) if distances else None,
+        "ms_per_box": 1000 * seconds / max(n_boxes, 1),
+    }
     for k, v in report.items():
         print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
     save_json(Path(RESULTS_ROOT) / f"{a.dataset}_pose_agreement.json", report)

@@ -31,6 +31,7 @@ subset of stages runs alone. Peak resident memory is reported for the whole run
 
 Prints a table and writes ``results/bench.json`` (``--out`` to change).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import AE_encoder  # noqa: E402  (stage scripts: their settings are the paper's)
+import attention_fusion  # noqa: E402
+import cluster  # noqa: E402
+import train as train_script  # noqa: E402
+from memfuse.config import read_settings  # noqa: E402
 from memfuse.data import APPEARANCE_DIM, POSE_DIM, Ragged, Split  # noqa: E402
 from memfuse.fusion import PaddedSplit, score, train_fusion  # noqa: E402
 from memfuse.io import RESULTS_ROOT, save_json  # noqa: E402
@@ -54,21 +60,24 @@ from memfuse.kmeans import fit_size, kmeans  # noqa: E402
 from memfuse.models import FEATURE_DIM, FUSION_HIDDEN, AttentionFusion, AutoEncoder  # noqa: E402
 from memfuse.padding import n_max_of, pad, velocity_per_object  # noqa: E402
 from memfuse.pseudo import generate, generate_loop  # noqa: E402
-from memfuse.config import read_settings  # noqa: E402
 from memfuse.stages import index_batches, train_memory  # noqa: E402
-
-import AE_encoder  # noqa: E402  (stage scripts: their settings are the paper's)
-import attention_fusion  # noqa: E402
-import cluster  # noqa: E402
-import train as train_script  # noqa: E402
 
 STAGES = ("ae", "kmeans", "memory", "pseudo", "padding", "fusion", "matmul")
 # The paper's settings, read from the stage scripts that define them; the epochs (for the
 # extrapolated column) from the paper's schedule, config/schedules/paper.toml
 _PAPER_SCHEDULE = read_settings(ROOT / "config" / "schedules" / "paper.toml")
-PAPER_EPOCHS = {"ae": _PAPER_SCHEDULE["AE_EPOCHS"], "memory": _PAPER_SCHEDULE["MEMORY_EPOCHS"], "fusion": _PAPER_SCHEDULE["FUSION_EPOCHS"]}
-PAPER = {"ae_lr": AE_encoder.AE_LEARNING_RATE, "memory_lr": train_script.MEMORY_LEARNING_RATE,
-         "fusion_lr": attention_fusion.FUSION_LEARNING_RATE, "batch": train_script.MEMORY_BATCH_SIZE, "memory_size": cluster.MEMORY_SIZE}
+PAPER_EPOCHS = {
+    "ae": _PAPER_SCHEDULE["AE_EPOCHS"],
+    "memory": _PAPER_SCHEDULE["MEMORY_EPOCHS"],
+    "fusion": _PAPER_SCHEDULE["FUSION_EPOCHS"],
+}
+PAPER = {
+    "ae_lr": AE_encoder.AE_LEARNING_RATE,
+    "memory_lr": train_script.MEMORY_LEARNING_RATE,
+    "fusion_lr": attention_fusion.FUSION_LEARNING_RATE,
+    "batch": train_script.MEMORY_BATCH_SIZE,
+    "memory_size": cluster.MEMORY_SIZE,
+}
 PASSES = 4  # labelled fusion passes per train frame
 FWD_BWD = 3  # forward + backward ~ 3 x forward FLOPs
 PSEUDO_REPEATS = 3  # timed calls of the vectorised pseudo generation (median reported)
@@ -133,8 +142,15 @@ def offsets_of(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def make_split(n_frames: int, n_objects: int, n_persons: int, n_max: int, bins: int, rng: np.random.Generator,
-               prototypes: np.ndarray) -> Split:
+def make_split(
+    n_frames: int,
+    n_objects: int,
+    n_persons: int,
+    n_max: int,
+    bins: int,
+    rng: np.random.Generator,
+    prototypes: np.ndarray,
+) -> Split:
     """One split: appearance = a few prototypes + noise (CLIP-like clusters), velocity =
     |normal| per bin, pose = a random skeleton per person in pixel coordinates."""
     obj = plan_counts(n_frames, n_objects, n_max, 1, rng)
@@ -146,7 +162,11 @@ def make_split(n_frames: int, n_objects: int, n_persons: int, n_max: int, bins: 
     pose = rng.standard_normal((n_persons, POSE_DIM), dtype=np.float32)
     pose *= 20.0
     pose += rng.uniform(0, 300, (n_persons, 1)).astype(np.float32)
-    return Split(appearance=Ragged(app, offsets_of(obj)), velocity=Ragged(vel, offsets_of(obj)), pose=Ragged(pose, offsets_of(per)))
+    return Split(
+        appearance=Ragged(app, offsets_of(obj)),
+        velocity=Ragged(vel, offsets_of(obj)),
+        pose=Ragged(pose, offsets_of(per)),
+    )
 
 
 def clip_ends(n_frames: int, n_videos: int) -> np.ndarray:
@@ -158,8 +178,12 @@ def make_data(scale: Scale, seed: int = 0) -> dict:
     """Train and test :class:`Split` of the given scale, clip ends and random labels."""
     rng = np.random.default_rng(seed)
     prototypes = rng.normal(0, 1.0, (20, APPEARANCE_DIM)).astype(np.float32)
-    train = make_split(scale.train_frames, scale.train_objects, scale.train_persons, scale.n_max, scale.velocity_bins, rng, prototypes)
-    test = make_split(scale.test_frames, scale.test_objects, scale.test_persons, scale.n_max, scale.velocity_bins, rng, prototypes)
+    train = make_split(
+        scale.train_frames, scale.train_objects, scale.train_persons, scale.n_max, scale.velocity_bins, rng, prototypes
+    )
+    test = make_split(
+        scale.test_frames, scale.test_objects, scale.test_persons, scale.n_max, scale.velocity_bins, rng, prototypes
+    )
     labels = (rng.random(scale.test_frames) < 0.3).astype(np.int64)
     return {"train": train, "test": test, "test_ends": clip_ends(scale.test_frames, scale.videos[1]), "labels": labels}
 
@@ -209,8 +233,10 @@ class StagePeak:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.result = {"stage_seconds": round(time.perf_counter() - self.t0, 3),
-                       "peak_rss_mib": round(rss_mib().get("VmHWM", float("nan")), 1) if self.resettable else None}
+        self.result = {
+            "stage_seconds": round(time.perf_counter() - self.t0, 3),
+            "peak_rss_mib": round(rss_mib().get("VmHWM", float("nan")), 1) if self.resettable else None,
+        }
         if self.device.type == "cuda":
             self.result["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
 
@@ -244,8 +270,12 @@ def fusion_flops_first_layer(n_frames: int, n_max: int, hidden: int = FUSION_HID
 def fusion_flops_total(n_frames: int, n_max: int, hidden: int = FUSION_HIDDEN, dim: int = FEATURE_DIM) -> float:
     """Approximate FLOPs of a whole training epoch: align (3 D x D), q/k/v (3 D x 3D),
     attention scores and mixing (3 x (2 score matmuls + 1 mix) of N x N x D), classifier."""
-    per_sample_fwd = n_max * (3 * 2 * dim * dim + 3 * 2 * dim * 3 * dim) + 3 * 3 * 2 * n_max * n_max * dim \
-        + 2 * 6 * dim * n_max * hidden + 2 * hidden
+    per_sample_fwd = (
+        n_max * (3 * 2 * dim * dim + 3 * 2 * dim * 3 * dim)
+        + 3 * 3 * 2 * n_max * n_max * dim
+        + 2 * 6 * dim * n_max * hidden
+        + 2 * hidden
+    )
     return per_sample_fwd * PASSES * FWD_BWD * n_frames
 
 
@@ -275,22 +305,34 @@ def bench_ae(ctx: dict, a: argparse.Namespace) -> dict:
 
     @torch.no_grad()
     def encode(v: np.ndarray) -> np.ndarray:
-        return np.concatenate([model.encode(torch.from_numpy(v[s : s + 65536]).to(device)).cpu().numpy() for s in range(0, len(v), 65536)])
+        return np.concatenate(
+            [model.encode(torch.from_numpy(v[s : s + 65536]).to(device)).cpu().numpy() for s in range(0, len(v), 65536)]
+        )
 
-    (enc_train, enc_test), t_enc = timed(lambda: (encode(ctx["train"].appearance.values), encode(ctx["test"].appearance.values)), device)
+    (enc_train, enc_test), t_enc = timed(
+        lambda: (encode(ctx["train"].appearance.values), encode(ctx["test"].appearance.values)), device
+    )
     ctx["enc_train"], ctx["enc_test"] = enc_train, enc_test
     s_epoch = float(np.median(times))
     n_rows = len(enc_train) + len(enc_test)
-    return {"epochs_timed": 1 + len(times), "first_epoch_s": round(first, 4), "s_per_epoch": round(s_epoch, 4),
-            "epochs_per_s": round(1 / s_epoch, 3), "encode_rows_per_s": round(n_rows / t_enc),
-            "paper_epochs": PAPER_EPOCHS["ae"], "extrapolated_s": round(s_epoch * PAPER_EPOCHS["ae"], 1)}
+    return {
+        "epochs_timed": 1 + len(times),
+        "first_epoch_s": round(first, 4),
+        "s_per_epoch": round(s_epoch, 4),
+        "epochs_per_s": round(1 / s_epoch, 3),
+        "encode_rows_per_s": round(n_rows / t_enc),
+        "paper_epochs": PAPER_EPOCHS["ae"],
+        "extrapolated_s": round(s_epoch * PAPER_EPOCHS["ae"], 1),
+    }
 
 
 def encoded(ctx: dict, split: str) -> np.ndarray:
     """Encoded appearance (N, 34); a fixed random projection if the ae stage did not run."""
     key = f"enc_{split}"
     if key not in ctx:
-        proj = np.random.default_rng(1).normal(0, APPEARANCE_DIM ** -0.5, (APPEARANCE_DIM, FEATURE_DIM)).astype(np.float32)
+        proj = (
+            np.random.default_rng(1).normal(0, APPEARANCE_DIM**-0.5, (APPEARANCE_DIM, FEATURE_DIM)).astype(np.float32)
+        )
         ctx[key] = ctx[split].appearance.values @ proj
     return ctx[key]
 
@@ -301,7 +343,12 @@ def bench_kmeans(ctx: dict, a: argparse.Namespace) -> dict:
     for mod, x in (("appearance", encoded(ctx, "train")), ("pose", ctx["train"].pose.values)):
         (cent, inertia), t = timed(lambda: kmeans(x, a.memory_size, seed=a.seed, device=ctx["device"]), ctx["device"])
         ctx[f"init_{mod}"] = cent
-        row = {"rows": len(x), "fit_rows": fit_size(len(x), a.memory_size), "memfuse_s": round(t, 3), "memfuse_inertia": inertia}
+        row = {
+            "rows": len(x),
+            "fit_rows": fit_size(len(x), a.memory_size),
+            "memfuse_s": round(t, 3),
+            "memfuse_inertia": inertia,
+        }
         if len(x) <= a.sklearn_max_n:
             from sklearn.cluster import KMeans
 
@@ -335,14 +382,34 @@ def bench_memory(ctx: dict, a: argparse.Namespace) -> dict:
         times = []
         mem = None
         for _ in range(a.memory_epochs):  # one epoch per call: a timing per epoch
-            (mem, _), t = timed(lambda: train_memory(q, init if mem is None else mem.items.detach().cpu().numpy(), epochs=1, lr=PAPER["memory_lr"],
-                                                      batch_size=a.batch, weights=(5.0, 1.0, 1.0), top_k=5, margin=1.0, cosine_t_max=t_max,
-                                                      stale_step=False, device=ctx["device"], seed=a.seed), ctx["device"])
+            (mem, _), t = timed(
+                lambda: train_memory(
+                    q,
+                    init if mem is None else mem.items.detach().cpu().numpy(),
+                    epochs=1,
+                    lr=PAPER["memory_lr"],
+                    batch_size=a.batch,
+                    weights=(5.0, 1.0, 1.0),
+                    top_k=5,
+                    margin=1.0,
+                    cosine_t_max=t_max,
+                    stale_step=False,
+                    device=ctx["device"],
+                    seed=a.seed,
+                ),
+                ctx["device"],
+            )
             times.append(t)
         ctx[f"memory_{mod}"] = mem.items.detach().cpu().numpy()
         s_epoch = float(np.median(times[1:] if len(times) > 1 else times))
-        out[mod] = {"rows": len(q), "first_epoch_s": round(times[0], 4), "s_per_epoch": round(s_epoch, 4), "epochs_per_s": round(1 / s_epoch, 3),
-                    "paper_epochs": PAPER_EPOCHS["memory"], "extrapolated_s": round(s_epoch * PAPER_EPOCHS["memory"], 1)}
+        out[mod] = {
+            "rows": len(q),
+            "first_epoch_s": round(times[0], 4),
+            "s_per_epoch": round(s_epoch, 4),
+            "epochs_per_s": round(1 / s_epoch, 3),
+            "paper_epochs": PAPER_EPOCHS["memory"],
+            "extrapolated_s": round(s_epoch * PAPER_EPOCHS["memory"], 1),
+        }
     return out
 
 
@@ -356,7 +423,9 @@ def bench_pseudo(ctx: dict, a: argparse.Namespace) -> dict:
             q = queries(ctx, mod, split)
             # median of PSEUDO_REPEATS calls: one call takes a fraction of a second, and a
             # single (cold) one varied 1.4x between runs on this machine
-            runs = [timed(lambda: generate(q, items, device=ctx["device"]), ctx["device"]) for _ in range(PSEUDO_REPEATS)]
+            runs = [
+                timed(lambda: generate(q, items, device=ctx["device"]), ctx["device"]) for _ in range(PSEUDO_REPEATS)
+            ]
             res, t = runs[0][0], float(np.median([t for _, t in runs]))
             ctx[f"pseudo_{mod}_{split}"] = res
             row[f"{split}_rows"] = len(q)
@@ -395,7 +464,9 @@ def bench_padding(ctx: dict, a: argparse.Namespace) -> dict:
         arrays, t_split = {}, 0.0
         for mod, layout, short in (("appearance", s.appearance, "app"), ("pose", s.pose, "pose")):
             for kind in kinds:
-                (vals, mask), t = timed(lambda: pad(layout.with_values(pseudo_values(ctx, mod, split, kind)), n_max), torch.device("cpu"))
+                (vals, mask), t = timed(
+                    lambda: pad(layout.with_values(pseudo_values(ctx, mod, split, kind)), n_max), torch.device("cpu")
+                )
                 t_split += t
                 arrays[short + ("" if kind == "normal" else "_anomaly")] = vals
                 if kind == "normal":
@@ -429,19 +500,40 @@ def bench_fusion(ctx: dict, a: argparse.Namespace) -> dict:
     model = AttentionFusion(n_max).to(device)
     times, losses = [], []
     for e in range(a.fusion_epochs):
-        hist, t = timed(lambda: train_fusion(model, train, epochs=1, lr=PAPER["fusion_lr"], batch_size=a.fusion_batch, device=device, seed=a.seed + e,
-                                             desc="bench fusion"), device)
+        hist, t = timed(
+            lambda: train_fusion(
+                model,
+                train,
+                epochs=1,
+                lr=PAPER["fusion_lr"],
+                batch_size=a.fusion_batch,
+                device=device,
+                seed=a.seed + e,
+                desc="bench fusion",
+            ),
+            device,
+        )
         times.append(t)
         losses.append(hist[-1]["loss"])
     scores, t_score = timed(lambda: score(model, test, device), device)
     s_epoch = float(np.median(times[1:] if len(times) > 1 else times))
     flops_first = fusion_flops_first_layer(train.n_frames, n_max)
     flops_total = fusion_flops_total(train.n_frames, n_max)
-    out = {"train_frames": train.n_frames, "n_max": n_max, "batch_frames": a.fusion_batch, "first_epoch_s": round(times[0], 4),
-           "s_per_epoch": round(s_epoch, 4), "paper_epochs": PAPER_EPOCHS["fusion"], "extrapolated_s": round(s_epoch * PAPER_EPOCHS["fusion"], 1),
-           "loss": [round(x, 5) for x in losses], "score_frames_per_s": round(test.n_frames / t_score),
-           "first_layer_gflop_per_epoch": round(flops_first / 1e9, 3), "total_gflop_per_epoch_est": round(flops_total / 1e9, 3),
-           "first_layer_gflops_achieved": round(flops_first / s_epoch / 1e9, 2), "total_gflops_achieved_est": round(flops_total / s_epoch / 1e9, 2)}
+    out = {
+        "train_frames": train.n_frames,
+        "n_max": n_max,
+        "batch_frames": a.fusion_batch,
+        "first_epoch_s": round(times[0], 4),
+        "s_per_epoch": round(s_epoch, 4),
+        "paper_epochs": PAPER_EPOCHS["fusion"],
+        "extrapolated_s": round(s_epoch * PAPER_EPOCHS["fusion"], 1),
+        "loss": [round(x, 5) for x in losses],
+        "score_frames_per_s": round(test.n_frames / t_score),
+        "first_layer_gflop_per_epoch": round(flops_first / 1e9, 3),
+        "total_gflop_per_epoch_est": round(flops_total / 1e9, 3),
+        "first_layer_gflops_achieved": round(flops_first / s_epoch / 1e9, 2),
+        "total_gflops_achieved_est": round(flops_total / s_epoch / 1e9, 2),
+    }
     ctx["fusion_scores"] = scores
     return out
 
@@ -452,21 +544,35 @@ def bench_matmul(ctx: dict, a: argparse.Namespace) -> dict:
     big = 8192 if device.type == "cuda" else a.matmul_size
     n_max = ctx.get("n_max", ctx["scale"].n_max)
     rows = min(a.fusion_batch * PASSES, 16384)
-    return {"square_n": big, "square_gflops": round(matmul_gflops(device, big, big, big), 1),
-            "layer_shape": [rows, 6 * FEATURE_DIM * n_max, FUSION_HIDDEN],
-            "layer_gflops": round(matmul_gflops(device, rows, 6 * FEATURE_DIM * n_max, FUSION_HIDDEN), 1)}
+    return {
+        "square_n": big,
+        "square_gflops": round(matmul_gflops(device, big, big, big), 1),
+        "layer_shape": [rows, 6 * FEATURE_DIM * n_max, FUSION_HIDDEN],
+        "layer_gflops": round(matmul_gflops(device, rows, 6 * FEATURE_DIM * n_max, FUSION_HIDDEN), 1),
+    }
 
 
-BENCHES = {"ae": bench_ae, "kmeans": bench_kmeans, "memory": bench_memory, "pseudo": bench_pseudo, "padding": bench_padding,
-           "fusion": bench_fusion, "matmul": bench_matmul}
+BENCHES = {
+    "ae": bench_ae,
+    "kmeans": bench_kmeans,
+    "memory": bench_memory,
+    "pseudo": bench_pseudo,
+    "padding": bench_padding,
+    "fusion": bench_fusion,
+    "matmul": bench_matmul,
+}
 
 
 # --------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--scale", choices=sorted(SCALES), default="tiny", help="dataset whose sizes the synthetic data takes")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--scale", choices=sorted(SCALES), default="tiny", help="dataset whose sizes the synthetic data takes"
+    )
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
@@ -477,7 +583,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-epochs", type=int, default=3)
     p.add_argument("--fusion-epochs", type=int, default=2)
     p.add_argument("--loop-sample", type=int, default=2000, help="queries timed with the reference's per-query loop")
-    p.add_argument("--sklearn-max-n", type=int, default=200_000, help="run scikit-learn's KMeans only up to this many rows")
+    p.add_argument(
+        "--sklearn-max-n", type=int, default=200_000, help="run scikit-learn's KMeans only up to this many rows"
+    )
     p.add_argument("--matmul-size", type=int, default=2048, help="square matmul size for the CPU peak (8192 on CUDA)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", default=str(RESULTS_ROOT / "bench.json"), help="where to write the JSON results")
@@ -497,8 +605,10 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
     st = results["stages"]
     if "ae" in st:
         r = st["ae"]
-        rows += [("ae", "s/epoch (epochs/s)", f"{r['s_per_epoch']:.3f} ({r['epochs_per_s']:.2f})"),
-                 ("ae", f"x{r['paper_epochs']} epochs (extrapolated)", fmt_s(r["extrapolated_s"]))]
+        rows += [
+            ("ae", "s/epoch (epochs/s)", f"{r['s_per_epoch']:.3f} ({r['epochs_per_s']:.2f})"),
+            ("ae", f"x{r['paper_epochs']} epochs (extrapolated)", fmt_s(r["extrapolated_s"])),
+        ]
     if "kmeans" in st:
         for m, r in st["kmeans"].items():
             if not isinstance(r, dict):
@@ -509,26 +619,50 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
     if "memory" in st:
         for m, r in st["memory"].items():
             if isinstance(r, dict):
-                rows.append((f"memory {m}", "s/epoch; x5000 (extrapolated)", f"{r['s_per_epoch']:.3f}; {fmt_s(r['extrapolated_s'])}"))
+                rows.append(
+                    (
+                        f"memory {m}",
+                        "s/epoch; x5000 (extrapolated)",
+                        f"{r['s_per_epoch']:.3f}; {fmt_s(r['extrapolated_s'])}",
+                    )
+                )
     if "pseudo" in st:
         for m, r in st["pseudo"].items():
             if isinstance(r, dict):
-                rows.append((f"pseudo {m}", "queries/s vectorised / loop (extrap.)",
-                             f"{r['vectorised_queries_per_s']:,} / {r['loop_queries_per_s']:,} (x{r['speedup']}; loop {fmt_s(r['loop_extrapolated_s'])})"))
+                rows.append(
+                    (
+                        f"pseudo {m}",
+                        "queries/s vectorised / loop (extrap.)",
+                        f"{r['vectorised_queries_per_s']:,} / {r['loop_queries_per_s']:,} "
+                        f"(x{r['speedup']}; loop {fmt_s(r['loop_extrapolated_s'])})",
+                    )
+                )
     if "padding" in st:
         r = st["padding"]
         rows.append(("padding", f"frame-arrays/s (N_max {r['n_max']})", f"{r['frames_per_s']:,}"))
     if "fusion" in st:
         r = st["fusion"]
-        rows += [("fusion", f"s/epoch (batch {r['batch_frames']})", f"{r['s_per_epoch']:.3f} (first {r['first_epoch_s']:.3f})"),
-                 ("fusion", f"x{r['paper_epochs']} epochs (extrapolated)", fmt_s(r["extrapolated_s"])),
-                 ("fusion", "score frames/s", f"{r['score_frames_per_s']:,}"),
-                 ("fusion", "1st layer GFLOP/epoch; GFLOP/s", f"{r['first_layer_gflop_per_epoch']:.2f}; {r['first_layer_gflops_achieved']:.1f}"),
-                 ("fusion", "all layers (est.) GFLOP/s", f"{r['total_gflops_achieved_est']:.1f}")]
+        rows += [
+            (
+                "fusion",
+                f"s/epoch (batch {r['batch_frames']})",
+                f"{r['s_per_epoch']:.3f} (first {r['first_epoch_s']:.3f})",
+            ),
+            ("fusion", f"x{r['paper_epochs']} epochs (extrapolated)", fmt_s(r["extrapolated_s"])),
+            ("fusion", "score frames/s", f"{r['score_frames_per_s']:,}"),
+            (
+                "fusion",
+                "1st layer GFLOP/epoch; GFLOP/s",
+                f"{r['first_layer_gflop_per_epoch']:.2f}; {r['first_layer_gflops_achieved']:.1f}",
+            ),
+            ("fusion", "all layers (est.) GFLOP/s", f"{r['total_gflops_achieved_est']:.1f}"),
+        ]
     if "matmul" in st:
         r = st["matmul"]
-        rows += [("matmul", f"peak GFLOP/s square {r['square_n']}", f"{r['square_gflops']:.1f}"),
-                 ("matmul", f"GFLOP/s layer shape {'x'.join(map(str, r['layer_shape']))}", f"{r['layer_gflops']:.1f}")]
+        rows += [
+            ("matmul", f"peak GFLOP/s square {r['square_n']}", f"{r['square_gflops']:.1f}"),
+            ("matmul", f"GFLOP/s layer shape {'x'.join(map(str, r['layer_shape']))}", f"{r['layer_gflops']:.1f}"),
+        ]
     if "extrapolated_pipeline_s" in results:
         rows.append(("total", "paper epochs, all stages (extrapolated)", fmt_s(results["extrapolated_pipeline_s"])))
     for name, r in st.items():
@@ -549,10 +683,14 @@ def fmt_s(seconds: float) -> str:
 def extrapolated_pipeline(st: dict) -> float | None:
     """Paper-epoch estimate of the full pipeline, from the stages that ran (all needed)."""
     try:
-        return (st["ae"]["extrapolated_s"] + sum(st["kmeans"][m]["memfuse_s"] for m in ("appearance", "pose"))
-                + sum(st["memory"][m]["extrapolated_s"] for m in ("appearance", "pose"))
-                + sum(st["pseudo"][m]["train_s"] + st["pseudo"][m]["test_s"] for m in ("appearance", "pose"))
-                + st["padding"]["stage_seconds"] + st["fusion"]["extrapolated_s"])
+        return (
+            st["ae"]["extrapolated_s"]
+            + sum(st["kmeans"][m]["memfuse_s"] for m in ("appearance", "pose"))
+            + sum(st["memory"][m]["extrapolated_s"] for m in ("appearance", "pose"))
+            + sum(st["pseudo"][m]["train_s"] + st["pseudo"][m]["test_s"] for m in ("appearance", "pose"))
+            + st["padding"]["stage_seconds"]
+            + st["fusion"]["extrapolated_s"]
+        )
     except KeyError:
         return None
 
@@ -571,12 +709,20 @@ def run(a: argparse.Namespace, keep: dict | None = None) -> dict:
     data_info = {"seconds": p.result["stage_seconds"], "peak_rss_mib": p.result["peak_rss_mib"]}
     for split in ("train", "test"):
         s = ctx[split]
-        data_info[split] = {"frames": s.n_frames, "objects": int(s.appearance.offsets[-1]), "persons": int(s.pose.offsets[-1]),
-                            "max_objects": int(s.appearance.counts.max()), "max_persons": int(s.pose.counts.max()),
-                            "frames_without_person": int((s.pose.counts == 0).sum())}
-    print(f"[bench] {a.scale}: made {data_info['train']['frames']:,} / {data_info['test']['frames']:,} frames, "
-          f"{data_info['train']['objects']:,} / {data_info['test']['objects']:,} objects, {data_info['train']['persons']:,} / "
-          f"{data_info['test']['persons']:,} persons in {data_info['seconds']:.1f} s", flush=True)
+        data_info[split] = {
+            "frames": s.n_frames,
+            "objects": int(s.appearance.offsets[-1]),
+            "persons": int(s.pose.offsets[-1]),
+            "max_objects": int(s.appearance.counts.max()),
+            "max_persons": int(s.pose.counts.max()),
+            "frames_without_person": int((s.pose.counts == 0).sum()),
+        }
+    print(
+        f"[bench] {a.scale}: made {data_info['train']['frames']:,} / {data_info['test']['frames']:,} frames, "
+        f"{data_info['train']['objects']:,} / {data_info['test']['objects']:,} objects, "
+        f"{data_info['train']['persons']:,} / {data_info['test']['persons']:,} persons in {data_info['seconds']:.1f} s",
+        flush=True,
+    )
     stages: dict = {}
     for name in a.stage_list:
         print(f"[bench] {name} ...", flush=True)
@@ -585,13 +731,26 @@ def run(a: argparse.Namespace, keep: dict | None = None) -> dict:
         stages[name].update(p.result)
         print(f"[bench] {name} done in {p.result['stage_seconds']:.1f} s", flush=True)
     results = {
-        "scale": a.scale, "sizes": asdict(scale), "data": data_info, "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "settings": {k: v for k, v in vars(a).items() if k != "stage_list"}, "stages": stages,
+        "scale": a.scale,
+        "sizes": asdict(scale),
+        "data": data_info,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "settings": {k: v for k, v in vars(a).items() if k != "stage_list"},
+        "stages": stages,
         # ru_maxrss can miss a peak that came before a VmHWM reset: take the max of both
-        "peak_rss_mib": round(max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, data_info["peak_rss_mib"] or 0]
-                                  + [r.get("peak_rss_mib") or 0 for r in stages.values()]), 1),
+        "peak_rss_mib": round(
+            max(
+                [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, data_info["peak_rss_mib"] or 0]
+                + [r.get("peak_rss_mib") or 0 for r in stages.values()]
+            ),
+            1,
+        ),
     }
     total = extrapolated_pipeline(stages)
     if total is not None:

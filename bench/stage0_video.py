@@ -16,6 +16,7 @@ and of its workers. Memory should not grow with the video's length: frames are s
 only the per-frame feature arrays (a few KB per object) are kept.
 Writes results/stage0_video.json (``--out`` to change).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,7 @@ def write_video(path: Path, n_frames: int, seed: int = 0, width: int = WIDTH, he
         f = bg.copy()
         for x0, y, vx in walkers:
             x = int((x0 + vx * t) % (width - 20))
-            f[int(y):int(y) + 48, x:x + 18] = 230
+            f[int(y) : int(y) + 48, x : x + 18] = 230
         out.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
     out.release()
 
@@ -76,20 +77,33 @@ def peak_rss_mib() -> tuple[float, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--minutes", type=float, default=1.0, help="length of the synthetic video")
     p.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="WxH of the synthetic video")
-    p.add_argument("--from-frames", default=None, metavar="DIR",
-                   help="frame folders to make the videos of, instead of a synthetic one")
+    p.add_argument(
+        "--from-frames",
+        default=None,
+        metavar="DIR",
+        help="frame folders to make the videos of, instead of a synthetic one",
+    )
     p.add_argument("--videos", type=int, default=4, help="with --from-frames: how many folders")
     p.add_argument("--pose-model", default=None)
-    p.add_argument("--fast-extract", "--fast", dest="fast", action="store_true",
-                   help=f"extract_features.py --fast-extract: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} "
-                        "--person-shaped")
+    p.add_argument(
+        "--fast-extract",
+        "--fast",
+        dest="fast",
+        action="store_true",
+        help=f"extract_features.py --fast-extract: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} --person-shaped",
+    )
     p.add_argument("--flow", default=None, help="flow setting (default: extract_features.py's, or --fast-extract's)")
-    p.add_argument("--pose-every", type=int, default=None,
-                   help="pose one frame in K (default: extract_features.py's, or --fast-extract's)")
+    p.add_argument(
+        "--pose-every",
+        type=int,
+        default=None,
+        help="pose one frame in K (default: extract_features.py's, or --fast-extract's)",
+    )
     p.add_argument("--workers", type=int, default=1, help="processes, one video each")
     p.add_argument("--out", default=str(RESULTS_ROOT / "stage0_video.json"))
     a = p.parse_args()
@@ -103,7 +117,7 @@ def main() -> None:
             (base / folder / "videos").mkdir(parents=True)
         start = time.perf_counter()
         if a.from_frames:
-            folders = list_videos(a.from_frames)[:a.videos]
+            folders = list_videos(a.from_frames)[: a.videos]
             n = sum(len(v.frames) for v in folders)
             sizes = [frames_to_video(v.frames, base / "training" / "videos" / f"{v.name}.avi") for v in folders]
             width, height = sizes[0]
@@ -127,12 +141,22 @@ def main() -> None:
         seconds = time.perf_counter() - start
         peak, peak_worker = peak_rss_mib()
     posed = a.pose_model is not None
-    report = {"source": source, "frames": n, "size": [width, height], "flow": settings.flow, "pose_model": posed,
-              "pose_every": settings.pose_every if posed else None,
-              "person_shaped": settings.person_shaped if posed else None, "workers": a.workers,
-              "seconds": round(seconds, 1), "frames_per_s": round(n / seconds, 2), "objects": rep["train"]["objects"],
-              "peak_rss_mib": round(peak, 1), "peak_worker_rss_mib": round(peak_worker, 1) if a.workers > 1 else None,
-              "rss_before_extraction_mib": round(rss_before, 1)}
+    report = {
+        "source": source,
+        "frames": n,
+        "size": [width, height],
+        "flow": settings.flow,
+        "pose_model": posed,
+        "pose_every": settings.pose_every if posed else None,
+        "person_shaped": settings.person_shaped if posed else None,
+        "workers": a.workers,
+        "seconds": round(seconds, 1),
+        "frames_per_s": round(n / seconds, 2),
+        "objects": rep["train"]["objects"],
+        "peak_rss_mib": round(peak, 1),
+        "peak_worker_rss_mib": round(peak_worker, 1) if a.workers > 1 else None,
+        "rss_before_extraction_mib": round(rss_before, 1),
+    }
     for k, v in report.items():
         print(f"{k}: {v}")
     save_json(Path(a.out), report)

@@ -11,6 +11,7 @@ of ``extract_features.py`` is picked here by agreement, never by a test score.
 
 Prints a table and writes ``results/velocity_agreement.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -111,9 +112,13 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="labels of settings to run (default all)")
     ap.add_argument("--full", nargs="*", default=[], help="labels of extra settings to run on all of train")
     ap.add_argument("--out", default=str(RESULTS_ROOT / "velocity_agreement.json"))
-    ap.add_argument("--check", default=None, metavar="VELOCITY_NPY",
-                    help="only score an existing train velocity.npy (e.g. stage 0's output with the default flow) "
-                         "against the reference on all of train; adds it to the JSON as 'stage0_default'")
+    ap.add_argument(
+        "--check",
+        default=None,
+        metavar="VELOCITY_NPY",
+        help="only score an existing train velocity.npy (e.g. stage 0's output with the default flow) "
+        "against the reference on all of train; adds it to the JSON as 'stage0_default'",
+    )
     ap.add_argument("--check-label", default="stage 0 default")
     args = ap.parse_args()
     if args.check:
@@ -126,7 +131,10 @@ def main() -> None:
             raise SystemExit(f"{args.check}: frame/object layout differs from the reference")
         ours = [x.sum(1, keepdims=True) for x in ours]  # B bins -> mean magnitude (B = 1 on Ped2)
         res = {"setting": args.check_label, "file": args.check, **agreement(ours, list(ref))}
-        print(f"{args.check_label}: all of train: obj {res['per_object_spearman']:.3f} frame {res['per_frame_max_spearman']:.3f}")
+        print(
+            f"{args.check_label}: all of train: obj {res['per_object_spearman']:.3f} "
+            f"frame {res['per_frame_max_spearman']:.3f}"
+        )
         doc = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
         doc["stage0_default"] = res
         save_json(args.out, doc)
@@ -159,19 +167,29 @@ def main() -> None:
             vs = all_v if full else sub_v
             res, tm = run(cfg, vs, pool)
             ours = [x for v in vs for x in res[v]["plain"]]
-            row = {"setting": cfg.label(), "method": cfg.method, "scale": cfg.scale, "blur": cfg.blur,
-                   "videos": "all" if full else f"every {SUBSAMPLE_EVERY}th",
-                   **agreement(ours, ref_for(vs)), **tm,
-                   "ms_per_frame_cpu": 1000 * tm["cpu_s"] / len(ours),
-                   # wall time of a whole train split (2550 frames) at this rate, 2 workers
-                   "est_train_split_wall_s": tm["wall_s"] * len(ref) / len(ours)}
+            row = {
+                "setting": cfg.label(),
+                "method": cfg.method,
+                "scale": cfg.scale,
+                "blur": cfg.blur,
+                "videos": "all" if full else f"every {SUBSAMPLE_EVERY}th",
+                **agreement(ours, ref_for(vs)),
+                **tm,
+                "ms_per_frame_cpu": 1000 * tm["cpu_s"] / len(ours),
+                # wall time of a whole train split (2550 frames) at this rate, 2 workers
+                "est_train_split_wall_s": tm["wall_s"] * len(ref) / len(ours),
+            }
             if full:
                 sub_rows = [x for v in sub_v for x in res[v]["plain"]]
                 row["subsample"] = agreement(sub_rows, ref_for(sub_v))
             rows.append(row)
             save_json(args.out, {"dataset": args.dataset, "partial": True, "rows": rows})  # survive an interrupt
-            print(f"{row['setting']:<26} {row['videos']:<11} obj {row['per_object_spearman']:.3f}  frame {row['per_frame_max_spearman']:.3f}"
-                  f"  {row['ms_per_frame_cpu']:.1f} ms/frame  train-split ~{row['est_train_split_wall_s']:.0f}s", flush=True)
+            print(
+                f"{row['setting']:<26} {row['videos']:<11} obj {row['per_object_spearman']:.3f}  "
+                f"frame {row['per_frame_max_spearman']:.3f}"
+                f"  {row['ms_per_frame_cpu']:.1f} ms/frame  train-split ~{row['est_train_split_wall_s']:.0f}s",
+                flush=True,
+            )
         # Extra checks of the velocity definition, on the subsample: FlowNet2's anisotropic
         # units, and AI-VAD's literal crop -> 224x224 -> mean vs our exact box mean.
         best = max((r for r in rows if r["videos"] == "all"), key=lambda r: r["per_object_spearman"])
@@ -192,10 +210,20 @@ def main() -> None:
 
     print(f"\n{'setting':<26} {'videos':<11} {'obj rho':>8} {'frame rho':>9} {'ms/frame':>9} {'train s':>8}")
     for r in rows:
-        print(f"{r['setting']:<26} {r['videos']:<11} {r['per_object_spearman']:>8.3f} {r['per_frame_max_spearman']:>9.3f}"
-              f" {r['ms_per_frame_cpu']:>9.1f} {r['est_train_split_wall_s']:>8.0f}")
-    save_json(args.out, {"dataset": args.dataset, "reference": "reference/train_velocity_flownet2.npy",
-                         "subsample_videos": sub_v, "rows": rows, "definition_checks": checks})
+        print(
+            f"{r['setting']:<26} {r['videos']:<11} {r['per_object_spearman']:>8.3f} {r['per_frame_max_spearman']:>9.3f}"
+            f" {r['ms_per_frame_cpu']:>9.1f} {r['est_train_split_wall_s']:>8.0f}"
+        )
+    save_json(
+        args.out,
+        {
+            "dataset": args.dataset,
+            "reference": "reference/train_velocity_flownet2.npy",
+            "subsample_videos": sub_v,
+            "rows": rows,
+            "definition_checks": checks,
+        },
+    )
     print(f"wrote {args.out}")
 
 

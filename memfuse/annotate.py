@@ -7,6 +7,7 @@ method without per-object evidence draws every box white. The bar along the bott
 frame's final (smoothed) score, scaled so the test split's lowest score is empty and its
 highest full. A red frame border marks a frame labelled anomalous.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,9 @@ def colour(score: float) -> tuple[int, int, int]:
     return (0, int(255 * min(1.0, 2 * (1 - t))), int(255 * min(1.0, 2 * t)))
 
 
-def draw(frame_rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray | None, level: float, anomalous: bool | None) -> np.ndarray:
+def draw(
+    frame_rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray | None, level: float, anomalous: bool | None
+) -> np.ndarray:
     """One annotated frame (H, W, 3) uint8 BGR. ``boxes`` (n, 4), ``scores`` (n,) or None,
     ``level`` in [0, 1] the frame score's bar, ``anomalous`` the label (None: no labels)."""
     img = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
@@ -61,8 +64,14 @@ def _writer(path: Path, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path]:
     return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, size), path
 
 
-def write_annotated_videos(videos: list[Video], boxes: np.ndarray, frame_scores: np.ndarray, object_scores: np.ndarray | None,
-                           labels: np.ndarray | None, out_dir: Path | str) -> list[Path]:
+def write_annotated_videos(
+    videos: list[Video],
+    boxes: np.ndarray,
+    frame_scores: np.ndarray,
+    object_scores: np.ndarray | None,
+    labels: np.ndarray | None,
+    out_dir: Path | str,
+) -> list[Path]:
     """One annotated video per test video, ``out_dir/NN.mp4`` (or ``.avi``). Each is written
     under a temporary name and renamed when complete, so no half-written video is left.
     ``boxes``: the test split's per-frame boxes (object array, AI-VAD's file);
@@ -83,7 +92,9 @@ def write_annotated_videos(videos: list[Video], boxes: np.ndarray, frame_scores:
                     writer, partial = _writer(out_dir / f".{v + 1:02d}.partial.mp4", (w, h))
                 shown = boxes_to_draw(boxes[f], w, h)
                 row = None if object_scores is None else object_scores[f, : len(shown)]
-                writer.write(draw(rgb, shown, row, (frame_scores[f] - lo) / span, None if labels is None else bool(labels[f])))
+                writer.write(
+                    draw(rgb, shown, row, (frame_scores[f] - lo) / span, None if labels is None else bool(labels[f]))
+                )
                 f += 1
             writer.release()
             final = out_dir / f"{v + 1:02d}{partial.suffix}"

@@ -37,6 +37,7 @@ so train kNN scores sit lower than test scores; the min/max calibration only res
 modality, so this affects how the three modalities are weighted in the sum, not the
 ranking within one modality.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -78,15 +79,23 @@ def normalise_pose(pose: np.ndarray) -> np.ndarray:
 # Chunked nearest-neighbour distance
 # --------------------------------------------------------------------------------------
 @torch.no_grad()
-def knn_distance(queries: np.ndarray | Tensor, reference: np.ndarray | Tensor, exclude_self: bool = False, q_chunk: int = Q_CHUNK,
-                 r_chunk: int = R_CHUNK, device: str | torch.device = "cpu") -> np.ndarray:
+def knn_distance(
+    queries: np.ndarray | Tensor,
+    reference: np.ndarray | Tensor,
+    exclude_self: bool = False,
+    q_chunk: int = Q_CHUNK,
+    r_chunk: int = R_CHUNK,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """Euclidean distance of each query (N, d) to its nearest reference row (R, d): (N,).
 
     Squared distances come from ``|q|^2 - 2 q r^T + |r|^2`` block by block, with a running
     minimum, so at most ``q_chunk x r_chunk`` distances exist at a time. With
     ``exclude_self`` the queries *are* the reference rows (leave-one-out: row i never
     matches row i). Needs at least 2 reference rows then; an empty reference gives inf."""
-    ref = torch.as_tensor(np.asarray(reference, dtype=np.float32) if not isinstance(reference, Tensor) else reference).float()
+    ref = torch.as_tensor(
+        np.asarray(reference, dtype=np.float32) if not isinstance(reference, Tensor) else reference
+    ).float()
     qry = torch.as_tensor(np.asarray(queries, dtype=np.float32) if not isinstance(queries, Tensor) else queries).float()
     if exclude_self and len(qry) != len(ref):
         raise ValueError("exclude_self needs queries == reference (same rows, same order)")
@@ -144,12 +153,16 @@ def calibrate(test_frames: np.ndarray, train_frames: np.ndarray) -> tuple[np.nda
     return (s - lo) / (hi - lo if hi > lo else 1.0), lo, hi
 
 
-def velocity_object_scores(train: np.ndarray, test: np.ndarray, components: int = GMM_COMPONENTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def velocity_object_scores(
+    train: np.ndarray, test: np.ndarray, components: int = GMM_COMPONENTS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """GMM negative log-likelihood of every train and test velocity row."""
     from sklearn.mixture import GaussianMixture
 
     gmm = GaussianMixture(n_components=components, random_state=seed).fit(np.asarray(train, dtype=np.float64))
-    return -gmm.score_samples(np.asarray(train, dtype=np.float64)), -gmm.score_samples(np.asarray(test, dtype=np.float64))
+    return -gmm.score_samples(np.asarray(train, dtype=np.float64)), -gmm.score_samples(
+        np.asarray(test, dtype=np.float64)
+    )
 
 
 def knn_object_scores(train: np.ndarray, test: np.ndarray, **kw) -> tuple[np.ndarray, np.ndarray]:
@@ -163,9 +176,19 @@ def knn_object_scores(train: np.ndarray, test: np.ndarray, **kw) -> tuple[np.nda
     return knn_distance(unique, unique, exclude_self=True, **kw)[inverse.ravel()], knn_distance(test, train, **kw)
 
 
-def score_baseline(train: Split, test: Split, test_ends: np.ndarray, gmm_components: int = GMM_COMPONENTS, sigma: float = SMOOTH_SIGMA,
-                   per_video: bool = True, modalities: tuple[str, ...] = MODALITIES, q_chunk: int = Q_CHUNK, r_chunk: int = R_CHUNK,
-                   device: str | torch.device = "cpu", seed: int = 0) -> dict:
+def score_baseline(
+    train: Split,
+    test: Split,
+    test_ends: np.ndarray,
+    gmm_components: int = GMM_COMPONENTS,
+    sigma: float = SMOOTH_SIGMA,
+    per_video: bool = True,
+    modalities: tuple[str, ...] = MODALITIES,
+    q_chunk: int = Q_CHUNK,
+    r_chunk: int = R_CHUNK,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> dict:
     """AI-VAD density scores of the test frames.
 
     Returns a dict: ``frame`` {modality: calibrated frame scores (F,)} and ``combined``

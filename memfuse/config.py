@@ -10,6 +10,7 @@ the flags. Every setting has one owner: the script whose top declares it, or thi
 (:data:`COMMON`, taken by every script, and :data:`SHARED`, by the scripts that
 :mod:`memfuse.registry` names). A name no script has is refused with the nearest known one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,10 @@ from .io import PROJECT_ROOT, InputError
 CONFIG_DIR = PROJECT_ROOT / "config"
 DEFAULT_RECIPE = "memfuse"
 COMMON: dict[str, tuple[Any, str]] = {  # name -> (default, help)
-    "DATASET": ("synthetic", "dataset name: features in DATA_ROOT/DATASET/extracted_features (synthetic: the demo data, "
-                             "made when missing)"),
+    "DATASET": (
+        "synthetic",
+        "dataset name: features in DATA_ROOT/DATASET/extracted_features (synthetic: the demo data, made when missing)",
+    ),
     "DATA_ROOT": ("data", "folder holding DATASET/ (AI-VAD feature format, see docs/usage.md)"),
     "DEVICE": ("auto", "auto (cuda if available), cpu or cuda"),
     "SEED": (0, "random seed (torch, numpy, python; and the synthetic data when they are made)"),
@@ -36,12 +39,21 @@ COMMON: dict[str, tuple[Any, str]] = {  # name -> (default, help)
     "CONFIG": ("", "more TOML files of settings, comma-separated, applied after the recipe"),
 }
 SHARED: dict[str, tuple[Any, str]] = {
-    "STANDARDISE": (True, "z-score appearance (before the autoencoder) and pose (before its memory) per feature, fit on train"),
-    "TOP_K": (5, "k: the compactness loss mixes the k nearest memory items, the separateness negative is rank k+1; "
-                 "pseudo features read ranks 1..k (normal) and k+1..2k (the paper's anomaly)"),
+    "STANDARDISE": (
+        True,
+        "z-score appearance (before the autoencoder) and pose (before its memory) per feature, fit on train",
+    ),
+    "TOP_K": (
+        5,
+        "k: the compactness loss mixes the k nearest memory items, the separateness negative is rank k+1; "
+        "pseudo features read ranks 1..k (normal) and k+1..2k (the paper's anomaly)",
+    ),
     "CHECKPOINT_ROOT": ("checkpoints", "stage outputs go to CHECKPOINT_ROOT/DATASET/RECIPE/"),
     "SMOOTH_SIGMA": (3.0, "Gaussian sigma of frame-score smoothing, in frames (0 = none)"),
-    "SMOOTH_PER_VIDEO": (True, "smooth each test video alone (--no-smooth-per-video: the whole sequence, the reference)"),
+    "SMOOTH_PER_VIDEO": (
+        True,
+        "smooth each test video alone (--no-smooth-per-video: the whole sequence, the reference)",
+    ),
     "RESULTS_ROOT": ("results", "folder of the results/ tree"),
     "RESULTS_NAME": ("", "write results to RESULTS_ROOT/RESULTS_NAME instead of RESULTS_ROOT/DATASET (ablations)"),
 }
@@ -67,7 +79,10 @@ def script_settings(script: str) -> dict[str, Any]:
     if str(PROJECT_ROOT) not in sys.path:  # the scripts live at the project root
         sys.path.insert(0, str(PROJECT_ROOT))
     module = importlib.import_module(Path(st.settings_script).stem)
-    return {**{n: {**COMMON, **SHARED}[n][0] for n in [*COMMON, *shared]}, **{n: getattr(module, n) for n in module.HELP}}
+    return {
+        **{n: {**COMMON, **SHARED}[n][0] for n in [*COMMON, *shared]},
+        **{n: getattr(module, n) for n in module.HELP},
+    }
 
 
 @lru_cache(maxsize=None)
@@ -117,7 +132,9 @@ def dataset_settings(dataset: str) -> dict[str, Any] | None:
 def check_dataset_name(name: str) -> str:
     """A dataset name is a plain folder name: outputs go to checkpoints/NAME and results/NAME."""
     if not name or any(c in name for c in "/\\") or name.startswith(("~", ".")):
-        raise InputError(f"--dataset {name!r}: a dataset is a plain name (no path separators, no '..'); its folder is DATA_ROOT/NAME")
+        raise InputError(
+            f"--dataset {name!r}: a dataset is a plain name (no path separators, no '..'); its folder is DATA_ROOT/NAME"
+        )
     return name
 
 
@@ -127,20 +144,36 @@ def check_seed(seed: int) -> int:
     return seed
 
 
-def parser_for(defaults: dict[str, Any], help_lines: dict[str, str], types: dict[str, Any] | None = None,
-               **kwargs: Any) -> argparse.ArgumentParser:
+def parser_for(
+    defaults: dict[str, Any], help_lines: dict[str, str], types: dict[str, Any] | None = None, **kwargs: Any
+) -> argparse.ArgumentParser:
     """One flag per setting, typed by ``types`` (default: the defaults; bool: ``--x`` / ``--no-x``)."""
-    parser = argparse.ArgumentParser(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs
+    )
     for name, default in defaults.items():
         typed = (types or defaults)[name]
         kind = {"action": argparse.BooleanOptionalAction} if isinstance(typed, bool) else {"type": type(typed)}
-        parser.add_argument(flag_name(name), dest=name, default=default, help=help_lines.get(name) or {**COMMON, **SHARED}.get(name, (None, ""))[1],
-                            **kind, **({"choices": recipe_names()} if name == "RECIPE" else {}))
+        parser.add_argument(
+            flag_name(name),
+            dest=name,
+            default=default,
+            help=help_lines.get(name) or {**COMMON, **SHARED}.get(name, (None, ""))[1],
+            **kind,
+            **({"choices": recipe_names()} if name == "RECIPE" else {}),
+        )
     return parser
 
 
-def configure(g: dict[str, Any], script: str, argv: list[str] | None = None, *, description: str = "",
-              prog: str | None = None, quiet: bool = False) -> dict[str, Any]:
+def configure(
+    g: dict[str, Any],
+    script: str,
+    argv: list[str] | None = None,
+    *,
+    description: str = "",
+    prog: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
     """Apply the config layers and the flags ``argv`` to the script globals ``g`` (adding the
     common and shared settings ``script`` takes). Returns the settings as they run, for the
     record, and prints a line for each layer that changes a value unless ``quiet``. Exits
@@ -155,7 +188,10 @@ def configure(g: dict[str, Any], script: str, argv: list[str] | None = None, *, 
     prog = prog or script
     try:
         constants = dataset_settings(known.dataset)
-        layers = [(f"config/datasets/{known.dataset}.toml", constants or {}), (f"recipe {known.recipe}", read_settings(recipe_path(known.recipe)))]
+        layers = [
+            (f"config/datasets/{known.dataset}.toml", constants or {}),
+            (f"recipe {known.recipe}", read_settings(recipe_path(known.recipe))),
+        ]
         layers += [(path, read_settings(path)) for path in known.config.split(",") if path.strip()]
     except InputError as exc:
         raise SystemExit(f"{prog}: error: {exc}") from None
@@ -168,7 +204,9 @@ def configure(g: dict[str, Any], script: str, argv: list[str] | None = None, *, 
             print(f"[config] {where}: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()), file=sys.stderr)
     g["RECIPE"] = known.recipe
     # typed by the script's own defaults: a config file's 2 for a float setting still takes --flag 1.5
-    parser = parser_for({n: g[n] for n in names}, g["HELP"], script_settings(script), prog=prog, description=description)
+    parser = parser_for(
+        {n: g[n] for n in names}, g["HELP"], script_settings(script), prog=prog, description=description
+    )
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         flags = [a.option_strings[0] for a in parser._actions if a.option_strings]

@@ -14,6 +14,7 @@ In memory every modality is a :class:`Ragged`: the objects of all frames stacked
 ``offsets[i]:offsets[i+1]``. Every stage works on the stacked matrix, which is what makes
 vectorised and chunked computation possible.
 """
+
 from __future__ import annotations
 
 import re
@@ -108,7 +109,9 @@ def load_object_array(path: Path, width: int | None, allow_empty_frames: bool, w
     if arr.dtype != object:
         # A dense (F, n, d) array is a legal special case of the format.
         if arr.ndim != 3:
-            raise InputError(f"{path}: expected an object array of per-frame (n_i, d) arrays, got dense shape {arr.shape}")
+            raise InputError(
+                f"{path}: expected an object array of per-frame (n_i, d) arrays, got dense shape {arr.shape}"
+            )
         arr = list(arr)
     if len(arr) == 0:
         raise InputError(f"{path}: empty split (0 frames)")
@@ -152,12 +155,16 @@ class Split:
         return self.appearance.n_frames
 
 
-def load_split(root: Path | str, dataset: str, split: str, modalities: tuple[str, ...] = ("appearance", "velocity", "pose")) -> Split:
+def load_split(
+    root: Path | str, dataset: str, split: str, modalities: tuple[str, ...] = ("appearance", "velocity", "pose")
+) -> Split:
     """Load and cross-check one split. Modalities not asked for are left as ``None``."""
     root = resolve_data_root(dataset, root)
     rag: dict[str, Ragged | None] = {m: None for m in MODALITY_FILES}
     if "appearance" in modalities:
-        rag["appearance"] = load_object_array(feature_path(root, dataset, split, "appearance"), APPEARANCE_DIM, False, "appearance (deep_features)")
+        rag["appearance"] = load_object_array(
+            feature_path(root, dataset, split, "appearance"), APPEARANCE_DIM, False, "appearance (deep_features)"
+        )
     if "velocity" in modalities:
         rag["velocity"] = load_object_array(feature_path(root, dataset, split, "velocity"), None, False, "velocity")
     if "pose" in modalities:
@@ -165,11 +172,16 @@ def load_split(root: Path | str, dataset: str, split: str, modalities: tuple[str
     loaded = {m: r for m, r in rag.items() if r is not None}
     counts = {m: r.n_frames for m, r in loaded.items()}
     if len(set(counts.values())) > 1:
-        raise InputError(f"{root / dataset / 'extracted_features' / split}: frame counts differ between modalities: {counts}")
+        raise InputError(
+            f"{root / dataset / 'extracted_features' / split}: frame counts differ between modalities: {counts}"
+        )
     a, v = rag["appearance"], rag["velocity"]
     if a is not None and v is not None and not np.array_equal(a.offsets, v.offsets):
         i = int(np.argmax(a.counts != v.counts))
-        raise InputError(f"{root / dataset / 'extracted_features' / split}: frame {i} has {a.counts[i]} appearance rows but {v.counts[i]} velocity rows")
+        raise InputError(
+            f"{root / dataset / 'extracted_features' / split}: frame {i} has {a.counts[i]} appearance rows "
+            f"but {v.counts[i]} velocity rows"
+        )
     return Split(**rag)  # type: ignore[arg-type]
 
 
@@ -187,7 +199,9 @@ def load_clip_lengths(root: Path | str, dataset: str, split: str, n_frames: int)
         raise InputError(f"missing {path}: cumulative frame count of each test video (AI-VAD's test_clip_lengths.npy)")
     ends = np.asarray(np.load(path, allow_pickle=True), dtype=np.int64).ravel()
     if len(ends) == 0 or np.any(np.diff(ends) <= 0) or ends[0] <= 0:
-        raise InputError(f"{path}: clip lengths must be positive and strictly increasing (cumulative ends), got {ends[:5]}...")
+        raise InputError(
+            f"{path}: clip lengths must be positive and strictly increasing (cumulative ends), got {ends[:5]}..."
+        )
     if ends[-1] != n_frames:
         raise InputError(f"{path}: clip lengths end at {ends[-1]} frames but the {split} features have {n_frames}")
     return ends
@@ -215,7 +229,7 @@ def _labels_from_mat(path: Path, ends: np.ndarray) -> np.ndarray:
 
 def _labels_from_m(path: Path, ends: np.ndarray) -> np.ndarray:
     """UCSD's ``UCSDpedN.m``: one ``gt_frame = [a:b, c:d]`` line per video, 1-based."""
-    lines = [l for l in path.read_text().splitlines() if "gt_frame" in l]
+    lines = [line for line in path.read_text().splitlines() if "gt_frame" in line]
     if len(lines) != len(ends):
         raise InputError(f"{path}: {len(lines)} videos in the labels but {len(ends)} in test_clip_lengths.npy")
     starts = np.concatenate([[0], ends[:-1]])
@@ -284,12 +298,21 @@ def validate_dataset(root: Path | str, dataset: str) -> dict:
     for split in SPLITS:
         s = load_split(root, dataset, split)
         if s.pose.counts.sum() == 0:
-            raise InputError(f"{feature_path(resolve_data_root(dataset, root), dataset, split, 'pose')}: no person in any frame; this method needs pose")
+            raise InputError(
+                f"{feature_path(resolve_data_root(dataset, root), dataset, split, 'pose')}: no person in any frame; "
+                "this method needs pose"
+            )
         bins[split] = s.velocity.values.shape[1]
         ends = load_clip_lengths(root, dataset, split, s.n_frames)
-        summary[split] = {"frames": s.n_frames, "videos": len(ends), "objects": int(s.appearance.offsets[-1]),
-                          "persons": int(s.pose.offsets[-1]), "frames_without_person": int((s.pose.counts == 0).sum()),
-                          "max_objects": int(s.appearance.counts.max()), "max_persons": int(s.pose.counts.max())}
+        summary[split] = {
+            "frames": s.n_frames,
+            "videos": len(ends),
+            "objects": int(s.appearance.offsets[-1]),
+            "persons": int(s.pose.offsets[-1]),
+            "frames_without_person": int((s.pose.counts == 0).sum()),
+            "max_objects": int(s.appearance.counts.max()),
+            "max_persons": int(s.pose.counts.max()),
+        }
         if split == "test":
             labels = load_labels(root, dataset, ends, required=False)
             summary["test"]["anomalous_frames"] = None if labels is None else int(labels.sum())

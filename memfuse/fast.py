@@ -24,6 +24,7 @@ default); :mod:`memfuse.models` holds the plain maths they stand in for.
 Shapes use F for frames and B for the frames of one step. Measurements live in docs/
 (paper-recipe.md: the dropout's cost; results.md: the AUC with and without the fast path).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -70,8 +71,12 @@ def use_fast_dropout(model: nn.Module) -> nn.Module:
     """Replace, in place, every submodule of ``model`` that is exactly an ``nn.Dropout`` by
     a :class:`BitMaskDropout` with the same p, ``inplace`` and training mode; returns
     ``model``. Idempotent; parameters, state_dict and module order are unchanged."""
-    swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-             if type(child) is nn.Dropout]
+    swaps = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if type(child) is nn.Dropout
+    ]
     for parent, name, child in swaps:
         fast = BitMaskDropout(child.p, child.inplace)
         fast.train(child.training)
@@ -102,4 +107,6 @@ def trimmed_pieces(idx: np.ndarray, micro: int, counts: np.ndarray) -> list[tupl
     row's logit when padded keys are masked and the head pools over real rows only: they
     take no attention weight and no part in the max."""
     order = idx[np.argsort(counts[idx], kind="stable")]
-    return [(order[s:s + micro], max(1, int(counts[order[s:s + micro]].max()))) for s in range(0, len(order), micro)]
+    return [
+        (order[s : s + micro], max(1, int(counts[order[s : s + micro]].max()))) for s in range(0, len(order), micro)
+    ]

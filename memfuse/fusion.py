@@ -22,6 +22,7 @@ passes 1, 2 and 4; velocity alone needs the velocity extension's pass).
 ``train_fusion(fast_path=True)`` (the default) trains through :mod:`memfuse.fast`, the CPU
 fast path: bit-mask dropout and row trimming, the same maths faster.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
-from scipy.special import expit
 import torch.nn.functional as F_
+from scipy.special import expit
 from tqdm import tqdm
 
 from .fast import real_row_counts, trimmed_pieces, use_fast_dropout
@@ -53,13 +54,17 @@ class Pass(NamedTuple):
     target: float
 
 
-PASSES = (Pass("normal", "normal", False, 0.0), Pass("anomaly", "anomaly", False, 1.0),
-          Pass("anomaly", "normal", False, 1.0), Pass("normal", "anomaly", False, 1.0))
+PASSES = (
+    Pass("normal", "normal", False, 0.0),
+    Pass("anomaly", "anomaly", False, 1.0),
+    Pass("anomaly", "normal", False, 1.0),
+    Pass("normal", "anomaly", False, 1.0),
+)
 VELOCITY_PASS = Pass("normal", "normal", True, 1.0)  # the extension's fifth pass
 # Frames per forward/backward inside one optimiser step. The gradients of the pieces are
 # summed before the step, so this changes speed and memory, not the update: on 2 CPU cores
 # a 256-frame piece keeps the intermediates small enough to be reused rather than freshly
-# page-faulted each time (Ped2 epoch: 5.7 s in one piece, 3.7 s at 1024, 2.4 s at 256).
+# page-faulted each time (a Ped2 epoch in less than half the time: docs/results.md).
 MICRO_BATCH = 256
 
 
@@ -83,8 +88,14 @@ class PaddedSplit:
         return len(self.app)
 
 
-def forward(model: AttentionFusion, app: torch.Tensor, pose: torch.Tensor, vel: torch.Tensor, masks: list[torch.Tensor],
-            masking: bool = True) -> torch.Tensor:
+def forward(
+    model: AttentionFusion,
+    app: torch.Tensor,
+    pose: torch.Tensor,
+    vel: torch.Tensor,
+    masks: list[torch.Tensor],
+    masking: bool = True,
+) -> torch.Tensor:
     """Frame logits (F,). ``masks`` = [app, pose, vel] padding masks (F, N); ``masking``
     False feeds the attention no mask (the reference), while a pooled head still pools
     over the real rows only (a row is real if it holds an object or a person)."""
@@ -109,18 +120,29 @@ def passes(velocity_anomaly_scale: float = 0.0, modalities: tuple[str, ...] = MO
     chosen = list(PASSES) + ([VELOCITY_PASS] if velocity_anomaly_scale > 0 else [])
 
     def perturbs_a_kept_modality(p: Pass) -> bool:
-        return (("app" in modalities and p.app == "anomaly") or ("pose" in modalities and p.pose == "anomaly")
-                or ("vel" in modalities and p.vel_scaled))
+        return (
+            ("app" in modalities and p.app == "anomaly")
+            or ("pose" in modalities and p.pose == "anomaly")
+            or ("vel" in modalities and p.vel_scaled)
+        )
 
     chosen = [p for p in chosen if p.target == 0.0 or perturbs_a_kept_modality(p)]
     if len(chosen) < 2:
-        raise ValueError(f"modalities {modalities}: no pseudo-anomalous pass varies them "
-                         "(velocity alone needs velocity_anomaly_scale > 0)")
+        raise ValueError(
+            f"modalities {modalities}: no pseudo-anomalous pass varies them "
+            "(velocity alone needs velocity_anomaly_scale > 0)"
+        )
     return chosen
 
 
-def _inputs(split: PaddedSplit, idx: np.ndarray, device: torch.device, modalities: tuple[str, ...], train: bool,
-            n_rows: int | None = None) -> dict[str, torch.Tensor]:
+def _inputs(
+    split: PaddedSplit,
+    idx: np.ndarray,
+    device: torch.device,
+    modalities: tuple[str, ...],
+    train: bool,
+    n_rows: int | None = None,
+) -> dict[str, torch.Tensor]:
     """Mini-batch tensors; a dropped modality's features are zeros (its mask is kept).
     ``n_rows`` keeps only the first rows of each frame (see :func:`memfuse.fast.trimmed_pieces`)."""
     names = ["app", "pose", "vel", "app_mask", "pose_mask"] + (["app_anomaly", "pose_anomaly"] if train else [])
@@ -132,9 +154,14 @@ def _inputs(split: PaddedSplit, idx: np.ndarray, device: torch.device, modalitie
     return out
 
 
-def training_batch(split: PaddedSplit, idx: np.ndarray, device: torch.device, velocity_anomaly_scale: float = 0.0,
-                   modalities: tuple[str, ...] = MODALITIES, n_rows: int | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+def training_batch(
+    split: PaddedSplit,
+    idx: np.ndarray,
+    device: torch.device,
+    velocity_anomaly_scale: float = 0.0,
+    modalities: tuple[str, ...] = MODALITIES,
+    n_rows: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """The labelled passes for frames ``idx`` stacked into one batch.
 
     Returns app, pose (P*B, N, D), vel (P*B, N), masks [app, pose, vel] (P*B, N) and
@@ -169,9 +196,15 @@ def holdout_videos(ends: np.ndarray, n_videos: int) -> tuple[slice, slice]:
 
 
 @torch.no_grad()
-def pseudo_label_validation(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True,
-                            velocity_anomaly_scale: float = 0.0, modalities: tuple[str, ...] = MODALITIES,
-                            batch_size: int = INFERENCE_BATCH) -> dict[str, float]:
+def pseudo_label_validation(
+    model: AttentionFusion,
+    split: PaddedSplit,
+    device: torch.device,
+    masking: bool = True,
+    velocity_anomaly_scale: float = 0.0,
+    modalities: tuple[str, ...] = MODALITIES,
+    batch_size: int = INFERENCE_BATCH,
+) -> dict[str, float]:
     """A label-free check on held-out train frames: the training objective (summed BCE of
     the labelled passes per frame, as in :func:`train_fusion`) without dropout, and the AUC
     of the pseudo-normal pass against the pseudo-anomalous ones. It uses no test data and
@@ -212,11 +245,23 @@ class KeepBest:
         return self.best_epoch
 
 
-def train_fusion(model: AttentionFusion, split: PaddedSplit, *, epochs: int, lr: float, batch_size: int,
-                 device: torch.device, seed: int, masking: bool = True, velocity_anomaly_scale: float = 0.0,
-                 on_epoch: Callable[[int, AttentionFusion], dict | None] | None = None, desc: str = "fusion",
-                 micro_batch: int = MICRO_BATCH, modalities: tuple[str, ...] = MODALITIES,
-                 fast_path: bool = True) -> list[dict]:
+def train_fusion(
+    model: AttentionFusion,
+    split: PaddedSplit,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    masking: bool = True,
+    velocity_anomaly_scale: float = 0.0,
+    on_epoch: Callable[[int, AttentionFusion], dict | None] | None = None,
+    desc: str = "fusion",
+    micro_batch: int = MICRO_BATCH,
+    modalities: tuple[str, ...] = MODALITIES,
+    fast_path: bool = True,
+) -> list[dict]:
     """Adam on the summed BCE of the labelled passes. ``batch_size`` frames per step (each
     frame gives 4-5 samples); ``batch_size <= 0`` or >= F is full batch, as the reference.
     Each step's gradient is accumulated over pieces of ``micro_batch`` frames (same update).
@@ -251,10 +296,11 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, *, epochs: int, lr:
             if counts is not None:
                 pieces = trimmed_pieces(idx, micro, counts)
             else:
-                pieces = [(idx[s:s + micro], None) for s in range(0, len(idx), micro)]
+                pieces = [(idx[s : s + micro], None) for s in range(0, len(idx), micro)]
             for piece, n_rows in pieces:
-                app, pose, vel, masks, y = training_batch(split, piece, device, velocity_anomaly_scale, modalities,
-                                                          n_rows)
+                app, pose, vel, masks, y = training_batch(
+                    split, piece, device, velocity_anomaly_scale, modalities, n_rows
+                )
                 logits = forward(model, app, pose, vel, masks, masking)
                 # The reference sums each pass's mean BCE over the batch, i.e. the BCE summed
                 # over samples divided by the number of frames in the batch.
@@ -274,8 +320,14 @@ def train_fusion(model: AttentionFusion, split: PaddedSplit, *, epochs: int, lr:
 
 
 @torch.no_grad()
-def frame_logits(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True,
-                 batch_size: int = INFERENCE_BATCH, modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
+def frame_logits(
+    model: AttentionFusion,
+    split: PaddedSplit,
+    device: torch.device,
+    masking: bool = True,
+    batch_size: int = INFERENCE_BATCH,
+    modalities: tuple[str, ...] = MODALITIES,
+) -> np.ndarray:
     """The classifier's logit per frame (F,), from the memorised (pseudo-normal) inputs."""
     model.eval()
     modalities = check_modalities(modalities)
@@ -289,8 +341,14 @@ def frame_logits(model: AttentionFusion, split: PaddedSplit, device: torch.devic
     return out
 
 
-def score(model: AttentionFusion, split: PaddedSplit, device: torch.device, masking: bool = True,
-          batch_size: int = INFERENCE_BATCH, modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
+def score(
+    model: AttentionFusion,
+    split: PaddedSplit,
+    device: torch.device,
+    masking: bool = True,
+    batch_size: int = INFERENCE_BATCH,
+    modalities: tuple[str, ...] = MODALITIES,
+) -> np.ndarray:
     """Anomaly score in [0, 1] per frame (F,): the sigmoid of :func:`frame_logits`."""
     # expit: no overflow for large negative logits
     return expit(frame_logits(model, split, device, masking, batch_size, modalities))
@@ -303,7 +361,9 @@ def memory_terms(split: PaddedSplit) -> dict[str, np.ndarray]:
     Needs the split's ``*_dist`` and ``app_rec`` arrays."""
     if split.app_dist is None or split.pose_dist is None or split.app_rec is None:
         raise ValueError("memory terms need the padded distance and reconstruction arrays (padding_mask.py)")
-    return {"app": masked_frame_max(split.app_dist, split.app_mask),
-            "app_rec": masked_frame_max(split.app_rec, split.app_mask),
-            "pose": masked_frame_max(split.pose_dist, split.pose_mask),
-            "vel": masked_frame_max(split.vel, split.app_mask)}
+    return {
+        "app": masked_frame_max(split.app_dist, split.app_mask),
+        "app_rec": masked_frame_max(split.app_rec, split.app_mask),
+        "pose": masked_frame_max(split.pose_dist, split.pose_mask),
+        "vel": masked_frame_max(split.vel, split.app_mask),
+    }

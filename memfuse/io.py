@@ -4,6 +4,7 @@ Every output is written to a temporary file in the destination folder and then r
 over the final name (``os.replace`` is atomic on POSIX), so an interrupted run never
 leaves a half-written file that a later stage would trust.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,10 @@ def folder_lock(folder: Path | str) -> Iterator[None]:
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise InputError(f"{folder} is in use by another run ({holder}); wait for it to finish, "
-                             "or give this run its own --checkpoint-root") from None
+            raise InputError(
+                f"{folder} is in use by another run ({holder}); wait for it to finish, "
+                "or give this run its own --checkpoint-root"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -118,8 +121,13 @@ def save_json(path: Path | str, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def save_video_scores(out_dir: Path | str, scores: dict[str, np.ndarray], ends: np.ndarray, labels: np.ndarray | None = None,
-                      prefix: str = "video") -> list[Path]:
+def save_video_scores(
+    out_dir: Path | str,
+    scores: dict[str, np.ndarray],
+    ends: np.ndarray,
+    labels: np.ndarray | None = None,
+    prefix: str = "video",
+) -> list[Path]:
     """One CSV per test video, ``out_dir/{prefix}_NN.csv``: the frame (from 1), each
     method's score in ``scores`` (name -> (F,) over all test frames) and, when there are
     labels, the ground truth. Cumulative frame counts ``ends`` (V,) cut the videos."""
@@ -128,7 +136,11 @@ def save_video_scores(out_dir: Path | str, scores: dict[str, np.ndarray], ends: 
     for v, end in enumerate(np.asarray(ends, dtype=np.int64)):
         rows = [",".join(["frame", *names] + (["anomalous"] if labels is not None else []))]
         for f in range(start, int(end)):
-            cells = [str(f - start + 1)] + [f"{float(scores[n][f]):.6g}" for n in names] + ([str(int(labels[f]))] if labels is not None else [])
+            cells = (
+                [str(f - start + 1)]
+                + [f"{float(scores[n][f]):.6g}" for n in names]
+                + ([str(int(labels[f]))] if labels is not None else [])
+            )
             rows.append(",".join(cells))
         path = Path(out_dir) / f"{prefix}_{v + 1:02d}.csv"
         with atomic_path(path) as tmp:

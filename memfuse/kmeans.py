@@ -9,6 +9,7 @@ inertia is measured on all rows. Ped2 and Avenue (up to ~114k rows at k = 500) a
 on every row; ShanghaiTech's ~1M objects on 128k. A Lloyd iteration over 1M 34-d rows costs
 0.9-1.3 s on 2 CPU cores, so a full-data fit could take up to 300 of them (5-6 min).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,21 +75,33 @@ def fit_size(n: int, k: int, max_points_per_cluster: int = MAX_POINTS_PER_CLUSTE
     return n if max_points_per_cluster <= 0 else min(n, k * max_points_per_cluster)
 
 
-def kmeans(x: np.ndarray | Tensor, k: int, seed: int = 0, max_iter: int = KMEANS_MAX_ITER, tol: float = KMEANS_TOL,
-           device: str | torch.device = "cpu", chunk: int | None = None, verbose: bool = False,
-           max_points_per_cluster: int = MAX_POINTS_PER_CLUSTER) -> tuple[np.ndarray, float]:
+def kmeans(
+    x: np.ndarray | Tensor,
+    k: int,
+    seed: int = 0,
+    max_iter: int = KMEANS_MAX_ITER,
+    tol: float = KMEANS_TOL,
+    device: str | torch.device = "cpu",
+    chunk: int | None = None,
+    verbose: bool = False,
+    max_points_per_cluster: int = MAX_POINTS_PER_CLUSTER,
+) -> tuple[np.ndarray, float]:
     """Cluster x (n, d) into k groups. Returns centroids (k, d) float32 and the inertia
     (sum of squared distances of all n rows to their nearest centroid).
 
     Deterministic for a given seed and device."""
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, Tensor) else x, dtype=torch.float32).to(device)
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, Tensor) else x, dtype=torch.float32).to(
+        device
+    )
     n = len(x)
     if n < k:
         raise ValueError(f"K-Means needs at least k={k} points, got {n}")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n_fit = fit_size(n, k, max_points_per_cluster)
     fit = x if n_fit == n else x[torch.randperm(n, generator=gen)[:n_fit].to(device)]
-    sample = fit if len(fit) <= SEEDING_SAMPLE else fit[torch.randperm(len(fit), generator=gen)[:SEEDING_SAMPLE].to(device)]
+    sample = (
+        fit if len(fit) <= SEEDING_SAMPLE else fit[torch.randperm(len(fit), generator=gen)[:SEEDING_SAMPLE].to(device)]
+    )
     centroids = kmeans_pp(sample, k, gen)
     threshold = tol * float(fit.var(0).mean())
     previous = None

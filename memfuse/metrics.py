@@ -1,4 +1,5 @@
 """Frame-level measures used in video anomaly detection: smoothing, micro/macro AUC, EER."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ the CPU speed tricks of the fusion training (the same maths, faster) live in :mo
 Shapes use B for a batch of queries, M for memory items, D = 34 for the shared feature
 width (the pose width), F for frames and N for the padded number of objects per frame.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,14 +31,15 @@ class AutoEncoder(nn.Module):
     """512 -> 256 -> 128 -> 34 encoder (ReLU after the first two layers, linear code) and
     the mirrored 34 -> 128 -> 256 -> 512 decoder."""
 
-    def __init__(self, in_dim: int = APPEARANCE_DIM, code_dim: int = FEATURE_DIM,
-                 hidden: tuple[int, int] = AE_HIDDEN):
+    def __init__(self, in_dim: int = APPEARANCE_DIM, code_dim: int = FEATURE_DIM, hidden: tuple[int, int] = AE_HIDDEN):
         super().__init__()
         h1, h2 = hidden
-        self.encoder = nn.Sequential(nn.Linear(in_dim, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(),
-                                     nn.Linear(h2, code_dim))
-        self.decoder = nn.Sequential(nn.Linear(code_dim, h2), nn.ReLU(), nn.Linear(h2, h1), nn.ReLU(),
-                                     nn.Linear(h1, in_dim))
+        self.encoder = nn.Sequential(
+            nn.Linear(in_dim, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, code_dim)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(code_dim, h2), nn.ReLU(), nn.Linear(h2, h1), nn.ReLU(), nn.Linear(h1, in_dim)
+        )
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, 512) -> (B, 34)."""
@@ -89,8 +91,9 @@ class Memory(nn.Module):
         a = torch.softmax(top_w[:, : self.top_k], dim=1)  # softmax of the k probabilities
         gathered = torch.einsum("bk,bkd->bd", a, self.items[top_i[:, : self.top_k]])
         gather = F_.mse_loss(gathered, q)
-        spread = F_.triplet_margin_loss(q, self.items[top_i[:, 0]], self.items[top_i[:, self.top_k]],
-                                        margin=margin, p=2)
+        spread = F_.triplet_margin_loss(
+            q, self.items[top_i[:, 0]], self.items[top_i[:, self.top_k]], margin=margin, p=2
+        )
         return {"gather": gather, "spread": spread, "rec": rec}
 
 
@@ -129,8 +132,15 @@ class AttentionFusion(nn.Module):
     The forward returns frame logits (F,); ``sigmoid`` gives the anomaly score.
     """
 
-    def __init__(self, n_max: int, dim: int = FEATURE_DIM, hidden: int = FUSION_HIDDEN, dropout: float = DROPOUT,
-                 u2_key: str = "k2", head: str = "flatten"):
+    def __init__(
+        self,
+        n_max: int,
+        dim: int = FEATURE_DIM,
+        hidden: int = FUSION_HIDDEN,
+        dropout: float = DROPOUT,
+        u2_key: str = "k2",
+        head: str = "flatten",
+    ):
         super().__init__()
         if u2_key not in ("k2", "k3"):
             raise ValueError(f"u2_key must be 'k2' or 'k3', got {u2_key!r}")
@@ -140,12 +150,14 @@ class AttentionFusion(nn.Module):
         self.align = nn.ModuleList(nn.Linear(dim, dim) for _ in range(3))
         # Separate q, k, v maps: on CPU three (rows, 34) x (34, 34) matmuls run faster than
         # one x (34, 102), and their backward needs no concatenation of gradients.
-        self.query, self.key, self.value = (nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3))
-                                            for _ in range(3))
+        self.query, self.key, self.value = (
+            nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(3)) for _ in range(3)
+        )
         self.dropout = nn.Dropout(dropout)
         head_in = 6 * dim * (n_max if head == "flatten" else 1)
-        self.classifier = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                        nn.Linear(hidden, 1))
+        self.classifier = nn.Sequential(
+            nn.Linear(head_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+        )
         for layer in [*self.align, self.classifier[0], self.classifier[3]]:
             nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
         for layer in (self.classifier[0], self.classifier[3]):
@@ -183,13 +195,17 @@ class AttentionFusion(nn.Module):
 
     def fused(self, app: Tensor, pose: Tensor, vel: Tensor, padded: list[Tensor] | None = None) -> Tensor:
         """The classifier's input x = [u1, u2, u3, f1', f2', f3'], (F, N, 6D)."""
-        aligned = [self.align[0](app), self.align[1](pose),
-                   self.align_velocity(vel) if vel.dim() == 2 else self.align[2](vel)]
+        aligned = [
+            self.align[0](app),
+            self.align[1](pose),
+            self.align_velocity(vel) if vel.dim() == 2 else self.align[2](vel),
+        ]
         feats = [self.dropout(torch.relu(a)) for a in aligned]
         return torch.cat(self.attend(feats, padded) + feats, dim=-1)
 
-    def forward(self, app: Tensor, pose: Tensor, vel: Tensor, padded: list[Tensor] | None = None,
-                rows: Tensor | None = None) -> Tensor:
+    def forward(
+        self, app: Tensor, pose: Tensor, vel: Tensor, padded: list[Tensor] | None = None, rows: Tensor | None = None
+    ) -> Tensor:
         """app, pose, vel: (F, N, D) (``vel`` may be (F, N): one value per object, repeated
         over D columns as AI-VAD's 1-bin velocity is); ``padded``: [app_mask, pose_mask,
         vel_mask], each (F, N) bool, True = padding, for the attention (``None``: no

@@ -4,6 +4,7 @@ A frame with no rows (a frame without any detected person, in pose) gets one all
 that is *not* masked: it stands for "nobody here", as the reference's re-inserted zero pose
 rows do, and it keeps every frame with at least one attendable key.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -36,7 +37,9 @@ def pad(ragged: Ragged, n_max: int, frames: np.ndarray | None = None) -> tuple[n
     frames = np.arange(ragged.n_frames) if frames is None else np.asarray(frames)
     counts = ragged.counts[frames]
     if (counts > n_max).any():
-        warnings.warn(f"{int((counts > n_max).sum())} frames hold more than N_max={n_max} objects; extra objects are dropped")
+        warnings.warn(
+            f"{int((counts > n_max).sum())} frames hold more than N_max={n_max} objects; extra objects are dropped"
+        )
     keep = np.minimum(counts, n_max)
     d = ragged.values.shape[1]
     out = np.zeros((len(frames), n_max, d), dtype=np.float32)
@@ -52,7 +55,9 @@ def pad(ragged: Ragged, n_max: int, frames: np.ndarray | None = None) -> tuple[n
 PAD_CHUNK = 16_384  # frames padded per step when writing to disk
 
 
-def save_padded(ragged: Ragged, n_max: int, values_path: Path, mask_path: Path | None, chunk: int = PAD_CHUNK, squeeze: bool = False) -> None:
+def save_padded(
+    ragged: Ragged, n_max: int, values_path: Path, mask_path: Path | None, chunk: int = PAD_CHUNK, squeeze: bool = False
+) -> None:
     """Pad ``ragged`` to (F, n_max, d) straight into a memory-mapped .npy, ``chunk`` frames
     at a time, so a split larger than memory never exists as one array. ``squeeze`` drops a
     width-1 last axis (velocity: (F, n_max)). Both files are written atomically."""

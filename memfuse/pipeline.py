@@ -5,6 +5,7 @@ the embedded synthetic data when it is asked for and missing, seed, pick the dev
 the recipe's checkpoint folder and check that the stages it reads from ran under the same
 recipe (provenance). :meth:`StageRun.finish` records that the stage's outputs are complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -128,9 +129,11 @@ def check_inputs(ckpt: Path, script: str, settings: dict[str, Any]) -> None:
         if not record_path.exists():
             made = [o for o in registry.stage(source).outputs if (Path(ckpt) / o).exists()]
             if made:
-                raise InputError(f"{Path(ckpt) / made[0]} has no record of the settings it was made with "
-                                 f"(its stage did not finish, or an older version made it): "
-                                 f"rerun python {source} --recipe {settings['RECIPE']}")
+                raise InputError(
+                    f"{Path(ckpt) / made[0]} has no record of the settings it was made with "
+                    f"(its stage did not finish, or an older version made it): "
+                    f"rerun python {source} --recipe {settings['RECIPE']}"
+                )
             continue  # nothing made yet: loading the input will name the stage to run
         theirs = json.loads(record_path.read_text())
         checked = [k for k in config.PROVENANCE_CHECKED if k in settings and k in theirs]
@@ -138,8 +141,10 @@ def check_inputs(ckpt: Path, script: str, settings: dict[str, Any]) -> None:
         if differ:
             said = ", ".join(f"{k}={a!r}" for k, (a, _) in differ.items())
             mine = ", ".join(f"{k}={b!r}" for k, (_, b) in differ.items())
-            raise InputError(f"{script}: its inputs from {source} in {ckpt} were made with {said}, this run has {mine}; "
-                             f"rerun python {source} with the same settings (or run {script} with theirs)")
+            raise InputError(
+                f"{script}: its inputs from {source} in {ckpt} were made with {said}, this run has {mine}; "
+                f"rerun python {source} with the same settings (or run {script} with theirs)"
+            )
     record_path = provenance_path(ckpt, script)
     if record_path.exists():
         record_path.unlink()
@@ -147,8 +152,11 @@ def check_inputs(ckpt: Path, script: str, settings: dict[str, Any]) -> None:
 
 def upstream_settings(ckpt: Path, script: str) -> dict[str, dict[str, Any]]:
     """The recorded settings of every stage whose outputs ``script`` depends on: {script: settings}."""
-    return {s: json.loads(provenance_path(ckpt, s).read_text()) for s in registry.upstream(script)
-            if provenance_path(ckpt, s).exists()}
+    return {
+        s: json.loads(provenance_path(ckpt, s).read_text())
+        for s in registry.upstream(script)
+        if provenance_path(ckpt, s).exists()
+    }
 
 
 def data_files(data_root: Path, dataset: str, script: str) -> list[Path]:

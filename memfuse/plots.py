@@ -1,6 +1,7 @@
 """Pictures people would rather look at than numbers: loss curves, ROC curves, per-video
 score traces with the anomalous frames shaded, and test AUC against epoch (diagnostic).
 All written atomically as PNG; matplotlib runs headless."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,9 @@ def _save(fig: plt.Figure, path: Path | str) -> None:
     plt.close(fig)
 
 
-def plot_history(history: list[dict], path: Path | str, title: str, keys: list[str] | None = None, log: bool = True) -> None:
+def plot_history(
+    history: list[dict], path: Path | str, title: str, keys: list[str] | None = None, log: bool = True
+) -> None:
     """One line per numeric key of the history records, against epoch (log y if ``log``
     and every value is positive)."""
     keys = keys or [k for k in history[0] if k != "epoch" and isinstance(history[0][k], (int, float))]
@@ -74,7 +77,13 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, float]], labels: np.ndarray, pa
     _save(fig, path)
 
 
-def plot_videos(series: dict[str, np.ndarray], labels: np.ndarray | None, ends: np.ndarray, out_dir: Path | str, prefix: str = "video") -> list[Path]:
+def plot_videos(
+    series: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    ends: np.ndarray,
+    out_dir: Path | str,
+    prefix: str = "video",
+) -> list[Path]:
     """One PNG per test video: each series' score over frames, anomalous frames shaded
     (when there are labels). Scores are min-max scaled per video so series on different
     scales share an axis."""
@@ -85,7 +94,9 @@ def plot_videos(series: dict[str, np.ndarray], labels: np.ndarray | None, ends: 
         fig, ax = plt.subplots(figsize=(7, 2.4))
         if labels is not None:
             lb = labels[s]
-            ax.fill_between(np.arange(len(lb)), 0, 1, where=lb > 0, color="tab:red", alpha=0.15, step="mid", label="anomalous (GT)")
+            ax.fill_between(
+                np.arange(len(lb)), 0, 1, where=lb > 0, color="tab:red", alpha=0.15, step="mid", label="anomalous (GT)"
+            )
         for name, sc in series.items():
             x = sc[s]
             rng = x.max() - x.min()

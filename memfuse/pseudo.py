@@ -15,6 +15,7 @@ is the same, but with large-norm features (raw pose, norms ~70) W underflows to 
 beyond rank 2, and sorting those ties (as the reference does) picks arbitrary items: the
 pseudo-anomalies would be the same few items for every query.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor
 
 from .models import TOP_K  # ranks 1-5 make the pseudo-normal, ranks 6-10 the pseudo-anomaly
+
 NORMAL_QUERY_WEIGHT = 0.5
 ANOMALY_QUERY_WEIGHT = 0.01
 TEMPERATURE_TOP = 1.0  # T1
@@ -39,11 +41,15 @@ class PseudoFeatures:
     indices: np.ndarray  # (N, 2k) int32: memory items of ranks 1..2k per query
 
 
-def _mixtures(items: Tensor, w_sorted: Tensor, idx: Tensor, top_k: int, t_top: float, t_bottom: float) -> tuple[Tensor, Tensor]:
+def _mixtures(
+    items: Tensor, w_sorted: Tensor, idx: Tensor, top_k: int, t_top: float, t_bottom: float
+) -> tuple[Tensor, Tensor]:
     """The top-k and bottom-k memory mixtures of a chunk, (B, D) each:
     ``sum_r softmax(W[rank r] / T) items[idx_r]`` over ranks 1..k and k+1..2k.
     One gather of the 2k items and one weighted sum serve both mixtures."""
-    a = torch.cat([torch.softmax(w_sorted[:, :top_k] / t_top, dim=1), torch.softmax(w_sorted[:, top_k:] / t_bottom, dim=1)], dim=1)
+    a = torch.cat(
+        [torch.softmax(w_sorted[:, :top_k] / t_top, dim=1), torch.softmax(w_sorted[:, top_k:] / t_bottom, dim=1)], dim=1
+    )
     # index_select on the flat indices: 5x faster on CPU than items[idx] for a (4096, 10) idx
     chosen = items.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)  # (B, 2k, D)
     mixed = (a.unsqueeze(-1) * chosen).unflatten(1, (2, top_k)).sum(dim=2)  # (B, 2, D)
@@ -62,9 +68,16 @@ def topk_row_width(n_items: int, k: int, device: torch.device) -> int:
 
 
 @torch.no_grad()
-def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: int = TOP_K, t_top: float = TEMPERATURE_TOP,
-             t_bottom: float = TEMPERATURE_BOTTOM, chunk: int = CHUNK, device: str | torch.device = "cpu",
-             extrapolate: float = 0.0) -> PseudoFeatures:
+def generate(
+    queries: np.ndarray | Tensor,
+    items: np.ndarray | Tensor,
+    top_k: int = TOP_K,
+    t_top: float = TEMPERATURE_TOP,
+    t_bottom: float = TEMPERATURE_BOTTOM,
+    chunk: int = CHUNK,
+    device: str | torch.device = "cpu",
+    extrapolate: float = 0.0,
+) -> PseudoFeatures:
     """Vectorised pseudo generation. queries (N, D), items (M, D) -> :class:`PseudoFeatures`.
 
     ``extrapolate > 0`` is an extension, not the paper: the pseudo-anomaly becomes
@@ -72,7 +85,11 @@ def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: in
     i.e. the query pushed *away* from the memory. The paper's pseudo-anomaly (a mixture of
     ranks k+1..2k) lies among the memory items, closer to the memory than the
     pseudo-normal, while a real anomaly's memorised feature lies farther from it."""
-    items_t = torch.as_tensor(np.asarray(items, dtype=np.float32) if not isinstance(items, Tensor) else items).float().to(device)
+    items_t = (
+        torch.as_tensor(np.asarray(items, dtype=np.float32) if not isinstance(items, Tensor) else items)
+        .float()
+        .to(device)
+    )
     n, (m, d) = len(queries), items_t.shape
     if m < 2 * top_k:
         raise ValueError(f"memory has {m} items, pseudo generation needs at least {2 * top_k}")
@@ -80,7 +97,9 @@ def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: in
     anomaly = np.empty((n, d), dtype=np.float32)
     indices = np.empty((n, 2 * top_k), dtype=np.int32)
     # (chunk, width) logits, columns m.. stay -inf (see topk_row_width); reused by every chunk
-    logits_buf = torch.full((min(chunk, n), topk_row_width(m, 2 * top_k, items_t.device)), float("-inf"), device=items_t.device)
+    logits_buf = torch.full(
+        (min(chunk, n), topk_row_width(m, 2 * top_k, items_t.device)), float("-inf"), device=items_t.device
+    )
     for s in range(0, n, chunk):
         q = torch.as_tensor(np.asarray(queries[s : s + chunk], dtype=np.float32)).to(items_t.device)
         logits = logits_buf[: len(q)]
@@ -100,8 +119,13 @@ def generate(queries: np.ndarray | Tensor, items: np.ndarray | Tensor, top_k: in
 
 
 @torch.no_grad()
-def generate_loop(queries: np.ndarray, items: np.ndarray, top_k: int = TOP_K, t_top: float = TEMPERATURE_TOP,
-                  t_bottom: float = TEMPERATURE_BOTTOM) -> PseudoFeatures:
+def generate_loop(
+    queries: np.ndarray,
+    items: np.ndarray,
+    top_k: int = TOP_K,
+    t_top: float = TEMPERATURE_TOP,
+    t_bottom: float = TEMPERATURE_BOTTOM,
+) -> PseudoFeatures:
     """The reference's approach: one query at a time, a full sort of its M weights.
 
     Only for comparison (tests, benchmark): it is orders of magnitude slower."""

@@ -5,13 +5,21 @@ One :class:`Stage` per script. The checkpoint stages (1-6) write into
 A missing input names the stage that makes it (:func:`made_by`); ``run_all.py`` runs
 :data:`STAGES` in order and knows from ``outputs`` whether one is complete.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 MODALITIES = ("appearance", "pose")  # the two modalities with an encoder-free memory twin each
-PSEUDO_OUTPUTS = ("train_normal", "train_anomaly", "test_normal", "train_indices", "test_indices", "train_distance",
-                  "test_distance")
+PSEUDO_OUTPUTS = (
+    "train_normal",
+    "train_anomaly",
+    "test_normal",
+    "train_indices",
+    "test_indices",
+    "train_distance",
+    "test_distance",
+)
 
 
 @dataclass(frozen=True)
@@ -38,13 +46,28 @@ class Stage:
         return self.twin_of or self.script
 
 
-def _twins(script: str, title: str, outputs: dict[str, tuple[str, ...]], inputs: dict[str, tuple[str, ...]],
-           data: dict[str, tuple], shared: tuple[str, ...]) -> tuple[Stage, Stage]:
+def _twins(
+    script: str,
+    title: str,
+    outputs: dict[str, tuple[str, ...]],
+    inputs: dict[str, tuple[str, ...]],
+    data: dict[str, tuple],
+    shared: tuple[str, ...],
+) -> tuple[Stage, Stage]:
     """A stage run once per modality: the appearance script and its pose twin."""
     twin = script.replace(".py", "_pose.py")
-    return (Stage(script, title.format("appearance"), inputs["appearance"], data["appearance"], outputs["appearance"], shared,
-                  "appearance"),
-            Stage(twin, title.format("pose"), inputs["pose"], data["pose"], outputs["pose"], shared, "pose", script))
+    return (
+        Stage(
+            script,
+            title.format("appearance"),
+            inputs["appearance"],
+            data["appearance"],
+            outputs["appearance"],
+            shared,
+            "appearance",
+        ),
+        Stage(twin, title.format("pose"), inputs["pose"], data["pose"], outputs["pose"], shared, "pose", script),
+    )
 
 
 STANDARDISED = ("CHECKPOINT_ROOT", "STANDARDISE")
@@ -53,33 +76,67 @@ EVALUATION = ("SMOOTH_SIGMA", "SMOOTH_PER_VIDEO", "RESULTS_ROOT", "RESULTS_NAME"
 
 EXTRACT = Stage("extract_features.py", "stage 0: AI-VAD-format features from raw frames or videos")
 STAGES: tuple[Stage, ...] = (
-    Stage("AE_encoder.py", "stage 1: appearance autoencoder", (), (("train", "appearance"), ("test", "appearance")),
-          ("autoencoder.pt", "appearance_train.npy", "appearance_test.npy", "appearance_train_recon.npy",
-           "appearance_test_recon.npy"), STANDARDISED),
-    *_twins("cluster.py", "stage 2: K-Means initialisation of the {} memory",
-            {m: (f"memory_init_{m}.npy",) for m in MODALITIES},
-            {"appearance": ("AE_encoder.py",), "pose": ()},
-            {"appearance": (("train", "velocity"),), "pose": (("train", "pose"),)}, STANDARDISED),
-    *_twins("train.py", "stage 3: {} memory training",
-            {m: (f"memory_{m}.pt",) for m in MODALITIES},
-            {"appearance": ("cluster.py", "AE_encoder.py"), "pose": ("cluster_pose.py",)},
-            {"appearance": (("train", "velocity"),), "pose": (("train", "pose"),)}, MEMORY),
-    *_twins("Pseudo_generators.py", "stage 4: pseudo-normal and pseudo-anomalous {} features",
-            {m: tuple(f"pseudo_{m}_{n}.npy" for n in PSEUDO_OUTPUTS) for m in MODALITIES},
-            {"appearance": ("train.py", "AE_encoder.py"), "pose": ("train_pose.py",)},
-            {"appearance": (("train", "velocity"), ("test", "velocity")), "pose": (("train", "pose"), ("test", "pose"))},
-            MEMORY),
-    Stage("padding_mask.py", "stage 5: padded object sets and masks",
-          ("Pseudo_generators.py", "Pseudo_generators_pose.py", "AE_encoder.py"),
-          tuple((s, m) for s in ("train", "test") for m in ("velocity", "pose")), ("padded/meta.json",), ("CHECKPOINT_ROOT",)),
-    Stage("attention_fusion.py", "stage 6: attention fusion, frame scores, evaluation", ("padding_mask.py",),
-          (("test", "clip_lengths"), ("train", "clip_lengths"), ("test", "labels")), ("fusion.pt",),
-          ("CHECKPOINT_ROOT", *EVALUATION)),
+    Stage(
+        "AE_encoder.py",
+        "stage 1: appearance autoencoder",
+        (),
+        (("train", "appearance"), ("test", "appearance")),
+        (
+            "autoencoder.pt",
+            "appearance_train.npy",
+            "appearance_test.npy",
+            "appearance_train_recon.npy",
+            "appearance_test_recon.npy",
+        ),
+        STANDARDISED,
+    ),
+    *_twins(
+        "cluster.py",
+        "stage 2: K-Means initialisation of the {} memory",
+        {m: (f"memory_init_{m}.npy",) for m in MODALITIES},
+        {"appearance": ("AE_encoder.py",), "pose": ()},
+        {"appearance": (("train", "velocity"),), "pose": (("train", "pose"),)},
+        STANDARDISED,
+    ),
+    *_twins(
+        "train.py",
+        "stage 3: {} memory training",
+        {m: (f"memory_{m}.pt",) for m in MODALITIES},
+        {"appearance": ("cluster.py", "AE_encoder.py"), "pose": ("cluster_pose.py",)},
+        {"appearance": (("train", "velocity"),), "pose": (("train", "pose"),)},
+        MEMORY,
+    ),
+    *_twins(
+        "Pseudo_generators.py",
+        "stage 4: pseudo-normal and pseudo-anomalous {} features",
+        {m: tuple(f"pseudo_{m}_{n}.npy" for n in PSEUDO_OUTPUTS) for m in MODALITIES},
+        {"appearance": ("train.py", "AE_encoder.py"), "pose": ("train_pose.py",)},
+        {"appearance": (("train", "velocity"), ("test", "velocity")), "pose": (("train", "pose"), ("test", "pose"))},
+        MEMORY,
+    ),
+    Stage(
+        "padding_mask.py",
+        "stage 5: padded object sets and masks",
+        ("Pseudo_generators.py", "Pseudo_generators_pose.py", "AE_encoder.py"),
+        tuple((s, m) for s in ("train", "test") for m in ("velocity", "pose")),
+        ("padded/meta.json",),
+        ("CHECKPOINT_ROOT",),
+    ),
+    Stage(
+        "attention_fusion.py",
+        "stage 6: attention fusion, frame scores, evaluation",
+        ("padding_mask.py",),
+        (("test", "clip_lengths"), ("train", "clip_lengths"), ("test", "labels")),
+        ("fusion.pt",),
+        ("CHECKPOINT_ROOT", *EVALUATION),
+    ),
 )
 BASELINE = Stage("baseline.py", "the AI-VAD density baseline on the same features", shared=EVALUATION)
 BY_SCRIPT: dict[str, Stage] = {s.script: s for s in (EXTRACT, *STAGES, BASELINE)}
 STAGE_ORDER: tuple[str, ...] = tuple(s.script for s in STAGES)
-CONFIGURED_SCRIPTS: tuple[str, ...] = tuple(s for s in BY_SCRIPT if BY_SCRIPT[s].twin_of is None)  # scripts with settings
+CONFIGURED_SCRIPTS: tuple[str, ...] = tuple(
+    s for s in BY_SCRIPT if BY_SCRIPT[s].twin_of is None
+)  # scripts with settings
 
 
 def stage(script: str) -> Stage:

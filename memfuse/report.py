@@ -6,6 +6,7 @@
 - :func:`write_comparison`, :func:`per_kind`, :func:`annotate`, :func:`print_table`:
   ``run_all.py``'s ``results/DATASET/`` (every method together).
 """
+
 from __future__ import annotations
 
 import time
@@ -19,9 +20,21 @@ from .metrics import micro_auc, video_slices, why_no_auc
 from .plots import plot_history, plot_roc, plot_validation, plot_videos
 
 
-def write_fusion_results(out: Path, *, dataset: str, result: dict[str, Any], final: np.ndarray, raw: np.ndarray,
-                         terms: dict[str, np.ndarray], per_object: np.ndarray | None, history: list[dict],
-                         labels: np.ndarray | None, ends: np.ndarray, eval_every: int, validation: bool) -> None:
+def write_fusion_results(
+    out: Path,
+    *,
+    dataset: str,
+    result: dict[str, Any],
+    final: np.ndarray,
+    raw: np.ndarray,
+    terms: dict[str, np.ndarray],
+    per_object: np.ndarray | None,
+    history: list[dict],
+    labels: np.ndarray | None,
+    ends: np.ndarray,
+    eval_every: int,
+    validation: bool,
+) -> None:
     """Write stage 6's results into ``out``.
 
     ``final`` and ``raw``: (F,) smoothed and unsmoothed frame scores; ``terms``: each
@@ -40,10 +53,16 @@ def write_fusion_results(out: Path, *, dataset: str, result: dict[str, Any], fin
     plot_history(history, out / "fusion_loss.png", f"{dataset} fusion training loss", ["loss"])
     curve = [{"epoch": h["epoch"], "test_micro_auc": h["test_micro_auc"]} for h in history if "test_micro_auc" in h]
     if curve:
-        plot_history(curve, out / "auc_vs_epoch.png",
-                     f"{dataset}: test micro AUC every {eval_every} epochs (diagnostic, not for selection)", log=False)
+        plot_history(
+            curve,
+            out / "auc_vs_epoch.png",
+            f"{dataset}: test micro AUC every {eval_every} epochs (diagnostic, not for selection)",
+            log=False,
+        )
     if validation:
-        plot_validation(history, out / "validation.png", f"{dataset}: held-out pseudo labels (label-free) and the test AUC")
+        plot_validation(
+            history, out / "validation.png", f"{dataset}: held-out pseudo labels (label-free) and the test AUC"
+        )
 
 
 def oracle(history: list[dict], eval_every: int) -> dict[str, Any]:
@@ -53,25 +72,43 @@ def oracle(history: list[dict], eval_every: int) -> dict[str, Any]:
     if not curve:
         return {}
     best_epoch, best_auc = max(curve, key=lambda c: c[1])
-    return {"oracle_micro_auc": best_auc, "oracle_epoch": best_epoch,
-            "oracle_note": f"best smoothed test micro AUC over epochs evaluated every {eval_every}: the reference's "
-                           "protocol, which selects the epoch on test labels; not a fair figure"}
+    return {
+        "oracle_micro_auc": best_auc,
+        "oracle_epoch": best_epoch,
+        "oracle_note": f"best smoothed test micro AUC over epochs evaluated every {eval_every}: the reference's "
+        "protocol, which selects the epoch on test labels; not a fair figure",
+    }
 
 
-def per_kind(scores: dict[str, np.ndarray], kinds: np.ndarray, ends: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
+def per_kind(
+    scores: dict[str, np.ndarray], kinds: np.ndarray, ends: np.ndarray, labels: np.ndarray
+) -> dict[str, dict[str, float]]:
     """Micro AUC of each method (scores (F,) each) over the test videos of each anomaly kind
     (``kinds``: one per test video; the synthetic data have them)."""
     slices = video_slices(ends)
-    return {name: {str(k): micro_auc(np.concatenate([s[v] for v, kk in zip(slices, kinds) if kk == k]),
-                                     np.concatenate([labels[v] for v, kk in zip(slices, kinds) if kk == k]))
-                   for k in sorted(set(kinds))}
-            for name, s in scores.items()}
+    return {
+        name: {
+            str(k): micro_auc(
+                np.concatenate([s[v] for v, kk in zip(slices, kinds) if kk == k]),
+                np.concatenate([labels[v] for v, kk in zip(slices, kinds) if kk == k]),
+            )
+            for k in sorted(set(kinds))
+        }
+        for name, s in scores.items()
+    }
 
 
-def write_comparison(out: Path, dataset: str, scores: dict[str, np.ndarray], ends: np.ndarray, labels: np.ndarray | None) -> None:
+def write_comparison(
+    out: Path, dataset: str, scores: dict[str, np.ndarray], ends: np.ndarray, labels: np.ndarray | None
+) -> None:
     """ROC curves, and per test video a plot and a CSV of the scores (F,) of every method together."""
     if why_no_auc(labels) is None:
-        plot_roc({n: (s, micro_auc(s, labels)) for n, s in scores.items()}, labels, out / "roc.png", f"{dataset}: frame-level ROC")
+        plot_roc(
+            {n: (s, micro_auc(s, labels)) for n, s in scores.items()},
+            labels,
+            out / "roc.png",
+            f"{dataset}: frame-level ROC",
+        )
     plot_videos(scores, labels, ends, out / "videos")
     save_video_scores(out / "videos", scores, ends, labels)
 
@@ -88,9 +125,14 @@ def annotate(out: Path, dataset: str, recipe: str, raw_root: Path, data_root: Pa
         return "none: no raw test frames or boxes"
     object_file = out / recipe / "object_scores.npy"
     start = time.perf_counter()
-    paths = write_annotated_videos(list_split_videos(raw_root / dataset / "testing"), load_boxes(boxes_file),
-                                   np.load(out / recipe / "scores.npy"), np.load(object_file) if object_file.exists() else None,
-                                   labels, out / "videos")
+    paths = write_annotated_videos(
+        list_split_videos(raw_root / dataset / "testing"),
+        load_boxes(boxes_file),
+        np.load(out / recipe / "scores.npy"),
+        np.load(object_file) if object_file.exists() else None,
+        labels,
+        out / "videos",
+    )
     print(f"  annotated {len(paths)} test videos ({recipe}) in {out / 'videos'} ({time.perf_counter() - start:.0f} s)")
     return f"{len(paths)} videos of {recipe} in videos/"
 
@@ -98,8 +140,11 @@ def annotate(out: Path, dataset: str, recipe: str, raw_root: Path, data_root: Pa
 def print_table(report: dict, out: Path) -> None:
     """One row per method: micro / macro AUC, EER (and the test-selected figure, labelled)."""
     rows = {**report["recipes"], "AI-VAD baseline": report["baseline"]}
-    print(f"\n{report['dataset']} ({report['data']['test']['frames']} test frames, seed {report['seed']}"
-          + "".join(f", {c}" for c in report.get("configs", [])) + ")")
+    print(
+        f"\n{report['dataset']} ({report['data']['test']['frames']} test frames, seed {report['seed']}"
+        + "".join(f", {c}" for c in report.get("configs", []))
+        + ")"
+    )
     print(f"  {'method':<20} {'micro AUC':>9} {'macro AUC':>9} {'EER':>7}   test-selected epoch (not a fair figure)")
     if "no_auc" in report:
         print(f"  no AUC: {report['no_auc']}; the scores of every method are in {out}")
@@ -111,6 +156,8 @@ def print_table(report: dict, out: Path) -> None:
     for name, kinds in report.get("per_kind_micro_auc", {}).items():
         print(f"  {name:<20} micro AUC by anomaly kind: " + ", ".join(f"{k} {v:.4f}" for k, v in kinds.items()))
     skipped = set(report["stages_skipped"])
-    print("  stage wall times (s; * = up to date, time of the run that made it): "
-          + ", ".join(f"{k} {v}" + ("*" if k in skipped else "") for k, v in report["stage_seconds"].items()))
+    print(
+        "  stage wall times (s; * = up to date, time of the run that made it): "
+        + ", ".join(f"{k} {v}" + ("*" if k in skipped else "") for k, v in report["stage_seconds"].items())
+    )
     print(f"  -> {out / 'summary.json'}; each recipe's scores and plots in {out}/<recipe>/")

@@ -16,6 +16,7 @@ Each source of evidence (:data:`GROUP`: the classifier, appearance, pose, veloci
 vote: terms of the same group are averaged before the groups are summed, so measuring
 appearance twice does not double its weight.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ class Standardiser:
         return (np.where(np.isnan(s), self.floor, s) - self.mean) / self.std
 
 
-def combine(train: dict[str, np.ndarray], test: dict[str, np.ndarray], terms: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, dict]]:
+def combine(
+    train: dict[str, np.ndarray], test: dict[str, np.ndarray], terms: tuple[str, ...]
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, dict]]:
     """The standardised ``terms``, averaged within their :data:`GROUP` and summed over
     groups. ``train`` and ``test`` map each term to its frame scores. Returns the test
     frame scores (F,), each term standardised (F,), and each term's standardisation
@@ -90,7 +93,9 @@ def sum_by_group(z: dict[str, np.ndarray], terms: tuple[str, ...]) -> np.ndarray
 OBJECT_TERMS = ("app", "app_rec", "vel")  # terms measured on each object (box); pose rows are not matched to boxes
 
 
-def object_scores(values: dict[str, np.ndarray], padded: np.ndarray, stats: dict[str, dict], terms: tuple[str, ...]) -> np.ndarray | None:
+def object_scores(
+    values: dict[str, np.ndarray], padded: np.ndarray, stats: dict[str, dict], terms: tuple[str, ...]
+) -> np.ndarray | None:
     """Each object's share of the frame score, (F, N) float32, NaN on padded rows: the
     per-object values (F, N) of the :data:`OBJECT_TERMS` among ``terms``, standardised with
     the train-frame ``stats`` of :func:`combine`, averaged within and summed over groups.

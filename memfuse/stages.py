@@ -2,6 +2,7 @@
 queries, K-Means initialisation, memory training and pseudo features, and the check of the
 autoencoder's codes. What each stage reads and writes is in :mod:`memfuse.registry`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,10 +13,11 @@ from tqdm import tqdm
 
 from . import data as D
 from .io import InputError, load_npy, load_torch, save_json, save_npy, save_torch
-from .registry import for_modality, made_by
 from .kmeans import kmeans
 from .models import Memory
 from .pseudo import generate
+from .registry import for_modality, made_by
+
 
 def ckpt_file(ckpt: Path, name: str) -> Path:
     return Path(ckpt) / name
@@ -30,7 +32,9 @@ def load_checkpoint(ckpt: Path, name: str) -> dict:
     return load_torch(ckpt_file(ckpt, name), made_by(name))
 
 
-def train_queries(ckpt: Path, data_root: Path, dataset: str, modality: str, split: str = "train", standardise: bool = False) -> D.Ragged:
+def train_queries(
+    ckpt: Path, data_root: Path, dataset: str, modality: str, split: str = "train", standardise: bool = False
+) -> D.Ragged:
     """The 34-d queries of a modality and split: encoded appearance (stage 1) or pose
     (raw, or with ``standardise`` z-scored per keypoint coordinate with the train split's
     mean and spread).
@@ -41,7 +45,10 @@ def train_queries(ckpt: Path, data_root: Path, dataset: str, modality: str, spli
         values = load_output(ckpt, f"appearance_{split}.npy")
         offsets = D.load_split(data_root, dataset, split, ("velocity",)).velocity.offsets
         if offsets[-1] != len(values):
-            raise InputError(f"{ckpt_file(ckpt, f'appearance_{split}.npy')}: {len(values)} rows but the {split} velocity file has {offsets[-1]} objects; rerun python AE_encoder.py")
+            raise InputError(
+                f"{ckpt_file(ckpt, f'appearance_{split}.npy')}: {len(values)} rows but the {split} velocity file "
+                f"has {offsets[-1]} objects; rerun python AE_encoder.py"
+            )
         return D.Ragged(np.asarray(values, dtype=np.float32), offsets)
     if modality == "pose":
         pose = D.load_split(data_root, dataset, split, ("pose",)).pose
@@ -66,25 +73,43 @@ def check_codes(codes: np.ndarray, what: str) -> None:
     the plateau where it reconstructs every input by the mean (all ReLUs of a layer dead):
     every object then gets the same code, and K-Means and the memory have nothing to learn."""
     if not np.isfinite(codes).all():
-        raise InputError(f"{what}: the autoencoder's codes hold NaN or inf; training diverged "
-                         "(rerun AE_encoder.py with a smaller --learning-rate)")
+        raise InputError(
+            f"{what}: the autoencoder's codes hold NaN or inf; training diverged "
+            "(rerun AE_encoder.py with a smaller --learning-rate)"
+        )
     # The range, not the std: numpy's float32 std of 30k identical rows comes out ~2e-5.
     spread = float((codes.max(axis=0) - codes.min(axis=0)).max()) if len(codes) else 0.0
     if spread < COLLAPSED_CODE_RANGE:
-        raise InputError(f"{what}: the autoencoder maps every object to the same code (largest per-dimension range "
-                         f"{spread:.2g}); training stayed on the mean-reconstruction plateau. Rerun AE_encoder.py with "
-                         "another --seed or a smaller --learning-rate (the paper's is 1e-2)")
+        raise InputError(
+            f"{what}: the autoencoder maps every object to the same code (largest per-dimension range "
+            f"{spread:.2g}); training stayed on the mean-reconstruction plateau. Rerun AE_encoder.py with "
+            "another --seed or a smaller --learning-rate (the paper's is 1e-2)"
+        )
 
 
 # --------------------------------------------------------------------------------------
 # Stage 2: K-Means initialisation of a memory
 # --------------------------------------------------------------------------------------
-def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, *, memory_size: int, seed: int, device: torch.device,
-                  backend: str = "torch", standardise: bool = False) -> np.ndarray:
+def cluster_stage(
+    ckpt: Path,
+    data_root: Path,
+    dataset: str,
+    modality: str,
+    *,
+    memory_size: int,
+    seed: int,
+    device: torch.device,
+    backend: str = "torch",
+    standardise: bool = False,
+) -> np.ndarray:
     """K-Means on the train queries of ``modality``; writes ``memory_init_<modality>.npy``."""
-    q = train_queries(ckpt, data_root, dataset, modality, standardise=standardise).values  # frames without a person hold no rows
+    q = train_queries(
+        ckpt, data_root, dataset, modality, standardise=standardise
+    ).values  # frames without a person hold no rows
     if len(q) < memory_size:
-        raise InputError(f"{dataset}: {len(q)} train {modality} rows, fewer than the {memory_size} memory items; lower --memory-size")
+        raise InputError(
+            f"{dataset}: {len(q)} train {modality} rows, fewer than the {memory_size} memory items; lower --memory-size"
+        )
     if backend == "sklearn":
         from sklearn.cluster import KMeans
 
@@ -93,7 +118,11 @@ def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, *, m
         try:
             centroids, _ = kmeans(q, memory_size, seed=seed, device=device)
         except ValueError as e:
-            source = "the autoencoder's codes (appearance_train.npy)" if modality == "appearance" else f"{dataset}'s train {modality}"
+            source = (
+                "the autoencoder's codes (appearance_train.npy)"
+                if modality == "appearance"
+                else f"{dataset}'s train {modality}"
+            )
             raise InputError(f"{dataset}: K-Means on {source}: {e}") from None
     save_npy(ckpt_file(ckpt, f"memory_init_{modality}.npy"), centroids)
     return centroids
@@ -102,9 +131,24 @@ def cluster_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, *, m
 # --------------------------------------------------------------------------------------
 # Stage 3: memory training
 # --------------------------------------------------------------------------------------
-def train_memory(queries: np.ndarray, init_items: np.ndarray, *, epochs: int, lr: float, batch_size: int, weights: tuple[float, float, float],
-                 top_k: int, margin: float, cosine_t_max: int, stale_step: bool, device: torch.device, seed: int,
-                 checkpoint_path: Path | None = None, checkpoint_every: int = 100, desc: str = "memory") -> tuple[Memory, list[dict]]:
+def train_memory(
+    queries: np.ndarray,
+    init_items: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weights: tuple[float, float, float],
+    top_k: int,
+    margin: float,
+    cosine_t_max: int,
+    stale_step: bool,
+    device: torch.device,
+    seed: int,
+    checkpoint_path: Path | None = None,
+    checkpoint_every: int = 100,
+    desc: str = "memory",
+) -> tuple[Memory, list[dict]]:
     """Train the memory items (the only parameters) on queries (N, D).
 
     ``weights`` = (gather, spread, rec) loss weights; ``cosine_t_max > 0`` adds
@@ -128,7 +172,9 @@ def train_memory(queries: np.ndarray, init_items: np.ndarray, *, epochs: int, lr
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
-            sums += torch.stack([total.detach(), parts["gather"].detach(), parts["spread"].detach(), parts["rec"].detach()])
+            sums += torch.stack(
+                [total.detach(), parts["gather"].detach(), parts["spread"].detach(), parts["rec"].detach()]
+            )
             n_batches += 1
         if stale_step:  # reference quirk: one more step on the last batch's gradients
             opt.step()
@@ -138,7 +184,10 @@ def train_memory(queries: np.ndarray, init_items: np.ndarray, *, epochs: int, lr
         history.append(dict(zip(("total", "gather", "spread", "rec"), means)))
         bar.set_postfix(loss=f"{means[0]:.4g}", refresh=False)
         if checkpoint_path is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
-            save_torch(checkpoint_path, {"items": memory.items.detach().cpu(), "epoch": epoch + 1, "history": history, "complete": False})
+            save_torch(
+                checkpoint_path,
+                {"items": memory.items.detach().cpu(), "epoch": epoch + 1, "history": history, "complete": False},
+            )
     return memory, history
 
 
@@ -152,15 +201,29 @@ def index_batches(n: int, batch_size: int, gen: torch.Generator, device: torch.d
 def load_memory_items(ckpt: Path, modality: str) -> np.ndarray:
     state = load_checkpoint(ckpt, f"memory_{modality}.pt")
     if not state.get("complete", False):
-        raise InputError(f"{ckpt_file(ckpt, f'memory_{modality}.pt')} is an intermediate checkpoint (epoch {state.get('epoch')}); finish python {for_modality('train.py', modality).script}")
+        raise InputError(
+            f"{ckpt_file(ckpt, f'memory_{modality}.pt')} is an intermediate checkpoint (epoch {state.get('epoch')}); "
+            f"finish python {for_modality('train.py', modality).script}"
+        )
     return state["items"].numpy()
 
 
 # --------------------------------------------------------------------------------------
 # Stage 4: pseudo features
 # --------------------------------------------------------------------------------------
-def pseudo_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, *, top_k: int, t_top: float, t_bottom: float, device: torch.device,
-                 extrapolate: float = 0.0, standardise: bool = False) -> dict[str, int]:
+def pseudo_stage(
+    ckpt: Path,
+    data_root: Path,
+    dataset: str,
+    modality: str,
+    *,
+    top_k: int,
+    t_top: float,
+    t_bottom: float,
+    device: torch.device,
+    extrapolate: float = 0.0,
+    standardise: bool = False,
+) -> dict[str, int]:
     """Pseudo-normal and pseudo-anomalous train features and memorised test features of
     ``modality``; writes ``pseudo_<modality>_*.npy`` (rows aligned with the queries),
     including ``pseudo_<modality>_<split>_distance.npy`` (N,): each raw query's Euclidean
@@ -171,12 +234,19 @@ def pseudo_stage(ckpt: Path, data_root: Path, dataset: str, modality: str, *, to
     counts = {}
     for split in D.SPLITS:
         q = train_queries(ckpt, data_root, dataset, modality, split, standardise)
-        out = generate(q.values, items, top_k=top_k, t_top=t_top, t_bottom=t_bottom, device=device, extrapolate=extrapolate)
+        out = generate(
+            q.values, items, top_k=top_k, t_top=t_top, t_bottom=t_bottom, device=device, extrapolate=extrapolate
+        )
         save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_normal.npy"), out.normal)
         if split == "train":
             save_npy(ckpt_file(ckpt, f"pseudo_{modality}_train_anomaly.npy"), out.anomaly)
         save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_indices.npy"), out.indices)
-        save_npy(ckpt_file(ckpt, f"pseudo_{modality}_{split}_distance.npy"), knn_distance(q.values, items, device=device))
+        save_npy(
+            ckpt_file(ckpt, f"pseudo_{modality}_{split}_distance.npy"), knn_distance(q.values, items, device=device)
+        )
         counts[split] = len(q.values)
-    save_json(ckpt_file(ckpt, f"pseudo_{modality}_meta.json"), {"rows": counts, "top_k": top_k, "t_top": t_top, "t_bottom": t_bottom, "extrapolate": extrapolate})
+    save_json(
+        ckpt_file(ckpt, f"pseudo_{modality}_meta.json"),
+        {"rows": counts, "top_k": top_k, "t_top": t_top, "t_bottom": t_bottom, "extrapolate": extrapolate},
+    )
     return counts

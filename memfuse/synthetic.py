@@ -15,6 +15,7 @@ Each test video holds one labelled anomalous interval of one kind:
 The frames of the interval are labelled 1. Frames without any person (pose rows = 0)
 occur in train and test, as in Ped2.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,11 +30,27 @@ ANOMALY_KINDS = ("appearance", "pose", "speed")
 FRAME_W, FRAME_H = 360, 240
 
 # A standing person's 17 COCO keypoints (x, y) relative to the feet centre, height 1.
-_STANDING = np.array([
-    [0.00, -0.95], [-0.03, -0.97], [0.03, -0.97], [-0.06, -0.95], [0.06, -0.95],  # nose, eyes, ears
-    [-0.12, -0.80], [0.12, -0.80], [-0.16, -0.60], [0.16, -0.60], [-0.17, -0.42], [0.17, -0.42],  # shoulders, elbows, wrists
-    [-0.08, -0.48], [0.08, -0.48], [-0.09, -0.25], [0.09, -0.25], [-0.10, 0.00], [0.10, 0.00],  # hips, knees, ankles
-])
+_STANDING = np.array(
+    [
+        [0.00, -0.95],
+        [-0.03, -0.97],
+        [0.03, -0.97],
+        [-0.06, -0.95],
+        [0.06, -0.95],  # nose, eyes, ears
+        [-0.12, -0.80],
+        [0.12, -0.80],
+        [-0.16, -0.60],
+        [0.16, -0.60],
+        [-0.17, -0.42],
+        [0.17, -0.42],  # shoulders, elbows, wrists
+        [-0.08, -0.48],
+        [0.08, -0.48],
+        [-0.09, -0.25],
+        [0.09, -0.25],
+        [-0.10, 0.00],
+        [0.10, 0.00],  # hips, knees, ankles
+    ]
+)
 
 
 @dataclass
@@ -73,7 +90,9 @@ def _velocity_bins(speed: float, angle: float, bins: int) -> np.ndarray:
     return out
 
 
-def make_video(n_frames: int, spec: SyntheticSpec, prototypes: np.ndarray, anomaly: str | None, rng: np.random.Generator):
+def make_video(
+    n_frames: int, spec: SyntheticSpec, prototypes: np.ndarray, anomaly: str | None, rng: np.random.Generator
+):
     """One video: per-frame lists of appearance, velocity, pose rows and frame labels."""
     n_kinds = spec.normal_kinds
     app, vel, pose = [], [], []
@@ -88,9 +107,20 @@ def make_video(n_frames: int, spec: SyntheticSpec, prototypes: np.ndarray, anoma
 
     def new_track(anomalous: bool) -> dict:
         kind = int(rng.integers(n_kinds))
-        t = {"kind": kind, "x": rng.uniform(20, FRAME_W - 20), "y": rng.uniform(60, FRAME_H - 10), "angle": rng.uniform(0, 2 * np.pi),
-             "speed": abs(rng.normal(1.0, 0.25)), "height": rng.uniform(25, 35), "life": int(rng.integers(30, 90)), "phase": rng.uniform(0, 6.3),
-             "person": rng.random() < 0.85, "anomalous": anomalous, "posture": "walking", "noise": rng.normal(0, 1, APPEARANCE_DIM) * 0.15}
+        t = {
+            "kind": kind,
+            "x": rng.uniform(20, FRAME_W - 20),
+            "y": rng.uniform(60, FRAME_H - 10),
+            "angle": rng.uniform(0, 2 * np.pi),
+            "speed": abs(rng.normal(1.0, 0.25)),
+            "height": rng.uniform(25, 35),
+            "life": int(rng.integers(30, 90)),
+            "phase": rng.uniform(0, 6.3),
+            "person": rng.random() < 0.85,
+            "anomalous": anomalous,
+            "posture": "walking",
+            "noise": rng.normal(0, 1, APPEARANCE_DIM) * 0.15,
+        }
         if anomalous:
             if anomaly == "appearance":
                 t["kind"], t["person"] = n_kinds + int(rng.integers(2)), False
@@ -104,7 +134,10 @@ def make_video(n_frames: int, spec: SyntheticSpec, prototypes: np.ndarray, anoma
         tracks = [t for t in tracks if t["life"] > 0 and not (t["anomalous"] and not labels[f])]
         if labels[f] and not any(t["anomalous"] for t in tracks):
             tracks.append(new_track(True))
-        while sum(not t["anomalous"] for t in tracks) < rng.integers(1, spec.max_objects) and len(tracks) < spec.max_objects:
+        while (
+            sum(not t["anomalous"] for t in tracks) < rng.integers(1, spec.max_objects)
+            and len(tracks) < spec.max_objects
+        ):
             tracks.append(new_track(False))
         frame_app, frame_vel, frame_pose = [], [], []
         for t in tracks:

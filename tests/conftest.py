@@ -1,6 +1,7 @@
 """Shared test setup: the project root on the import path, so that tests import the stage
 scripts (``attention_fusion``, ``extract_features``), ``bench`` and ``memfuse`` wherever
 pytest is started from."""
+
 import sys
 from pathlib import Path
 

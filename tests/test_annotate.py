@@ -1,4 +1,5 @@
 """memfuse.annotate: the colours, boxes, bar and ground-truth border of annotated frames."""
+
 import numpy as np
 
 from memfuse.annotate import BAR_PX, RED_AT, boxes_to_draw, colour, draw

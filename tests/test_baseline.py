@@ -1,4 +1,5 @@
 """AI-VAD baseline scorer: kNN, GMM, calibration and the CLI on toy sets with known answers."""
+
 import json
 import subprocess
 import sys
@@ -54,7 +55,9 @@ def test_knn_self_match_exclusion_leave_one_out():
     assert np.allclose(knn_distance(x, x), 0, atol=1e-3)  # every row finds itself
     want = brute_nn(x, x, exclude_self=True)
     for qc, rc in ((1000, 1000), (9, 11), (16, 5)):  # diagonal crosses block borders
-        np.testing.assert_allclose(knn_distance(x, x, exclude_self=True, q_chunk=qc, r_chunk=rc), want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            knn_distance(x, x, exclude_self=True, q_chunk=qc, r_chunk=rc), want, rtol=1e-4, atol=1e-4
+        )
     # an exact duplicate elsewhere still counts (only the row itself is excluded)
     y = np.concatenate([x, x[:1]])
     assert knn_distance(y, y, exclude_self=True)[0] < 1e-3
@@ -164,8 +167,18 @@ def test_cli_writes_scores_and_metrics(tmp_path):
 
     make_dataset(tmp_path, "toy", SyntheticSpec(train_videos=2, test_videos=3, min_frames=40, max_frames=50))
     out = tmp_path / "results" / "toy"
-    cmd = [sys.executable, "baseline.py", "--dataset", "toy", "--data-root", str(tmp_path), "--results-root", str(tmp_path / "results"),
-           "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "baseline.py",
+        "--dataset",
+        "toy",
+        "--data-root",
+        str(tmp_path),
+        "--results-root",
+        str(tmp_path / "results"),
+        "--device",
+        "cpu",
+    ]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     scores = np.load(out / "baseline_scores.npy")

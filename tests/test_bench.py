@@ -1,5 +1,6 @@
 """The speed-and-scale benchmark: its data maker, the chunked/mini-batch library paths it
 times, and one tiny end-to-end run."""
+
 import json
 import subprocess
 import sys
@@ -20,7 +21,10 @@ def test_count_plan_hits_totals_and_n_max(name):
     """The per-frame count plan of every named scale (only (F,) arrays are allocated)."""
     s = B.SCALES[name]
     rng = np.random.default_rng(0)
-    for frames, objects, persons in ((s.train_frames, s.train_objects, s.train_persons), (s.test_frames, s.test_objects, s.test_persons)):
+    for frames, objects, persons in (
+        (s.train_frames, s.train_objects, s.train_persons),
+        (s.test_frames, s.test_objects, s.test_persons),
+    ):
         obj = B.plan_counts(frames, objects, s.n_max, 1, rng)
         per = B.plan_counts(frames, persons, s.n_max, 0, rng)
         assert len(obj) == frames and obj.sum() == objects and obj.min() >= 1 and obj.max() == s.n_max
@@ -36,8 +40,10 @@ def test_count_plan_rejects_impossible_totals():
 def test_tiny_data_has_the_claimed_counts():
     s = B.SCALES["tiny"]
     d = B.make_data(s, seed=1)
-    for split, frames, objects, persons in (("train", s.train_frames, s.train_objects, s.train_persons),
-                                            ("test", s.test_frames, s.test_objects, s.test_persons)):
+    for split, frames, objects, persons in (
+        ("train", s.train_frames, s.train_objects, s.train_persons),
+        ("test", s.test_frames, s.test_objects, s.test_persons),
+    ):
         sp = d[split]
         assert sp.n_frames == sp.velocity.n_frames == sp.pose.n_frames == frames
         assert sp.appearance.values.shape == (objects, 512) and sp.appearance.values.dtype == np.float32
@@ -58,8 +64,28 @@ def test_flop_count_of_first_layer():
 # ---------------------------------------------------------------- end to end
 def test_bench_tiny_end_to_end(tmp_path):
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "bench/run.py", "--scale", "tiny", "--threads", "1", "--ae-epochs", "2", "--memory-epochs", "2",
-                        "--loop-sample", "300", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            "--scale",
+            "tiny",
+            "--threads",
+            "1",
+            "--ae-epochs",
+            "2",
+            "--memory-epochs",
+            "2",
+            "--loop-sample",
+            "300",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert set(res["stages"]) == set(B.STAGES)

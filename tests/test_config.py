@@ -1,4 +1,5 @@
 """Settings (memfuse.config): the scripts' globals, the config layers over them, and the flags."""
+
 import importlib
 
 import pytest
@@ -75,7 +76,16 @@ def test_an_unknown_setting_in_a_config_file_or_flag_names_the_nearest(tmp_path,
 
 def test_every_config_file_names_settings_of_some_script():
     files = sorted(config.CONFIG_DIR.glob("*/*.toml"))
-    assert {f.stem for f in files} >= {"memfuse", "paper", "reference", "ped2", "avenue", "shanghaitech", "synthetic", "tiny"}
+    assert {f.stem for f in files} >= {
+        "memfuse",
+        "paper",
+        "reference",
+        "ped2",
+        "avenue",
+        "shanghaitech",
+        "synthetic",
+        "tiny",
+    }
     for f in files:
         assert set(config.read_settings(f)) <= set(config.known_settings()), f
     assert config.read_settings(config.recipe_path("memfuse")) == {}  # the globals are memfuse
@@ -112,4 +122,7 @@ def test_pose_twins_are_declared_and_run_their_scripts_settings():
         assert twin.script == script.replace(".py", "_pose.py") and twin.twin_of == script
         assert config.script_settings(twin.script) == config.script_settings(script)
     assert registry.made_by("memory_pose.pt") == "python train_pose.py"
-    assert registry.upstream("padding_mask.py")[0] == "AE_encoder.py" and len(registry.upstream("attention_fusion.py")) == 8
+    assert (
+        registry.upstream("padding_mask.py")[0] == "AE_encoder.py"
+        and len(registry.upstream("attention_fusion.py")) == 8
+    )

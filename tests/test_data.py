@@ -1,4 +1,5 @@
 """Feature loading, label formats, metrics and the bad-input errors."""
+
 import numpy as np
 import pytest
 from scipy.io import savemat
@@ -64,7 +65,9 @@ def test_label_formats(tmp_path, fmt):
         np.save(base / "testing" / "test_frame_mask" / "01_0002.npy", want[3:])
     else:
         (base / "testing").mkdir()
-        (base / "testing" / "UCSDtoy.m").write_text("TestVideoFile = {};\nTestVideoFile{end+1}.gt_frame = [2:3];\nTestVideoFile{end+1}.gt_frame = [1:1];\n")
+        (base / "testing" / "UCSDtoy.m").write_text(
+            "TestVideoFile = {};\nTestVideoFile{end+1}.gt_frame = [2:3];\nTestVideoFile{end+1}.gt_frame = [1:1];\n"
+        )
     np.testing.assert_array_equal(D.load_labels(tmp_path, "toy", ends), want)
 
 
@@ -93,6 +96,7 @@ def _expect(tmp_path, match, **kw):
 def test_error_nan(tmp_path):
     def nan(a):
         a["deep_features"][2][0, 5] = np.nan
+
     _expect(tmp_path, r"deep_features.npy: NaN or inf .*frame 2", mutate=nan)
 
 
@@ -104,12 +108,14 @@ def test_error_wrong_width(tmp_path):
 def test_error_frame_counts_differ(tmp_path):
     def drop(a):
         a["pose"] = a["pose"][:-1]
+
     _expect(tmp_path, r"frame counts differ", mutate=drop)
 
 
 def test_error_objects_differ(tmp_path):
     def extra(a):
         a["velocity"][1] = np.zeros((3, 1))
+
     _expect(tmp_path, r"frame 1 has 2 appearance rows but 3 velocity rows", mutate=extra)
 
 
@@ -117,6 +123,7 @@ def test_error_empty_velocity_frame(tmp_path):
     def empty(a):
         a["velocity"][0] = np.zeros((0, 1))
         a["deep_features"][0] = np.zeros((0, 512))
+
     _expect(tmp_path, r"frame 0 has no objects", mutate=empty)
 
 

@@ -1,4 +1,5 @@
 """Stage 0 (extract_features.py, memfuse.extract): fast tests on synthetic data."""
+
 from __future__ import annotations
 
 import subprocess
@@ -61,7 +62,7 @@ def textured(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
 def test_velocity_known_shift(dx, dy, expected_bin):
     big = textured(200, 240)
     prev = big[40:160, 40:200]
-    cur = big[40 - dy:160 - dy, 40 - dx:200 - dx]  # content moves by (+dx, +dy)
+    cur = big[40 - dy : 160 - dy, 40 - dx : 200 - dx]  # content moves by (+dx, +dy)
     flow = compute_flow(prev, cur, FlowConfig("dis_medium", 1.0))
     box = np.array([[40, 30, 120, 90]], np.float32)  # interior, away from borders
     v1 = box_velocity(flow, box, bins=1)
@@ -172,6 +173,7 @@ def test_clip_state_dict_round_trip(tmp_path):
     x = torch.randn(5, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x))
+
     # TorchScript file (OpenAI's ViT-B-16.pt format): state_dict() of a scripted module.
     class Wrap(torch.nn.Module):
         def __init__(self, visual):
@@ -282,8 +284,23 @@ def test_extract_dataset_end_to_end(tmp_path, workers):
 
 def test_extract_deterministic_and_cli(tmp_path):
     make_dataset(tmp_path / "in")
-    main(["--dataset", "tiny", "--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "a"),
-          "--flow", "dis_ultrafast", "--flow-scale", "1", "--velocity-bins", "1", "--no-progress"])
+    main(
+        [
+            "--dataset",
+            "tiny",
+            "--data-root",
+            str(tmp_path / "in"),
+            "--out-root",
+            str(tmp_path / "a"),
+            "--flow",
+            "dis_ultrafast",
+            "--flow-scale",
+            "1",
+            "--velocity-bins",
+            "1",
+            "--no-progress",
+        ]
+    )
     settings = ExtractSettings(flow="dis_ultrafast", flow_scale=1.0, bins=1, workers=2)
     extract_dataset("tiny", tmp_path / "in", tmp_path / "b", settings, progress=False)
     for f in ("velocity.npy", "deep_features.npy"):
@@ -292,8 +309,20 @@ def test_extract_deterministic_and_cli(tmp_path):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
     with pytest.raises(InputError, match="--clip-weights"):  # clip without weights
-        main(["--dataset", "tiny", "--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "a"),
-              "--appearance", "clip", "--no-progress", "--force"])
+        main(
+            [
+                "--dataset",
+                "tiny",
+                "--data-root",
+                str(tmp_path / "in"),
+                "--out-root",
+                str(tmp_path / "a"),
+                "--appearance",
+                "clip",
+                "--no-progress",
+                "--force",
+            ]
+        )
 
 
 def cli(root: Path, out: Path, *flags: str, dataset: str = "tiny") -> list[str]:
@@ -312,8 +341,19 @@ def test_cli_fast_extract_yields_to_a_flow_asked_for(tmp_path):
     main(cli(tmp_path / "in", tmp_path / "a", "--fast-extract", "--splits", "test", "--workers", "1"))
     assert meta(tmp_path / "a", "test")["settings"]["flow"]["method"] == P.FAST_FLOW
     assert not (tmp_path / "a" / "tiny" / "extracted_features" / "train" / "velocity.npy").exists()  # --splits
-    main(cli(tmp_path / "in", tmp_path / "b", "--fast-extract", "--flow", "dis_ultrafast", "--splits", "test",
-             "--workers", "1"))
+    main(
+        cli(
+            tmp_path / "in",
+            tmp_path / "b",
+            "--fast-extract",
+            "--flow",
+            "dis_ultrafast",
+            "--splits",
+            "test",
+            "--workers",
+            "1",
+        )
+    )
     assert meta(tmp_path / "b", "test")["settings"]["flow"]["method"] == "dis_ultrafast"
 
 
@@ -336,23 +376,29 @@ def test_cli_errors_are_one_line_before_any_work(tmp_path):
         run(main, ["--data-root", str(tmp_path / "in"), "--out-root", str(tmp_path / "o")])
     assert str(exc.value.code).startswith("error: --dataset synthetic already comes as features")
     assert "\n" not in str(exc.value.code)
-    bad = ((["--flow", "nope"], "unknown flow 'nope'"), (["--pose-every", "0"], "pose_every must be >= 1"),
-           (["--splits", "train,val"], "splits must be some of train, test, got train, val"))
+    bad = (
+        (["--flow", "nope"], "unknown flow 'nope'"),
+        (["--pose-every", "0"], "pose_every must be >= 1"),
+        (["--splits", "train,val"], "splits must be some of train, test, got train, val"),
+    )
     for flags, message in bad:
         with pytest.raises(InputError, match=message):
             main(cli(tmp_path / "in", tmp_path / "o", *flags))
     assert not (tmp_path / "o" / "tiny").exists()
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"appearance": "resnet"}, "unknown appearance backbone 'resnet'"),
-    ({"flow": "flownet2"}, "unknown flow 'flownet2'"),
-    ({"pose_every": 0}, "pose_every must be >= 1, got 0"),
-    ({"bins": -1}, "bins must be >= 1"),
-    ({"flow_scale": 0.0}, "flow_scale must be > 0"),
-    ({"flow_blur": -1.0}, "flow_blur must be >= 0"),
-    ({"clip_interpolation": "nearest"}, "unknown CLIP interpolation 'nearest'"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"appearance": "resnet"}, "unknown appearance backbone 'resnet'"),
+        ({"flow": "flownet2"}, "unknown flow 'flownet2'"),
+        ({"pose_every": 0}, "pose_every must be >= 1, got 0"),
+        ({"bins": -1}, "bins must be >= 1"),
+        ({"flow_scale": 0.0}, "flow_scale must be > 0"),
+        ({"flow_blur": -1.0}, "flow_blur must be >= 0"),
+        ({"clip_interpolation": "nearest"}, "unknown CLIP interpolation 'nearest'"),
+    ],
+)
 def test_settings_check_names_the_bad_value(change, message):
     assert ExtractSettings().check() == ExtractSettings()
     with pytest.raises(InputError, match=message):
@@ -377,9 +423,11 @@ def test_the_script_globals_are_the_library_defaults():
 
 def test_help_imports_no_opencv():
     """--help is cheap: stage 0's own modules import OpenCV only when they work."""
-    code = ("import runpy, sys\nsys.argv = ['extract_features.py', '--help']\n"
-            "try:\n    runpy.run_path('extract_features.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print('cv2' in sys.modules)")
+    code = (
+        "import runpy, sys\nsys.argv = ['extract_features.py', '--help']\n"
+        "try:\n    runpy.run_path('extract_features.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('cv2' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "--fast-extract" in out.stdout and out.stdout.split()[-1] == "False", out.stdout[-500:] + out.stderr[-500:]
 
@@ -455,7 +503,7 @@ def moving_shapes(n_frames: int, seed: int) -> list[np.ndarray]:
     frames = []
     for t in range(n_frames):
         f = bg.copy()
-        f[40:56, 8 + 6 * t:24 + 6 * t] = 255
+        f[40:56, 8 + 6 * t : 24 + 6 * t] = 255
         frames.append(f)
     return frames
 
@@ -655,8 +703,9 @@ def test_option_lists_of_the_settings_are_the_libraries_own():
 def test_person_shaped_boxes_are_tall_enough_and_taller_than_wide():
     from memfuse.extract.pose import PERSON_MIN_HEIGHT, person_shaped
 
-    boxes = np.array([[0, 0, 10, 30], [0, 0, 40, 30], [5, 5, 9, 5 + PERSON_MIN_HEIGHT - 1],
-                      [5, 5, 9, 5 + PERSON_MIN_HEIGHT]])
+    boxes = np.array(
+        [[0, 0, 10, 30], [0, 0, 40, 30], [5, 5, 9, 5 + PERSON_MIN_HEIGHT - 1], [5, 5, 9, 5 + PERSON_MIN_HEIGHT]]
+    )
     np.testing.assert_array_equal(person_shaped(boxes), [True, False, False, True])
     assert person_shaped(np.zeros((0, 4))).shape == (0,)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F_
+from toys import scored_split, toy_padded, toy_split
 
 from memfuse.fast import BitMaskDropout, real_row_counts, trimmed_pieces, use_fast_dropout
 from memfuse.fusion import (
@@ -22,7 +23,6 @@ from memfuse.fusion import (
 )
 from memfuse.metrics import micro_auc
 from memfuse.models import AttentionFusion
-from toys import scored_split, toy_padded, toy_split
 
 
 def test_micro_batches_give_the_same_update_as_one_piece():
@@ -32,8 +32,9 @@ def test_micro_batches_give_the_same_update_as_one_piece():
     for micro in (0, 5):
         torch.manual_seed(0)
         model = AttentionFusion(n_max=n, dropout=0.0)  # no dropout: both runs see the same network
-        hist = train_fusion(model, split, epochs=2, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0,
-                            micro_batch=micro)
+        hist = train_fusion(
+            model, split, epochs=2, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0, micro_batch=micro
+        )
         params.append((_flat_params(model), hist[-1]["loss"]))
     torch.testing.assert_close(params[0][0], params[1][0], rtol=1e-3, atol=1e-4)
     assert params[0][1] == pytest.approx(params[1][1], rel=1e-5)
@@ -52,8 +53,18 @@ def test_trimmed_rows_give_the_same_training_as_the_full_padding():
     for fast_path in (False, True):
         torch.manual_seed(0)
         model = AttentionFusion(n_max=n, dropout=0.0, head="pool", hidden=16)
-        hist = train_fusion(model, split, epochs=3, lr=1e-2, batch_size=16, device=torch.device("cpu"), seed=0,
-                            micro_batch=5, velocity_anomaly_scale=3.0, fast_path=fast_path)
+        hist = train_fusion(
+            model,
+            split,
+            epochs=3,
+            lr=1e-2,
+            batch_size=16,
+            device=torch.device("cpu"),
+            seed=0,
+            micro_batch=5,
+            velocity_anomaly_scale=3.0,
+            fast_path=fast_path,
+        )
         runs.append((_flat_params(model), [h["loss"] for h in hist]))
     torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-4, atol=1e-5)
     assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-5)
@@ -90,8 +101,17 @@ def test_fast_path_and_plain_training_agree_without_dropout():
     for fast_path in (True, False):
         torch.manual_seed(0)
         model = AttentionFusion(n_max=4, dropout=0.0, hidden=16)
-        hist = train_fusion(model, split, epochs=2, lr=1e-2, batch_size=8, device=torch.device("cpu"), seed=0,
-                            micro_batch=3, fast_path=fast_path)
+        hist = train_fusion(
+            model,
+            split,
+            epochs=2,
+            lr=1e-2,
+            batch_size=8,
+            device=torch.device("cpu"),
+            seed=0,
+            micro_batch=3,
+            fast_path=fast_path,
+        )
         runs.append((_flat_params(model), [h["loss"] for h in hist]))
     assert runs[0][1] == runs[1][1]
     assert torch.equal(runs[0][0], runs[1][0])
@@ -120,10 +140,16 @@ def test_fast_path_is_the_bit_mask_dropout_on_the_same_draws():
 
 def test_modality_ablation_keeps_only_passes_that_vary_a_kept_modality():
     assert len(passes()) == 4 and len(passes(3.0)) == 5
-    assert [(p.app, p.pose) for p in passes(modalities=("pose",))] == [("normal", "normal"), ("anomaly", "anomaly"),
-                                                                       ("normal", "anomaly")]
-    assert [(p.app, p.pose) for p in passes(modalities=("app",))] == [("normal", "normal"), ("anomaly", "anomaly"),
-                                                                      ("anomaly", "normal")]
+    assert [(p.app, p.pose) for p in passes(modalities=("pose",))] == [
+        ("normal", "normal"),
+        ("anomaly", "anomaly"),
+        ("normal", "anomaly"),
+    ]
+    assert [(p.app, p.pose) for p in passes(modalities=("app",))] == [
+        ("normal", "normal"),
+        ("anomaly", "anomaly"),
+        ("anomaly", "normal"),
+    ]
     assert [p.vel_scaled for p in passes(3.0, ("vel",))] == [False, True]
     with pytest.raises(ValueError, match="velocity alone"):
         passes(0.0, ("vel",))
@@ -162,9 +188,13 @@ def test_minibatch_fusion_training_learns_a_separable_toy():
     assert hist[-1]["loss"] < hist[0]["loss"]
     # test set: normal frames (the pseudo-normal inputs) vs anomalous ones (both shifted)
     test = toy_padded(n_frames=200, separable=True, seed=2)
-    mixed = PaddedSplit(app=np.concatenate([test.app[:100], test.app_anomaly[100:]]),
-                        pose=np.concatenate([test.pose[:100], test.pose_anomaly[100:]]), vel=test.vel,
-                        app_mask=test.app_mask, pose_mask=test.pose_mask)
+    mixed = PaddedSplit(
+        app=np.concatenate([test.app[:100], test.app_anomaly[100:]]),
+        pose=np.concatenate([test.pose[:100], test.pose_anomaly[100:]]),
+        vel=test.vel,
+        app_mask=test.app_mask,
+        pose_mask=test.pose_mask,
+    )
     labels = np.r_[np.zeros(100), np.ones(100)]
     assert micro_auc(score(model, mixed, torch.device("cpu")), labels) > 0.9
 
@@ -190,8 +220,15 @@ def test_pseudo_label_validation_is_the_training_objective_without_dropout():
         want = F_.binary_cross_entropy_with_logits(model(app, pose, vel, masks), y, reduction="sum").item() / 50
     assert got["val_loss"] == pytest.approx(want, rel=1e-5)
     # trained on other frames of the same separable toy, the held-out pseudo labels separate
-    train_fusion(model, toy_padded(n_frames=256, separable=True, seed=1), epochs=8, lr=1e-3, batch_size=64,
-                 device=torch.device("cpu"), seed=0)
+    train_fusion(
+        model,
+        toy_padded(n_frames=256, separable=True, seed=1),
+        epochs=8,
+        lr=1e-3,
+        batch_size=64,
+        device=torch.device("cpu"),
+        seed=0,
+    )
     after = pseudo_label_validation(model, split, torch.device("cpu"))
     assert after["val_loss"] < got["val_loss"] and after["val_auc"] > 0.9
 
@@ -211,8 +248,16 @@ def test_keep_best_restores_the_lowest_loss_weights_and_stops_on_patience():
 
 def test_training_stops_when_the_epoch_callback_says_so():
     model = AttentionFusion(5)
-    hist = train_fusion(model, toy_padded(n_frames=20), epochs=10, lr=1e-3, batch_size=0, device=torch.device("cpu"),
-                        seed=0, on_epoch=lambda e, m: {"stop": e == 3})
+    hist = train_fusion(
+        model,
+        toy_padded(n_frames=20),
+        epochs=10,
+        lr=1e-3,
+        batch_size=0,
+        device=torch.device("cpu"),
+        seed=0,
+        on_epoch=lambda e, m: {"stop": e == 3},
+    )
     assert [h["epoch"] for h in hist] == [1, 2, 3] and "stop" not in hist[-1]
 
 
@@ -220,6 +265,10 @@ def test_memory_terms_are_frame_maxima_over_real_rows():
     split = scored_split(4, 3, seed=1)
     t = memory_terms(split)
     assert set(t) == {"app", "app_rec", "pose", "vel"}
-    for name, values, mask in (("app", split.app_dist, split.app_mask), ("app_rec", split.app_rec, split.app_mask),
-                               ("pose", split.pose_dist, split.pose_mask), ("vel", split.vel, split.app_mask)):
+    for name, values, mask in (
+        ("app", split.app_dist, split.app_mask),
+        ("app_rec", split.app_rec, split.app_mask),
+        ("pose", split.pose_dist, split.pose_mask),
+        ("vel", split.vel, split.app_mask),
+    ):
         np.testing.assert_allclose(t[name], [v[~m].max() for v, m in zip(values, mask)], rtol=1e-6)

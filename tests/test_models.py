@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from toys import scored_split
 
 from memfuse.fusion import PaddedSplit, frame_logits, score
 from memfuse.models import AttentionFusion, AutoEncoder, Memory, masked_softmax
-from toys import scored_split
 
 
 # ---------------------------------------------------------------- memory read and losses
@@ -74,8 +74,9 @@ def test_fusion_output_ignores_padded_rows_when_masked():
 def test_fusion_forward_shapes_and_u2_variants():
     for key in ("k2", "k3"):
         model = AttentionFusion(n_max=5, u2_key=key)
-        logits = model(torch.randn(3, 5, 34), torch.randn(3, 5, 34), torch.randn(3, 5),
-                       [torch.zeros(3, 5, dtype=torch.bool)] * 3)
+        logits = model(
+            torch.randn(3, 5, 34), torch.randn(3, 5, 34), torch.randn(3, 5), [torch.zeros(3, 5, dtype=torch.bool)] * 3
+        )
         assert logits.shape == (3,)
     with pytest.raises(ValueError):
         AttentionFusion(n_max=5, u2_key="k1")
@@ -87,8 +88,9 @@ def test_per_object_velocity_equals_expanded_velocity():
     model = AttentionFusion(n_max=5).eval()
     app, pose, vel = torch.randn(3, 5, 34), torch.randn(3, 5, 34), torch.rand(3, 5) * 4
     masks = [torch.tensor([[False] * 3 + [True] * 2] * 3)] * 3
-    torch.testing.assert_close(model(app, pose, vel, masks),
-                               model(app, pose, vel.unsqueeze(-1).expand(-1, -1, 34), masks))
+    torch.testing.assert_close(
+        model(app, pose, vel, masks), model(app, pose, vel.unsqueeze(-1).expand(-1, -1, 34), masks)
+    )
 
 
 def test_fusion_model_uses_plain_torch_dropout():
@@ -133,8 +135,9 @@ def test_flatten_head_depends_on_the_slot_order():
     torch.manual_seed(0)
     model = AttentionFusion(n_max=5, head="flatten").eval()
     split = scored_split(6, 5)
-    full = PaddedSplit(**{**vars(split), "app_mask": np.zeros_like(split.app_mask),
-                          "pose_mask": np.zeros_like(split.app_mask)})
+    full = PaddedSplit(
+        **{**vars(split), "app_mask": np.zeros_like(split.app_mask), "pose_mask": np.zeros_like(split.app_mask)}
+    )
     perm = np.array([4, 2, 0, 3, 1])
     shuffled = PaddedSplit(**{k: None if v is None else v[:, perm] for k, v in vars(full).items()})
     cpu = torch.device("cpu")

@@ -1,12 +1,24 @@
 """memfuse.extract.motion: boxes of moving objects against a video's median background."""
+
 import numpy as np
 import pytest
 
-from memfuse.extract.motion import (MIN_SINGLES, MotionBoxes, MotionConfig, background_indices, box_agreement, iou_matrix, n_persons,
-                                   person_size, split_component)
+from memfuse.extract.motion import (
+    MIN_SINGLES,
+    MotionBoxes,
+    MotionConfig,
+    background_indices,
+    box_agreement,
+    iou_matrix,
+    n_persons,
+    person_size,
+    split_component,
+)
 
 
-def moving_square(n_frames: int = 30, size: int = 12, h: int = 96, w: int = 128, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def moving_square(
+    n_frames: int = 30, size: int = 12, h: int = 96, w: int = 128, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Grey frames of a textured still background with a bright square moving right, and
     the square's true box in each frame."""
     rng = np.random.default_rng(seed)
@@ -15,7 +27,7 @@ def moving_square(n_frames: int = 30, size: int = 12, h: int = 96, w: int = 128,
     for t in range(n_frames):
         x, y = 5 + 3 * t, 40
         f = bg.copy()
-        f[y:y + size, x:x + size] = 220
+        f[y : y + size, x : x + size] = 220
         frames.append(f)
         truth.append(np.array([[x, y, x + size, y + size]], dtype=np.float32))
     return frames, truth
@@ -35,7 +47,9 @@ def test_nothing_moving_gives_no_box_and_rgb_equals_grey():
     detect = MotionBoxes(still)
     assert detect(still[3]).shape == (0, 4)
     rgb = np.repeat(frames[5][..., None], 3, axis=2)
-    np.testing.assert_array_equal(MotionBoxes([np.repeat(f[..., None], 3, 2) for f in frames])(rgb), MotionBoxes(frames)(frames[5]))
+    np.testing.assert_array_equal(
+        MotionBoxes([np.repeat(f[..., None], 3, 2) for f in frames])(rgb), MotionBoxes(frames)(frames[5])
+    )
 
 
 def test_background_sample_is_even_and_bounded():
@@ -71,7 +85,7 @@ def walkers(n_frames: int = 40, h: int = 120, w: int = 200, seed: int = 0) -> tu
         xs, ys = [60, 68, 150, 10 + 4 * t], [2 * t, 2 * t, 2 * t, 94]
         f, boxes = bg.copy(), []
         for x, y in zip(xs, ys):
-            f[y:y + 24, x:x + 8] = 220
+            f[y : y + 24, x : x + 8] = 220
             boxes.append([x, y, x + 8, y + 24])
         frames.append(f)
         truth.append(np.array(boxes, np.float32))

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from toys import ragged
 
 from memfuse.padding import n_max_of, pad, velocity_per_object
-from toys import ragged
 
 
 # ---------------------------------------------------------------- padding and masks

@@ -1,4 +1,5 @@
 """End to end: a tiny synthetic dataset through run_all.py, and stage-level errors."""
+
 import json
 import os
 import shutil
@@ -24,8 +25,19 @@ def run(args, cwd=ROOT):
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     make_dataset(tmp / "data", "synthetic", TINY)
-    args = ["run_all.py", "--data-root", str(tmp / "data"), "--checkpoint-root", str(tmp / "ckpt"), "--results-root", str(tmp / "results"),
-            "--config", TINY_SCHEDULE, "--device", "cpu"]
+    args = [
+        "run_all.py",
+        "--data-root",
+        str(tmp / "data"),
+        "--checkpoint-root",
+        str(tmp / "ckpt"),
+        "--results-root",
+        str(tmp / "results"),
+        "--config",
+        TINY_SCHEDULE,
+        "--device",
+        "cpu",
+    ]
     first = run(args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return tmp, args, first
@@ -53,7 +65,9 @@ def test_run_all_writes_results(pipeline):
     assert set(summary["recipes"]) == {"memfuse", "paper"} and "micro_auc" in summary["baseline"]
     assert {"memfuse/AE_encoder.py", "paper/attention_fusion.py", "baseline.py"} <= set(summary["stage_seconds"])
     lines = first.stdout.splitlines()
-    assert any(line.split()[:1] == ["memfuse"] for line in lines) and any(line.split()[:1] == ["paper"] for line in lines)
+    assert any(line.split()[:1] == ["memfuse"] for line in lines) and any(
+        line.split()[:1] == ["paper"] for line in lines
+    )
     assert (tmp / "results" / "synthetic" / "roc.png").exists()
     ends = np.load(tmp / "data" / "synthetic" / "test_clip_lengths.npy")
     first_video = (tmp / "results" / "synthetic" / "videos" / "video_01.csv").read_text().splitlines()
@@ -61,8 +75,17 @@ def test_run_all_writes_results(pipeline):
     assert len(list((tmp / "results" / "synthetic" / "videos").glob("*.csv"))) == len(ends)
 
 
-SCRIPTS_IN_ORDER = ("AE_encoder", "cluster", "cluster_pose", "train", "train_pose", "Pseudo_generators", "Pseudo_generators_pose",
-                    "padding_mask", "attention_fusion")
+SCRIPTS_IN_ORDER = (
+    "AE_encoder",
+    "cluster",
+    "cluster_pose",
+    "train",
+    "train_pose",
+    "Pseudo_generators",
+    "Pseudo_generators_pose",
+    "padding_mask",
+    "attention_fusion",
+)
 
 
 def test_the_scripts_in_order_give_run_alls_figure(pipeline, tmp_path):
@@ -71,17 +94,35 @@ def test_the_scripts_in_order_give_run_alls_figure(pipeline, tmp_path):
     tmp, _, _ = pipeline
     threads = str(max(1, (os.cpu_count() or 1) // 2))  # run_all ran two recipes side by side, the threads shared
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    common = ["--data-root", str(tmp / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"),
-              "--config", TINY_SCHEDULE, "--device", "cpu"]
+    common = [
+        "--data-root",
+        str(tmp / "data"),
+        "--checkpoint-root",
+        str(tmp_path / "ckpt"),
+        "--results-root",
+        str(tmp_path / "res"),
+        "--config",
+        TINY_SCHEDULE,
+        "--device",
+        "cpu",
+    ]
     for script in SCRIPTS_IN_ORDER:
-        argv = common if script == "attention_fusion" else [a for a in common if a not in ("--results-root", str(tmp_path / "res"))]
-        out = subprocess.run([sys.executable, f"{script}.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        argv = (
+            common
+            if script == "attention_fusion"
+            else [a for a in common if a not in ("--results-root", str(tmp_path / "res"))]
+        )
+        out = subprocess.run(
+            [sys.executable, f"{script}.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+        )
         assert out.returncode == 0, script + out.stderr[-2000:]
     ours = json.loads((tmp_path / "res" / "synthetic" / "memfuse" / "metrics.json").read_text())
     theirs = json.loads((tmp / "results" / "synthetic" / "memfuse" / "metrics.json").read_text())
     assert ours["micro_auc"] == theirs["micro_auc"] and ours["term_micro_auc"] == theirs["term_micro_auc"]
-    np.testing.assert_array_equal(np.load(tmp_path / "res" / "synthetic" / "memfuse" / "scores.npy"),
-                                  np.load(tmp / "results" / "synthetic" / "memfuse" / "scores.npy"))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "res" / "synthetic" / "memfuse" / "scores.npy"),
+        np.load(tmp / "results" / "synthetic" / "memfuse" / "scores.npy"),
+    )
 
 
 def test_editing_a_global_at_the_top_of_a_script_changes_what_runs(pipeline, tmp_path):
@@ -95,9 +136,27 @@ def test_editing_a_global_at_the_top_of_a_script_changes_what_runs(pipeline, tmp
     (tmp_path / "attention_fusion.py").write_text(source.replace("\nHIDDEN = 64 ", "\nHIDDEN = 24 ", 1))
     shutil.copytree(tmp / "ckpt", tmp_path / "ckpt")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(tmp_path / "attention_fusion.py"), "--data-root", str(tmp / "data"), "--checkpoint-root",
-                          str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"), "--config", TINY_SCHEDULE, "--device", "cpu"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "attention_fusion.py"),
+            "--data-root",
+            str(tmp / "data"),
+            "--checkpoint-root",
+            str(tmp_path / "ckpt"),
+            "--results-root",
+            str(tmp_path / "res"),
+            "--config",
+            TINY_SCHEDULE,
+            "--device",
+            "cpu",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads((tmp_path / "res" / "synthetic" / "memfuse" / "metrics.json").read_text())
     state = torch.load(tmp_path / "ckpt" / "synthetic" / "memfuse" / "fusion.pt", weights_only=False)
@@ -110,19 +169,35 @@ def test_second_run_skips_finished_stages(pipeline):
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("up to date, skipped") == 18  # 9 stages, two recipes
     summary = json.loads((tmp / "results" / "synthetic" / "summary.json").read_text())
-    assert len(summary["stages_skipped"]) == 18 and all(summary["stage_seconds"][s] > 0 for s in summary["stages_skipped"])
+    assert len(summary["stages_skipped"]) == 18 and all(
+        summary["stage_seconds"][s] > 0 for s in summary["stages_skipped"]
+    )
 
 
 def test_stage_refuses_inputs_of_another_recipe(pipeline, tmp_path):
     tmp, _, _ = pipeline
     ckpt = tmp_path / "ckpt"
-    shutil.copytree(tmp / "ckpt" / "synthetic" / "paper", ckpt / "synthetic" / "memfuse")  # paper's outputs where memfuse's belong
+    shutil.copytree(
+        tmp / "ckpt" / "synthetic" / "paper", ckpt / "synthetic" / "memfuse"
+    )  # paper's outputs where memfuse's belong
     out = run(["padding_mask.py", "--data-root", str(tmp / "data"), "--checkpoint-root", str(ckpt)])
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "RECIPE='paper'" in out.stderr and "RECIPE='memfuse'" in out.stderr and "Pseudo_generators.py" in out.stderr
     # a setting of the same recipe flipped on one stage is caught too
-    out = run(["train_pose.py", "--recipe", "paper", "--standardise", "--memory-epochs", "1", "--data-root", str(tmp / "data"),
-               "--checkpoint-root", str(tmp / "ckpt")])
+    out = run(
+        [
+            "train_pose.py",
+            "--recipe",
+            "paper",
+            "--standardise",
+            "--memory-epochs",
+            "1",
+            "--data-root",
+            str(tmp / "data"),
+            "--checkpoint-root",
+            str(tmp / "ckpt"),
+        ]
+    )
     assert out.returncode != 0 and "STANDARDISE=False" in out.stderr and "STANDARDISE=True" in out.stderr
 
 
@@ -135,21 +210,49 @@ def test_unknown_recipe_lists_the_known_ones():
 
 def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipeline):
     tmp, args, _ = pipeline
-    common = ["--data-root", str(tmp / "data"), "--checkpoint-root", str(tmp / "ckpt_val"), "--results-root", str(tmp / "results")]
+    common = [
+        "--data-root",
+        str(tmp / "data"),
+        "--checkpoint-root",
+        str(tmp / "ckpt_val"),
+        "--results-root",
+        str(tmp / "results"),
+    ]
     shutil.copytree(tmp / "ckpt", tmp / "ckpt_val")  # the run_all fixture's checkpoints stay as they were
-    out = run(["attention_fusion.py", *common, "--results-name", "val", "--fusion-epochs", "4", "--eval-every", "1", "--val-videos", "1",
-               "--stop-on-validation", "--device", "cpu"])
+    out = run(
+        [
+            "attention_fusion.py",
+            *common,
+            "--results-name",
+            "val",
+            "--fusion-epochs",
+            "4",
+            "--eval-every",
+            "1",
+            "--val-videos",
+            "1",
+            "--stop-on-validation",
+            "--device",
+            "cpu",
+        ]
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     res = tmp / "results" / "val" / "memfuse"
     metrics = json.loads((res / "metrics.json").read_text())
     v = metrics["validation"]
     assert v["videos"] == 1 and 1 <= v["best_epoch"] <= 4 and "label-free" in metrics["protocol"]["model_selection"]
     assert 0.0 <= v["test_micro_auc_at_best_epoch"] <= 1.0 and "spearman_val_loss_vs_test_auc" in v
-    assert metrics["n_train_frames"] + v["frames"] == int(np.load(tmp / "data" / "synthetic" / "train_clip_lengths.npy")[-1])
+    assert metrics["n_train_frames"] + v["frames"] == int(
+        np.load(tmp / "data" / "synthetic" / "train_clip_lengths.npy")[-1]
+    )
     assert (res / "validation.png").exists()
     history = json.loads((res / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and all("val_loss" in h and "test_micro_auc" in h for h in history)
-    bad = run(["attention_fusion.py", *common, "--results-name", "val2", "--fusion-epochs", "1", "--stop-on-validation"])
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and all(
+        "val_loss" in h and "test_micro_auc" in h for h in history
+    )
+    bad = run(
+        ["attention_fusion.py", *common, "--results-name", "val2", "--fusion-epochs", "1", "--stop-on-validation"]
+    )
     assert bad.returncode != 0 and "--val-videos" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -176,8 +279,18 @@ def test_without_two_classes_of_labels_scores_are_written_with_no_auc(tmp_path):
     base = make_dataset(tmp_path / "data", "synthetic", TINY)
     labels = next(base.glob("frame_labels*.npy"))
     np.save(labels, np.zeros_like(np.load(labels)))
-    common = ["--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"),
-              "--config", TINY_SCHEDULE, "--compare", "none"]
+    common = [
+        "--data-root",
+        str(tmp_path / "data"),
+        "--checkpoint-root",
+        str(tmp_path / "ckpt"),
+        "--results-root",
+        str(tmp_path / "res"),
+        "--config",
+        TINY_SCHEDULE,
+        "--compare",
+        "none",
+    ]
     out = run(["run_all.py", *common])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "every test frame is labelled 0" in out.stdout and "Traceback" not in out.stderr
@@ -194,28 +307,58 @@ def test_without_two_classes_of_labels_scores_are_written_with_no_auc(tmp_path):
 def test_run_all_rejects_bad_labels_before_training(tmp_path):
     base = make_dataset(tmp_path / "data", "synthetic", TINY)
     np.save(base / "frame_labels.npy", np.zeros(7))
-    out = run(["run_all.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"), "--config", TINY_SCHEDULE])
+    out = run(
+        [
+            "run_all.py",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--checkpoint-root",
+            str(tmp_path / "ckpt"),
+            "--config",
+            TINY_SCHEDULE,
+        ]
+    )
     assert out.returncode != 0 and "frame labels but the test split has" in out.stderr
     assert not list((tmp_path / "ckpt").rglob("autoencoder.pt"))
 
 
-@pytest.mark.parametrize("script, flag", [("AE_encoder.py", "--ae-epochs"), ("cluster_pose.py", "--memory-size"),
-                                          ("train_pose.py", "--memory-epochs"), ("Pseudo_generators.py", "--extrapolate"),
-                                          ("padding_mask.py", "--pad-chunk"), ("attention_fusion.py", "--fusion-epochs"),
-                                          ("baseline.py", "--gmm-components"), ("extract_features.py", "--fast-extract"),
-                                          ("run_all.py", "--compare")])
+@pytest.mark.parametrize(
+    "script, flag",
+    [
+        ("AE_encoder.py", "--ae-epochs"),
+        ("cluster_pose.py", "--memory-size"),
+        ("train_pose.py", "--memory-epochs"),
+        ("Pseudo_generators.py", "--extrapolate"),
+        ("padding_mask.py", "--pad-chunk"),
+        ("attention_fusion.py", "--fusion-epochs"),
+        ("baseline.py", "--gmm-components"),
+        ("extract_features.py", "--fast-extract"),
+        ("run_all.py", "--compare"),
+    ],
+)
 def test_help(script, flag):
     out = run([script, "--help"])
     assert out.returncode == 0 and "--dataset" in out.stdout and flag in out.stdout
 
 
-@pytest.mark.parametrize("extra, message", [(["--dataset", "../x"], "plain name"), (["--data-root", "/no/such/folder"], "no such folder"),
-                                            (["--headd", "pool"], "did you mean --head"), (["--haed", "flatten"], "did you mean --head"),
-                                            (["--smooth-sigma"], "expected one argument"), (["--masking=maybe"], "ignored explicit argument"),
-                                            (["--seed", "-1"], "a seed is an integer from 0"), (["--modalities", "pse"], "--modalities pse"),
-                                            (["--fusion-epochs", "abc"], "invalid int value")])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dataset", "../x"], "plain name"),
+        (["--data-root", "/no/such/folder"], "no such folder"),
+        (["--headd", "pool"], "did you mean --head"),
+        (["--haed", "flatten"], "did you mean --head"),
+        (["--smooth-sigma"], "expected one argument"),
+        (["--masking=maybe"], "ignored explicit argument"),
+        (["--seed", "-1"], "a seed is an integer from 0"),
+        (["--modalities", "pse"], "--modalities pse"),
+        (["--fusion-epochs", "abc"], "invalid int value"),
+    ],
+)
 def test_run_all_rejects_bad_arguments_before_any_stage(tmp_path, extra, message):
-    out = run(["run_all.py", "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"), *extra])
+    out = run(
+        ["run_all.py", "--checkpoint-root", str(tmp_path / "ckpt"), "--results-root", str(tmp_path / "res"), *extra]
+    )
     assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").rglob("*.pt"))
 
@@ -226,8 +369,21 @@ def test_a_second_run_on_the_same_checkpoint_folder_stops_naming_the_holder(tmp_
     make_dataset(tmp_path / "data", "synthetic", TINY)
     held = tmp_path / "ckpt" / "synthetic" / "memfuse"
     with folder_lock(held):
-        out = run(["run_all.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt"),
-                   "--results-root", str(tmp_path / "res"), "--config", TINY_SCHEDULE, "--compare", "none"])
+        out = run(
+            [
+                "run_all.py",
+                "--data-root",
+                str(tmp_path / "data"),
+                "--checkpoint-root",
+                str(tmp_path / "ckpt"),
+                "--results-root",
+                str(tmp_path / "res"),
+                "--config",
+                TINY_SCHEDULE,
+                "--compare",
+                "none",
+            ]
+        )
     assert out.returncode != 0 and "in use by another run" in out.stderr and f"pid {os.getpid()}" in out.stderr
     assert "Traceback" not in out.stderr and not (held / "autoencoder.pt").exists()
     with folder_lock(held):  # released when its holder is done
@@ -238,12 +394,17 @@ def test_new_feature_files_rerun_the_stages_that_read_them(pipeline, tmp_path):
     tmp, args, _ = pipeline
     features = tmp / "data" / "synthetic" / "extracted_features"
     pose = features / "test" / "pose.npy"
-    os.utime(pose, ns=(pose.stat().st_atime_ns, pose.stat().st_mtime_ns + 1_000_000_000))  # touched: same bytes, new mtime
+    os.utime(
+        pose, ns=(pose.stat().st_atime_ns, pose.stat().st_mtime_ns + 1_000_000_000)
+    )  # touched: same bytes, new mtime
     again = run([*args, "--compare", "none"])
     assert again.returncode == 0, again.stderr[-2000:]
     reran = [line.split()[1] for line in again.stdout.splitlines() if line.startswith("=== ") and "skipped" not in line]
     # the test poses are read by the pose pseudo features, padding and (through them) the fusion; nothing else reruns
-    assert reran[:3] == ["Pseudo_generators_pose.py", "padding_mask.py", "attention_fusion.py"] and "AE_encoder.py" not in reran
+    assert (
+        reran[:3] == ["Pseudo_generators_pose.py", "padding_mask.py", "attention_fusion.py"]
+        and "AE_encoder.py" not in reran
+    )
     unchanged = run([*args, "--compare", "none"])
     assert unchanged.stdout.count("up to date, skipped") == 9
 
@@ -262,11 +423,13 @@ def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):
         (base / folder / "videos").mkdir(parents=True)
         for v, n in enumerate(counts[split]):
             speed = 8 if split == "test" and v == 1 else 2  # the second test video's square runs
-            out = cv2.VideoWriter(str(base / folder / "videos" / f"{v + 1:02d}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 96))
+            out = cv2.VideoWriter(
+                str(base / folder / "videos" / f"{v + 1:02d}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 96)
+            )
             for t in range(n):
                 f = bg.copy()
                 x = (4 + speed * t) % 100
-                f[40:56, x:x + 16] = 255
+                f[40:56, x : x + 16] = 255
                 out.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
             out.release()
         (base / "extracted_features" / split).mkdir(parents=True)
@@ -275,8 +438,28 @@ def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):
         np.save(base / "extracted_features" / split / "pose.npy", pose, allow_pickle=True)
     np.save(base / "frame_labels.npy", np.r_[np.zeros(30), np.ones(30)].astype(np.int64))
     try:
-        out = run(["run_all.py", "--dataset", name, "--data-root", str(tmp_path), "--checkpoint-root", str(tmp_path / "ckpt"),
-                   "--results-root", str(tmp_path / "res"), "--config", TINY_SCHEDULE, "--compare", "none", "--jobs", "1", "--memory-size", "16", "--fast-extract"])
+        out = run(
+            [
+                "run_all.py",
+                "--dataset",
+                name,
+                "--data-root",
+                str(tmp_path),
+                "--checkpoint-root",
+                str(tmp_path / "ckpt"),
+                "--results-root",
+                str(tmp_path / "res"),
+                "--config",
+                TINY_SCHEDULE,
+                "--compare",
+                "none",
+                "--jobs",
+                "1",
+                "--memory-size",
+                "16",
+                "--fast-extract",
+            ]
+        )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "boxes of what moves" in out.stdout
         meta = json.loads((ROOT / "data" / name / "extracted_features" / "train" / "extract_meta.json").read_text())
@@ -285,11 +468,15 @@ def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):
         csv = (tmp_path / "res" / name / "videos" / "video_02.csv").read_text().splitlines()
         assert csv[0] == "frame,memfuse,AI-VAD baseline,anomalous" and len(csv) == 31
         summary = json.loads((tmp_path / "res" / name / "summary.json").read_text())
-        assert summary["recipes"]["memfuse"]["micro_auc"] is not None and summary["annotated_videos"].startswith("2 videos")
+        assert summary["recipes"]["memfuse"]["micro_auc"] is not None and summary["annotated_videos"].startswith(
+            "2 videos"
+        )
         import cv2
 
         annotated = sorted((tmp_path / "res" / name / "videos").glob("0?.*"))
-        assert [p.stem for p in annotated] == ["01", "02"] and not list((tmp_path / "res" / name / "videos").glob(".*partial*"))
+        assert [p.stem for p in annotated] == ["01", "02"] and not list(
+            (tmp_path / "res" / name / "videos").glob(".*partial*")
+        )
         cap = cv2.VideoCapture(str(annotated[1]))
         frames = 0
         while cap.grab():

@@ -1,4 +1,5 @@
 """Frame terms and their train-standardised sum (memfuse.scoring), and the fusion's pooled head."""
+
 import numpy as np
 import pytest
 
@@ -35,7 +36,7 @@ def test_combine_sums_standardised_terms_so_scale_does_not_set_the_weight():
 
 def test_terms_of_one_source_share_one_vote():
     z = {"app": np.array([2.0, 0.0]), "app_rec": np.array([0.0, 0.0]), "vel": np.array([0.0, 1.0])}
-    np.testing.assert_allclose(sum_by_group(z, ("app", "app_rec", "vel")), [1.0, 1.0])  # appearance: mean of its two terms
+    np.testing.assert_allclose(
+        sum_by_group(z, ("app", "app_rec", "vel")), [1.0, 1.0]
+    )  # appearance: mean of its two terms
     np.testing.assert_allclose(sum_by_group(z, ("app", "vel")), [2.0, 1.0])
-
-

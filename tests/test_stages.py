@@ -11,8 +11,20 @@ def test_memory_training_lowers_loss():
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1, (4, 6)).astype(np.float32)
     q = (centres[rng.integers(4, size=400)] + rng.normal(0, 0.05, (400, 6))).astype(np.float32)
-    _, hist = train_memory(q, rng.normal(0, 1, (16, 6)).astype(np.float32), epochs=40, lr=1e-2, batch_size=128, weights=(5, 1, 1), top_k=5,
-                           margin=1.0, cosine_t_max=0, stale_step=False, device=torch.device("cpu"), seed=0)
+    _, hist = train_memory(
+        q,
+        rng.normal(0, 1, (16, 6)).astype(np.float32),
+        epochs=40,
+        lr=1e-2,
+        batch_size=128,
+        weights=(5, 1, 1),
+        top_k=5,
+        margin=1.0,
+        cosine_t_max=0,
+        stale_step=False,
+        device=torch.device("cpu"),
+        seed=0,
+    )
     assert hist[-1]["total"] < 0.5 * hist[0]["total"]
 
 

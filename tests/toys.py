@@ -30,8 +30,15 @@ def toy_padded(n_frames=160, n_max=5, seed=0, separable=False):
 
     vel = np.where(mask, 0, np.abs(rng.normal(1, 0.1, (n_frames, n_max)))).astype(np.float32)
     shift = 3.0 if separable else 0.0
-    return PaddedSplit(app=feats(), pose=feats(), vel=vel, app_mask=mask, pose_mask=mask.copy(),
-                       app_anomaly=feats(shift), pose_anomaly=feats(-shift))
+    return PaddedSplit(
+        app=feats(),
+        pose=feats(),
+        vel=vel,
+        app_mask=mask,
+        pose_mask=mask.copy(),
+        app_anomaly=feats(shift),
+        pose_anomaly=feats(-shift),
+    )
 
 
 def scored_split(f, n, seed=0):
@@ -39,6 +46,13 @@ def scored_split(f, n, seed=0):
     counts = rng.integers(1, n + 1, f)
     mask = np.arange(n)[None, :] >= counts[:, None]
     x = lambda: rng.normal(size=(f, n, 34)).astype(np.float32)  # noqa: E731
-    return PaddedSplit(app=x(), pose=x(), vel=rng.random((f, n)).astype(np.float32), app_mask=mask, pose_mask=mask.copy(),
-                       app_dist=rng.random((f, n)).astype(np.float32), pose_dist=rng.random((f, n)).astype(np.float32),
-                       app_rec=rng.random((f, n)).astype(np.float32))
+    return PaddedSplit(
+        app=x(),
+        pose=x(),
+        vel=rng.random((f, n)).astype(np.float32),
+        app_mask=mask,
+        pose_mask=mask.copy(),
+        app_dist=rng.random((f, n)).astype(np.float32),
+        pose_dist=rng.random((f, n)).astype(np.float32),
+        app_rec=rng.random((f, n)).astype(np.float32),
+    )

@@ -11,6 +11,7 @@
 
 Importing the package, or :mod:`.pipeline`, does not import OpenCV; the other modules do.
 """
+
 from .pipeline import ExtractSettings, extract_dataset
 
 __all__ = ["ExtractSettings", "extract_dataset"]

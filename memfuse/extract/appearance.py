@@ -29,6 +29,7 @@ scaled to [0, 1] (512 values); ``clip``: AI-VAD's feature.
 Every backbone is a callable ``(frame, boxes) -> (n, 512) float32`` where ``frame`` is the
 (H, W, 3) uint8 RGB frame and ``boxes`` the (n, 4) checked boxes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -89,9 +90,9 @@ def hog(patches: np.ndarray, bins: int = HOG_BINS, cell: int = HOG_CELL) -> np.n
     hist += np.bincount((flat + hi_bin).ravel(), (mag * frac).ravel(), minlength=size)
     hist = hist.reshape(n, ch, cw, bins)
     blocks = np.concatenate([hist[:, :-1, :-1], hist[:, :-1, 1:], hist[:, 1:, :-1], hist[:, 1:, 1:]], axis=-1)
-    blocks = blocks / np.sqrt((blocks ** 2).sum(-1, keepdims=True) + 1e-6)
+    blocks = blocks / np.sqrt((blocks**2).sum(-1, keepdims=True) + 1e-6)
     blocks = np.minimum(blocks, 0.2)
-    blocks = blocks / np.sqrt((blocks ** 2).sum(-1, keepdims=True) + 1e-6)
+    blocks = blocks / np.sqrt((blocks**2).sum(-1, keepdims=True) + 1e-6)
     return blocks.reshape(n, -1).astype(np.float32)
 
 
@@ -109,11 +110,19 @@ def geometry_features(frame: np.ndarray, boxes: np.ndarray, whole_frame: np.ndar
     h = b[:, 3] - b[:, 1]
     stats = np.array([cv2.meanStdDev(crop(grey, bx)) for bx in boxes], dtype=np.float64).reshape(len(boxes), 2)
     wf = np.zeros(len(boxes)) if whole_frame is None else np.asarray(whole_frame, np.float64)
-    g = np.stack([
-        np.log1p(w), np.log1p(h), np.log1p(h) - np.log1p(w),
-        (b[:, 0] + b[:, 2]) / 2 / w_img, (b[:, 1] + b[:, 3]) / 2 / h_img,
-        stats[:, 0] / 255.0, stats[:, 1] / 255.0, wf,
-    ], axis=1)
+    g = np.stack(
+        [
+            np.log1p(w),
+            np.log1p(h),
+            np.log1p(h) - np.log1p(w),
+            (b[:, 0] + b[:, 2]) / 2 / w_img,
+            (b[:, 1] + b[:, 3]) / 2 / h_img,
+            stats[:, 0] / 255.0,
+            stats[:, 1] / 255.0,
+            wf,
+        ],
+        axis=1,
+    )
     return g.astype(np.float32)
 
 
@@ -124,8 +133,9 @@ class HogGeometry:
 
     def __call__(self, frame: np.ndarray, boxes: np.ndarray, whole_frame: np.ndarray | None = None) -> np.ndarray:
         grey = to_grey(frame)
-        patches = np.stack([cv2.resize(np.ascontiguousarray(crop(grey, b)), HOG_WIN, interpolation=cv2.INTER_AREA)
-                            for b in boxes])
+        patches = np.stack(
+            [cv2.resize(np.ascontiguousarray(crop(grey, b)), HOG_WIN, interpolation=cv2.INTER_AREA) for b in boxes]
+        )
         h = hog(patches)
         geo = GEOMETRY_WEIGHT * geometry_features(frame, boxes, whole_frame)
         return np.concatenate([h, geo], axis=1).astype(np.float32)
@@ -138,8 +148,12 @@ class Pixels:
 
     def __call__(self, frame: np.ndarray, boxes: np.ndarray, whole_frame: np.ndarray | None = None) -> np.ndarray:
         grey = to_grey(frame)
-        out = np.stack([cv2.resize(np.ascontiguousarray(crop(grey, b)), PIXELS_SIZE, interpolation=cv2.INTER_AREA).ravel()
-                        for b in boxes])
+        out = np.stack(
+            [
+                cv2.resize(np.ascontiguousarray(crop(grey, b)), PIXELS_SIZE, interpolation=cv2.INTER_AREA).ravel()
+                for b in boxes
+            ]
+        )
         return (out.astype(np.float32) / 255.0).reshape(len(boxes), APPEARANCE_DIM)
 
 
@@ -148,15 +162,23 @@ class Clip:
 
     name = "clip"
 
-    def __init__(self, weights: Path | str | dict, quick_gelu: bool = True, interpolation: str = "bilinear",
-                 bgr: bool = False, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        weights: Path | str | dict,
+        quick_gelu: bool = True,
+        interpolation: str = "bilinear",
+        bgr: bool = False,
+        batch_size: int = 64,
+    ) -> None:
         import torch  # noqa: F401  (heavy import only when CLIP is used)
 
         from .clip_vit import load_clip_vision
 
         self.model = load_clip_vision(weights, quick_gelu=quick_gelu)
         if self.model.output_dim != APPEARANCE_DIM:
-            raise InputError(f"CLIP weights give {self.model.output_dim}-d embeddings, expected {APPEARANCE_DIM} (ViT-B/16)")
+            raise InputError(
+                f"CLIP weights give {self.model.output_dim}-d embeddings, expected {APPEARANCE_DIM} (ViT-B/16)"
+            )
         self.interpolation, self.bgr, self.batch_size = interpolation, bgr, batch_size
 
     def __call__(self, frame: np.ndarray, boxes: np.ndarray, whole_frame: np.ndarray | None = None) -> np.ndarray:

@@ -22,6 +22,7 @@ from ``cv2.imread`` and are therefore BGR, fed unchanged to a model trained on R
 grey dataset (Ped2) the channels are equal and this does not matter. Here the default is
 RGB, ``bgr=True`` reproduces AI-VAD on colour datasets.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,11 +59,15 @@ class ResidualAttentionBlock(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.ln_1 = LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict([
-            ("c_fc", nn.Linear(width, width * 4)),
-            ("gelu", QuickGELU() if quick_gelu else nn.GELU()),
-            ("c_proj", nn.Linear(width * 4, width)),
-        ]))
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                [
+                    ("c_fc", nn.Linear(width, width * 4)),
+                    ("gelu", QuickGELU() if quick_gelu else nn.GELU()),
+                    ("c_proj", nn.Linear(width * 4, width)),
+                ]
+            )
+        )
         self.ln_2 = LayerNorm(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,14 +95,22 @@ class ClipVisionEncoder(nn.Module):
     forward: (N, 3, R, R) float normalised images -> (N, output_dim) embeddings.
     """
 
-    def __init__(self, input_resolution: int = 224, patch_size: int = 16, width: int = 768, layers: int = 12,
-                 heads: int | None = None, output_dim: int = 512, quick_gelu: bool = True):
+    def __init__(
+        self,
+        input_resolution: int = 224,
+        patch_size: int = 16,
+        width: int = 768,
+        layers: int = 12,
+        heads: int | None = None,
+        output_dim: int = 512,
+        quick_gelu: bool = True,
+    ):
         super().__init__()
         self.input_resolution = input_resolution
         self.output_dim = output_dim
         heads = heads or width // 64
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
-        scale = width ** -0.5
+        scale = width**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn((input_resolution // patch_size) ** 2 + 1, width))
         self.ln_pre = LayerNorm(width)
@@ -122,8 +135,14 @@ class ClipVisionEncoder(nn.Module):
         if grid * grid + 1 != n_tokens:
             raise InputError(f"positional_embedding has {n_tokens} tokens, not a square grid + 1")
         layers = len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")})
-        return {"input_resolution": grid * patch, "patch_size": patch, "width": width, "layers": layers,
-                "heads": width // 64, "output_dim": sd["proj"].shape[1]}
+        return {
+            "input_resolution": grid * patch,
+            "patch_size": patch,
+            "width": width,
+            "layers": layers,
+            "heads": width // 64,
+            "output_dim": sd["proj"].shape[1],
+        }
 
 
 def visual_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -134,8 +153,8 @@ def visual_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """
     if "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-    vis = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+    sd = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in sd.items()}
+    vis = {k[len("visual.") :]: v for k, v in sd.items() if k.startswith("visual.")}
     if not vis and "conv1.weight" in sd:
         vis = dict(sd)  # already the visual tower
     if "conv1.weight" not in vis or "proj" not in vis:
@@ -193,8 +212,9 @@ def load_clip_vision(path_or_sd: Path | str | dict, quick_gelu: bool = True) -> 
     return model.eval()
 
 
-def preprocess_crops(frame: np.ndarray, boxes: np.ndarray, size: int = 224, interpolation: str = "bilinear",
-                     bgr: bool = False) -> torch.Tensor:
+def preprocess_crops(
+    frame: np.ndarray, boxes: np.ndarray, size: int = 224, interpolation: str = "bilinear", bgr: bool = False
+) -> torch.Tensor:
     """Box crops of one frame as CLIP input.
 
     Args:
@@ -211,7 +231,9 @@ def preprocess_crops(frame: np.ndarray, boxes: np.ndarray, size: int = 224, inte
     if bgr:
         frame = frame[:, :, ::-1]
     interp = INTERPOLATIONS[interpolation]
-    crops = np.stack([cv2.resize(np.ascontiguousarray(crop(frame, b)), (size, size), interpolation=interp) for b in boxes])
+    crops = np.stack(
+        [cv2.resize(np.ascontiguousarray(crop(frame, b)), (size, size), interpolation=interp) for b in boxes]
+    )
     x = crops.astype(np.float32) / 255.0
     x = (x - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))

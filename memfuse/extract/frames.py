@@ -25,6 +25,7 @@ Repairs, documented and counted (never a silent change of object order or count)
 - a box with NaN/inf coordinates, or with x2 < x1 / y2 < y1 by more than rounding, is an
   error (it is not a detection we can repair honestly).
 """
+
 from __future__ import annotations
 
 import math
@@ -69,9 +70,15 @@ def list_split_videos(split_dir: Path | str) -> list[Video]:
     split_dir = Path(split_dir)
     if (split_dir / "frames").is_dir():
         return list_videos(split_dir / "frames")
-    files = sorted(f for f in (split_dir / "videos").glob("*") if f.suffix.lower() in VIDEO_EXTENSIONS) if (split_dir / "videos").is_dir() else []
+    files = (
+        sorted(f for f in (split_dir / "videos").glob("*") if f.suffix.lower() in VIDEO_EXTENSIONS)
+        if (split_dir / "videos").is_dir()
+        else []
+    )
     if not files:
-        raise InputError(f"no videos in {split_dir}: expected frames/NN/*.jpg (one folder per video) or videos/*.avi|*.mp4")
+        raise InputError(
+            f"no videos in {split_dir}: expected frames/NN/*.jpg (one folder per video) or videos/*.avi|*.mp4"
+        )
     return [Video(f.stem, path=f) for f in files]
 
 

@@ -32,6 +32,7 @@ merged walkers (with the vertical closing kernel) raised recall at IoU 0.5 from 
 round every region, raised them to 0.75 and 0.80 (train videos 01, 03, ... chose the
 settings, videos 02, 04, ... confirmed them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -72,7 +73,9 @@ class MotionConfig:
 
 def background_indices(n_frames: int, cfg: MotionConfig = MotionConfig()) -> np.ndarray:
     """The frames (indices, sorted, unique) a video of ``n_frames`` samples for its background."""
-    return np.unique(np.linspace(0, max(n_frames - 1, 0), min(cfg.background_frames, max(n_frames, 1))).round().astype(np.int64))
+    return np.unique(
+        np.linspace(0, max(n_frames - 1, 0), min(cfg.background_frames, max(n_frames, 1))).round().astype(np.int64)
+    )
 
 
 def _grey(frame: np.ndarray, blur_px: int) -> np.ndarray:
@@ -92,8 +95,14 @@ class MotionBoxes:
         if not frames:
             raise ValueError("the background needs at least one frame")
         self.background = np.median(np.stack(frames), axis=0).astype(np.int16)
-        self.open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.open_px, cfg.open_px)) if cfg.open_px > 1 else None
-        self.close = cv2.getStructuringElement(cv2.MORPH_RECT, (cfg.close_w, cfg.close_h)) if max(cfg.close_w, cfg.close_h) > 1 else None
+        self.open = (
+            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.open_px, cfg.open_px)) if cfg.open_px > 1 else None
+        )
+        self.close = (
+            cv2.getStructuringElement(cv2.MORPH_RECT, (cfg.close_w, cfg.close_h))
+            if max(cfg.close_w, cfg.close_h) > 1
+            else None
+        )
         self.person = person_size([self._components(g)[1] for g in frames], cfg) if cfg.split else None
 
     def _foreground(self, g: np.ndarray) -> np.ndarray:
@@ -119,7 +128,10 @@ class MotionBoxes:
         checking it is the video's size."""
         g = _grey(frame, self.cfg.blur_px)
         if g.shape != self.background.shape:
-            raise ValueError(f"frame is {g.shape[1]}x{g.shape[0]} but the video's background is {self.background.shape[1]}x{self.background.shape[0]}")
+            raise ValueError(
+                f"frame is {g.shape[1]}x{g.shape[0]} but the video's background is "
+                f"{self.background.shape[1]}x{self.background.shape[0]}"
+            )
         return g
 
     def mask(self, frame: np.ndarray) -> np.ndarray:
@@ -137,7 +149,7 @@ class MotionBoxes:
             if parts == 1:
                 boxes.append([x, y, x + w, y + h])
                 continue
-            ys, xs = np.nonzero(labels[y:y + h, x:x + w] == label)
+            ys, xs = np.nonzero(labels[y : y + h, x : x + w] == label)
             boxes.extend(split_component(xs + x, ys + y, parts, self.cfg.split_y_scale))
         if not boxes:
             return np.zeros((0, 4), dtype=np.float32)
@@ -157,7 +169,9 @@ def person_size(stats: list[np.ndarray], cfg: MotionConfig = MotionConfig()) -> 
     return float(np.median(single[:, 2])), float(np.median(single[:, 3])), float(np.median(single[:, 4]))
 
 
-def n_persons(width: float, height: float, area: float, person: tuple[float, float, float], cfg: MotionConfig = MotionConfig()) -> int:
+def n_persons(
+    width: float, height: float, area: float, person: tuple[float, float, float], cfg: MotionConfig = MotionConfig()
+) -> int:
     """How many persons a component of this size holds: 1 unless it is wider or taller than
     ``cfg.split_margin`` persons, else its area in person areas, rounded, 1 to :data:`MAX_PARTS`."""
     pw, ph, pa = person
@@ -166,7 +180,9 @@ def n_persons(width: float, height: float, area: float, person: tuple[float, flo
     return int(min(max(round(area / pa), 1), MAX_PARTS))
 
 
-def split_component(xs: np.ndarray, ys: np.ndarray, k: int, y_scale: float = SPLIT_Y_SCALE, iters: int = 10) -> list[list[int]]:
+def split_component(
+    xs: np.ndarray, ys: np.ndarray, k: int, y_scale: float = SPLIT_Y_SCALE, iters: int = 10
+) -> list[list[int]]:
     """Boxes ``[x1, y1, x2, y2]`` of ``k`` parts of one component, whose pixels are at
     (``xs``, ``ys``) (each (p,)): k-means on (x, y * ``y_scale``), started from ``k``
     equal-count slices of the pixels sorted by x, so the result is deterministic. Parts
@@ -178,8 +194,14 @@ def split_component(xs: np.ndarray, ys: np.ndarray, k: int, y_scale: float = SPL
         start[chunk] = part
     pts = np.stack([xs, ys * y_scale], axis=1).astype(np.float32)
     # OpenCV's k-means from the given start (no random restarts): fast and deterministic
-    _, assign, _ = cv2.kmeans(pts, k, start.reshape(-1, 1), (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, iters, 0.01),
-                              1, cv2.KMEANS_USE_INITIAL_LABELS)
+    _, assign, _ = cv2.kmeans(
+        pts,
+        k,
+        start.reshape(-1, 1),
+        (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, iters, 0.01),
+        1,
+        cv2.KMEANS_USE_INITIAL_LABELS,
+    )
     assign = assign.ravel()
     boxes = []
     for c in range(k):
@@ -216,4 +238,9 @@ def box_agreement(found: list[np.ndarray], reference: list[np.ndarray], threshol
                 break
             matched += 1
             iou[i, :], iou[:, j] = -1, -1
-    return {"recall": matched / max(n_ref, 1), "precision": matched / max(n_found, 1), "found": n_found, "reference": n_ref}
+    return {
+        "recall": matched / max(n_ref, 1),
+        "precision": matched / max(n_found, 1),
+        "found": n_found,
+        "reference": n_ref,
+    }

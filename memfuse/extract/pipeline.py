@@ -30,6 +30,7 @@ CLIP ViT-B/16 from a local weights file. Poses: the dataset's, else BlazePose (:
 OpenCV is imported inside the functions: importing this module (``extract_features.py
 --help`` does) stays cheap.
 """
+
 from __future__ import annotations
 
 import json
@@ -113,8 +114,9 @@ class ExtractSettings:
         if not self.flow_blur >= 0:
             raise InputError(f"flow_blur must be >= 0 (0 = none), got {self.flow_blur}")
         if self.clip_interpolation not in CLIP_INTERPOLATIONS:
-            raise InputError(f"unknown CLIP interpolation {self.clip_interpolation!r}; "
-                             f"choose from {CLIP_INTERPOLATIONS}")
+            raise InputError(
+                f"unknown CLIP interpolation {self.clip_interpolation!r}; choose from {CLIP_INTERPOLATIONS}"
+            )
         return self
 
     def fast(self) -> ExtractSettings:
@@ -122,9 +124,12 @@ class ExtractSettings:
         :data:`FAST_POSE_EVERY`-th frame, each unless it was set to other than its default
         (a value asked for wins), poses of person-shaped boxes only."""
         default = ExtractSettings()
-        return replace(self, flow=FAST_FLOW if self.flow == default.flow else self.flow,
-                       pose_every=FAST_POSE_EVERY if self.pose_every == default.pose_every else self.pose_every,
-                       person_shaped=True)
+        return replace(
+            self,
+            flow=FAST_FLOW if self.flow == default.flow else self.flow,
+            pose_every=FAST_POSE_EVERY if self.pose_every == default.pose_every else self.pose_every,
+            person_shaped=True,
+        )
 
     def for_dataset(self, dataset: str) -> ExtractSettings:
         """These settings with ``bins`` resolved: ``None`` or 0 -> :func:`dataset_bins`."""
@@ -185,14 +190,17 @@ def _init_worker(settings: ExtractSettings, threads: int, frames_done: Any = Non
     if settings.pose_model:
         from .pose import PoseModel
 
-        _WORKER["pose"] = PoseModel(settings.pose_model, threads=max(threads, 1),
-                                    person_shaped=bool(settings.person_shaped))
+        _WORKER["pose"] = PoseModel(
+            settings.pose_model, threads=max(threads, 1), person_shaped=bool(settings.person_shaped)
+        )
     if frames_done is None or callable(frames_done):
         _WORKER["tick"] = frames_done or (lambda n: None)
     else:
+
         def tick(n: int, counter=frames_done) -> None:
             with counter.get_lock():
                 counter.value += n
+
         _WORKER["tick"] = tick
 
 
@@ -255,9 +263,18 @@ def _process_video(job: VideoJob) -> dict:
     tick(len(vel) % PROGRESS_EVERY)
     if boxes is not None and len(vel) != len(boxes):
         raise InputError(f"{video.where}: {len(vel)} frames decoded but the boxes file has {len(boxes)} for it")
-    return {"name": name, "velocity": vel, "appearance": app, "clipped": rep.clipped, "grown": rep.grown, "size": size,
-            "frames": len(vel), "boxes": found if detect is not None else None,
-            "pose": poses if pose_model is not None else None, "seconds": time.perf_counter() - start}
+    return {
+        "name": name,
+        "velocity": vel,
+        "appearance": app,
+        "clipped": rep.clipped,
+        "grown": rep.grown,
+        "size": size,
+        "frames": len(vel),
+        "boxes": found if detect is not None else None,
+        "pose": poses if pose_model is not None else None,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 class VideoCache:
@@ -314,8 +331,9 @@ def _object_array(frames: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _run_videos(todo: list[VideoJob], settings: ExtractSettings, *, cache: VideoCache, bar: Any,
-                kept: int) -> list[dict]:
+def _run_videos(
+    todo: list[VideoJob], settings: ExtractSettings, *, cache: VideoCache, bar: Any, kept: int
+) -> list[dict]:
     """The results of ``todo``, in order, each put in ``cache`` as it comes: in this process
     (CLIP, one worker or one video) or in a pool of ``settings.workers`` processes. ``bar``:
     the split's progress bar, ``kept`` frames of it done by an earlier run."""
@@ -380,16 +398,31 @@ def split_settings(settings: ExtractSettings, *, motion: bool) -> dict:
 
     s = settings
     flow = {"method": s.flow, "scale": float(s.flow_scale), "blur": float(s.flow_blur)}
-    pose = ({"model": Path(s.pose_model).name, "every": int(s.pose_every), "person_shaped": bool(s.person_shaped)}
-            if s.pose_model else "copied")
-    out = {"appearance": s.appearance, "flow": flow, "bins": int(s.bins),
-           "boxes": asdict(MotionConfig()) if motion else "given", "pose": pose,
-           "clip": s.clip_kwargs if s.appearance == "clip" else None}
+    pose = (
+        {"model": Path(s.pose_model).name, "every": int(s.pose_every), "person_shaped": bool(s.person_shaped)}
+        if s.pose_model
+        else "copied"
+    )
+    out = {
+        "appearance": s.appearance,
+        "flow": flow,
+        "bins": int(s.bins),
+        "boxes": asdict(MotionConfig()) if motion else "given",
+        "pose": pose,
+        "clip": s.clip_kwargs if s.appearance == "clip" else None,
+    }
     return json.loads(json.dumps(out))  # tuples as lists, as they read back from the file
 
 
-def extract_split(dataset: str, data_root: Path | str, out_root: Path | str, split: str, *, settings: ExtractSettings,
-                  progress: bool = True) -> dict:
+def extract_split(
+    dataset: str,
+    data_root: Path | str,
+    out_root: Path | str,
+    split: str,
+    *,
+    settings: ExtractSettings,
+    progress: bool = True,
+) -> dict:
     """Extract one split; returns its info dict (also written as extract_meta.json).
     ``settings.pose_model``: make the split's pose.npy with it (``None``: the split's own is
     copied by :func:`copy_dataset_files`)."""
@@ -399,12 +432,16 @@ def extract_split(dataset: str, data_root: Path | str, out_root: Path | str, spl
     settings = settings.for_dataset(dataset)
     videos, boxes = prepare_split(dataset, data_root, split)
     flow_cfg, with_pose = settings.flow_config(), settings.pose_model is not None
-    jobs = [VideoJob(v, None if b is None else list(b), flow_cfg, settings.bins, with_pose, int(settings.pose_every))
-            for v, b in zip(videos, boxes)]
+    jobs = [
+        VideoJob(v, None if b is None else list(b), flow_cfg, settings.bins, with_pose, int(settings.pose_every))
+        for v, b in zip(videos, boxes)
+    ]
     motion = boxes[0] is None
     if motion:
-        print(f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against each video's "
-              "median background")
+        print(
+            f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against each video's "
+            "median background"
+        )
     key = split_settings(settings, motion=motion)
     # Each finished video is kept in a cache beside the split's outputs, so an interrupted
     # extraction resumes per video; the cache is dropped once the split's files are written.
@@ -416,8 +453,14 @@ def extract_split(dataset: str, data_root: Path | str, out_root: Path | str, spl
     # progress in frames (frames/s and time left), the total from frame files or video headers
     kept = sum(done[i]["frames"] for i in done if done[i] is not None)
     expected = [expected_frames(job.video) for job in todo]
-    bar = tqdm(total=kept + sum(expected), initial=kept, desc=f"{dataset}/{split}", unit="frame", disable=not progress,
-               smoothing=0.1)
+    bar = tqdm(
+        total=kept + sum(expected),
+        initial=kept,
+        desc=f"{dataset}/{split}",
+        unit="frame",
+        disable=not progress,
+        smoothing=0.1,
+    )
     fresh = _run_videos(todo, settings, cache=cache, bar=bar, kept=kept)
     bar.close()
     fresh_iter = iter(fresh)
@@ -429,8 +472,11 @@ def extract_split(dataset: str, data_root: Path | str, out_root: Path | str, spl
     clipped = sum(r["clipped"] for r in results)
     grown = sum(r["grown"] for r in results)
     if clipped or grown:
-        warnings.warn(f"{dataset}/{split}: {clipped} boxes reached outside the frame and were clipped to it; "
-                      f"{grown} had an empty crop after clipping and were grown to 1 px", stacklevel=2)
+        warnings.warn(
+            f"{dataset}/{split}: {clipped} boxes reached outside the frame and were clipped to it; "
+            f"{grown} had an empty crop after clipping and were grown to 1 px",
+            stacklevel=2,
+        )
     out = split_outputs(out_root, dataset, split)
     frame_boxes = [b for r in results for b in r["boxes"]] if motion else [b for bb in boxes for b in bb]
     if motion:  # the boxes the features describe, in AI-VAD's format (a frame may have none)
@@ -440,15 +486,21 @@ def extract_split(dataset: str, data_root: Path | str, out_root: Path | str, spl
     save_npy(out["velocity"], _object_array(vel))
     save_npy(out["appearance"], _object_array(app))
     info = {
-        "dataset": dataset, "split": split, "frames": n_frames, "videos": len(videos),
+        "dataset": dataset,
+        "split": split,
+        "frames": n_frames,
+        "videos": len(videos),
         "frames_per_video": [r["frames"] for r in results],
         "boxes": "motion" if motion else f"{dataset}_bboxes_{split}.npy",
         "pose": "made" if settings.pose_model else "copied",
         "objects": int(sum(len(v) for v in vel)),
         "whole_frame_entries": int(sum(np.asarray(b).size == 0 for b in frame_boxes)),
-        "boxes_clipped": clipped, "boxes_grown": grown, "settings": key,
+        "boxes_clipped": clipped,
+        "boxes_grown": grown,
+        "settings": key,
         "clip_weights": str(settings.clip_weights) if settings.appearance == "clip" else None,
-        "frame_size": results[0]["size"], "wall_s": time.perf_counter() - t0,
+        "frame_size": results[0]["size"],
+        "wall_s": time.perf_counter() - t0,
     }
     save_json(out["meta"], info)
     cache.clear()
@@ -477,8 +529,9 @@ def _copy(src: Path, dst: Path) -> bool:
     return True
 
 
-def copy_dataset_files(dataset: str, data_root: Path | str, out_root: Path | str,
-                       frame_counts: dict[str, list[int]]) -> list[str]:
+def copy_dataset_files(
+    dataset: str, data_root: Path | str, out_root: Path | str, frame_counts: dict[str, list[int]]
+) -> list[str]:
     """Copy pose, clip lengths and label files into OUT/NAME so it is a complete dataset;
     returns the copied paths, relative to it.
 
@@ -496,8 +549,10 @@ def copy_dataset_files(dataset: str, data_root: Path | str, out_root: Path | str
         if (src / name).exists():
             given = np.asarray(np.load(src / name, allow_pickle=True)).ravel().astype(np.int64)
             if not np.array_equal(given, ends):
-                raise InputError(f"{src / name}: cumulative lengths {given.tolist()[:6]}... disagree with the frame "
-                                 f"folders {ends.tolist()[:6]}...")
+                raise InputError(
+                    f"{src / name}: cumulative lengths {given.tolist()[:6]}... disagree with the frame "
+                    f"folders {ends.tolist()[:6]}..."
+                )
             _copy(src / name, dst / name)
         else:
             save_npy(dst / name, ends)
@@ -514,8 +569,16 @@ def copy_dataset_files(dataset: str, data_root: Path | str, out_root: Path | str
 
 
 # ---- whole dataset -------------------------------------------------------------------------------
-def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str, settings: ExtractSettings, *,
-                    splits: tuple[str, ...] = SPLITS, force: bool = False, progress: bool = True) -> dict:
+def extract_dataset(
+    dataset: str,
+    data_root: Path | str,
+    out_root: Path | str,
+    settings: ExtractSettings,
+    *,
+    splits: tuple[str, ...] = SPLITS,
+    force: bool = False,
+    progress: bool = True,
+) -> dict:
     """Run stage 0 on ``data_root/dataset``, writing ``out_root/dataset`` (module docstring).
 
     Splits whose outputs exist are skipped unless ``force`` (with a warning when they were
@@ -543,8 +606,10 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str, s
     if any(needs_pose.values()):
         if settings.pose_model is None:
             missing = data_root / dataset / "extracted_features" / next(s for s in splits if needs_pose[s]) / "pose.npy"
-            raise InputError(f"no {missing}: give --pose-model PATH to make poses "
-                             "(memfuse/extract/pose.py says how to get the model)")
+            raise InputError(
+                f"no {missing}: give --pose-model PATH to make poses "
+                "(memfuse/extract/pose.py says how to get the model)"
+            )
         from .pose import PoseModel
 
         PoseModel(settings.pose_model)  # fail early on a missing model or runtime
@@ -559,15 +624,18 @@ def extract_dataset(dataset: str, data_root: Path | str, out_root: Path | str, s
             now = split_settings(split_cfg, motion=prepared[split][1][0] is None)
             diff = {k: (kept.get(k), v) for k, v in now.items() if kept.get(k) != v}
             if diff:
-                warnings.warn(f"{out['velocity'].parent}: kept existing features made with other settings {diff}; "
-                              "use --force to redo", stacklevel=2)
+                warnings.warn(
+                    f"{out['velocity'].parent}: kept existing features made with other settings {diff}; "
+                    "use --force to redo",
+                    stacklevel=2,
+                )
             report[split] = {"skipped": True, "wall_s": 0.0, **{k: old.get(k) for k in ("frames", "objects")}}
             continue
         info = extract_split(dataset, data_root, out_root, split, settings=split_cfg, progress=progress)
         report[split] = {"skipped": False, **info}
-    counts = {s: frames_per_video(report[s], split_outputs(out_root, dataset, s)["meta"], prepared[s][0])
-              for s in splits}
+    counts = {
+        s: frames_per_video(report[s], split_outputs(out_root, dataset, s)["meta"], prepared[s][0]) for s in splits
+    }
     report["copied"] = copy_dataset_files(dataset, data_root, out_root, counts)
     report["total_wall_s"] = time.perf_counter() - t0
     return report
-

@@ -17,6 +17,7 @@ landmarks reduced to COCO's 17 keypoints (:data:`COCO_FROM_BLAZEPOSE`), as (x, y
 pixels **relative to the box's top-left corner**: the layout of AI-VAD's AlphaPose poses
 (``pose.npy``, one (p_i, 34) array per frame, rows not matched to boxes).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,14 +36,16 @@ N_LANDMARKS = 39  # rows of the model's landmark output (33 body landmarks, then
 COCO_FROM_BLAZEPOSE = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 POSE_DIM = 2 * len(COCO_FROM_BLAZEPOSE)  # 34
 # A box the model is not run on with person_shaped=True: shorter than PERSON_MIN_HEIGHT
-# pixels (the crop is blown up > 10x and the model sees no person) or wider than tall. On
-# Ped2 train's motion boxes (277 sampled), 3 of the 64 boxes under 20 px and 3 of the 19
-# wider than tall held a person by the model's presence score, against 61 % of all boxes.
+# pixels (the crop is blown up > 10x and the model sees no person) or wider than tall: such
+# boxes rarely hold a person the model finds (docs/results.md, "Measurements behind
+# constants in the code").
 PERSON_MIN_HEIGHT = 20.0
 PERSON_MIN_ASPECT = 1.0  # height / width
 
 
-def person_shaped(boxes: np.ndarray, min_height: float = PERSON_MIN_HEIGHT, min_aspect: float = PERSON_MIN_ASPECT) -> np.ndarray:
+def person_shaped(
+    boxes: np.ndarray, min_height: float = PERSON_MIN_HEIGHT, min_aspect: float = PERSON_MIN_ASPECT
+) -> np.ndarray:
     """(n,) bool: which of the (n, 4) boxes ``x1, y1, x2, y2`` are tall enough to pose."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     h, w = b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]
@@ -76,8 +79,10 @@ class PoseModel:
     def __init__(self, path: Path | str, threads: int = 1, presence: float = PRESENCE, person_shaped: bool = False):
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"pose model {path} not found: see memfuse/extract/pose.py for the two commands that fetch "
-                             "pose_landmark_full.tflite from the mediapipe wheel")
+            raise InputError(
+                f"pose model {path} not found: see memfuse/extract/pose.py for the two commands that fetch "
+                "pose_landmark_full.tflite from the mediapipe wheel"
+            )
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
@@ -86,7 +91,9 @@ class PoseModel:
         self.interpreter.allocate_tensors()
         inp = self.interpreter.get_input_details()[0]
         if list(inp["shape"]) != [1, INPUT_SIZE, INPUT_SIZE, 3]:
-            raise InputError(f"{path}: input shape {list(inp['shape'])} is not BlazePose's landmark model [1, 256, 256, 3]")
+            raise InputError(
+                f"{path}: input shape {list(inp['shape'])} is not BlazePose's landmark model [1, 256, 256, 3]"
+            )
         self.input = inp["index"]
         outputs = sorted(self.interpreter.get_output_details(), key=lambda d: d["name"])
         # Identity: (1, 195) landmarks; Identity_1: (1, 1) person presence
@@ -110,7 +117,9 @@ class PoseModel:
             boxes = boxes[person_shaped(boxes)]
         for box in boxes:
             m = roi_transform(box)
-            crop = cv2.warpAffine(rgb, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            crop = cv2.warpAffine(
+                rgb, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            )
             landmarks, presence = self.run(crop)
             if presence >= self.presence:
                 rows.append(landmarks_to_pose(landmarks, box, m))

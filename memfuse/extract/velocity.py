@@ -23,6 +23,7 @@ returned in native-resolution pixels per frame (values divided by ``scale``). Th
 default is made by agreement with AI-VAD's FlowNet2 velocity on Ped2 train
 (``bench/velocity_agreement.py``), never by a test score.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,9 +41,9 @@ DIS_PRESETS = {
     "dis_medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 # Tuned DIS settings, all from the medium preset at full resolution (finest scale 0):
-# (patch size, patch stride, gradient-descent iterations, variational iterations). On Ped2
-# train, against FlowNet2 (Spearman per object / per frame max, every 4th video):
-# fine 0.588 / 0.368; balanced 0.582 / 0.374 in half fine's time; medium preset 0.452 / 0.298.
+# (patch size, patch stride, gradient-descent iterations, variational iterations), chosen by
+# agreement with AI-VAD's FlowNet2 velocity on Ped2 train (docs/results.md, "Measurements
+# behind constants in the code"): fine agrees best, balanced as well in half its time.
 DIS_TUNED = {
     "dis_fine": (6, 3, 50, 10),
     "dis_balanced": (6, 4, 16, 5),
@@ -174,7 +175,9 @@ def box_velocity_resized(flow: np.ndarray, boxes: np.ndarray, bins: int = 1, siz
     return np.asarray(rows, dtype=np.float32).reshape(len(rows), bins)
 
 
-def frame_velocity(prev: np.ndarray | None, frame: np.ndarray, boxes: np.ndarray, cfg: FlowConfig = FlowConfig(), bins: int = 1) -> np.ndarray:
+def frame_velocity(
+    prev: np.ndarray | None, frame: np.ndarray, boxes: np.ndarray, cfg: FlowConfig = FlowConfig(), bins: int = 1
+) -> np.ndarray:
     """Velocity of the objects of one frame, the step stage 0 streams a video through.
 
     Args:
@@ -192,9 +195,14 @@ def frame_velocity(prev: np.ndarray | None, frame: np.ndarray, boxes: np.ndarray
     return box_velocity(compute_flow(prev, frame, cfg), boxes, bins).astype(np.float32)
 
 
-def video_velocity(frames: list[np.ndarray], boxes: list[np.ndarray], cfg: FlowConfig = FlowConfig(), bins: int = 1) -> list[np.ndarray]:
+def video_velocity(
+    frames: list[np.ndarray], boxes: list[np.ndarray], cfg: FlowConfig = FlowConfig(), bins: int = 1
+) -> list[np.ndarray]:
     """Velocity of every object of one video held in memory: :func:`frame_velocity` over
     its T frames (T arrays (n_t, B) float32; frame 0 is all zeros)."""
     if len(frames) != len(boxes):
         raise ValueError(f"{len(frames)} frames but {len(boxes)} box arrays")
-    return [frame_velocity(frames[t - 1] if t else None, img, bx, cfg, bins) for t, (img, bx) in enumerate(zip(frames, boxes))]
+    return [
+        frame_velocity(frames[t - 1] if t else None, img, bx, cfg, bins)
+        for t, (img, bx) in enumerate(zip(frames, boxes))
+    ]
