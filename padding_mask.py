@@ -33,6 +33,15 @@ PAD_CHUNK = 16384  # frames padded per step, bounds memory on large datasets
 HELP = {"PAD_CHUNK": "frames padded per step"}
 
 
+def per_object(ckpt, name: str, layout: D.Ragged, rerun: str) -> D.Ragged:
+    """A stage output with one row per object of ``layout`` ((N, d) or (N,)), as a Ragged of
+    its frames; InputError naming the stage to rerun when the row counts differ."""
+    values = load_output(ckpt, name)
+    if len(values) != layout.offsets[-1]:
+        raise InputError(f"{ckpt}/{name} has {len(values)} rows, the data {layout.offsets[-1]}: rerun {rerun}")
+    return layout.with_values(values.reshape(len(values), -1))
+
+
 def main(argv: list[str] | None = None) -> None:
     stage = begin(globals(), "padding_mask.py", argv)
     ckpt, dataset = stage.ckpt, stage.dataset
@@ -52,47 +61,16 @@ def main(argv: list[str] | None = None) -> None:
         names = ["normal", "anomaly"] if split == "train" else ["normal"]
         for modality, layout, short in (("appearance", app_layout, "app"), ("pose", pose_layout, "pose")):
             for kind in names:
-                values = load_output(ckpt, f"pseudo_{modality}_{split}_{kind}.npy")
-                if len(values) != layout.offsets[-1]:
-                    raise InputError(
-                        f"{ckpt}/pseudo_{modality}_{split}_{kind}.npy has {len(values)} rows, "
-                        f"the {split} data {layout.offsets[-1]}: rerun stage 4"
-                    )
+                values = per_object(ckpt, f"pseudo_{modality}_{split}_{kind}.npy", layout, "stage 4")
                 suffix = "" if kind == "normal" else "_anomaly"
                 mask_path = out / f"{split}_{short}_mask.npy" if kind == "normal" else None
-                save_padded(
-                    layout.with_values(values), n_max, out / f"{split}_{short}{suffix}.npy", mask_path, PAD_CHUNK
-                )
+                save_padded(values, n_max, out / f"{split}_{short}{suffix}.npy", mask_path, PAD_CHUNK)
         save_padded(velocity_per_object(app_layout), n_max, out / f"{split}_vel.npy", None, PAD_CHUNK, squeeze=True)
         for modality, layout, short in (("appearance", app_layout, "app"), ("pose", pose_layout, "pose")):
-            dist = load_output(ckpt, f"pseudo_{modality}_{split}_distance.npy")
-            if len(dist) != layout.offsets[-1]:
-                raise InputError(
-                    f"{ckpt}/pseudo_{modality}_{split}_distance.npy has {len(dist)} rows, "
-                    f"the {split} data {layout.offsets[-1]}: rerun stage 4"
-                )
-            save_padded(
-                layout.with_values(dist.reshape(-1, 1)),
-                n_max,
-                out / f"{split}_{short}_dist.npy",
-                None,
-                PAD_CHUNK,
-                squeeze=True,
-            )
-        recon = load_output(ckpt, f"appearance_{split}_recon.npy")
-        if len(recon) != app_layout.offsets[-1]:
-            raise InputError(
-                f"{ckpt}/appearance_{split}_recon.npy has {len(recon)} rows, "
-                f"the {split} data {app_layout.offsets[-1]}: rerun python AE_encoder.py"
-            )
-        save_padded(
-            app_layout.with_values(recon.reshape(-1, 1)),
-            n_max,
-            out / f"{split}_app_rec.npy",
-            None,
-            PAD_CHUNK,
-            squeeze=True,
-        )
+            dist = per_object(ckpt, f"pseudo_{modality}_{split}_distance.npy", layout, "stage 4")
+            save_padded(dist, n_max, out / f"{split}_{short}_dist.npy", None, PAD_CHUNK, squeeze=True)
+        recon = per_object(ckpt, f"appearance_{split}_recon.npy", app_layout, "python AE_encoder.py")
+        save_padded(recon, n_max, out / f"{split}_app_rec.npy", None, PAD_CHUNK, squeeze=True)
         meta[split] = {
             "frames": raw.velocity.n_frames,
             "objects": int(app_layout.offsets[-1]),

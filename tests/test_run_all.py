@@ -17,8 +17,15 @@ TINY_SCHEDULE = str(ROOT / "config" / "schedules" / "tiny.toml")
 TINY = SyntheticSpec(train_videos=3, test_videos=3, min_frames=60, max_frames=80, max_objects=6, seed=1)
 
 
-def run(args, cwd=ROOT):
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def run(args, cwd=ROOT, **env):
+    environ = {**os.environ, **env}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=environ)
+
+
+def stage_args(tmp, ckpt, res=None):
+    """The flags of a stage script run on the pipeline fixture's data, at the tiny schedule."""
+    folders = ["--data-root", str(tmp / "data"), "--checkpoint-root", str(ckpt)]
+    return folders + (["--results-root", str(res)] if res else []) + ["--config", TINY_SCHEDULE, "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -93,27 +100,10 @@ def test_the_scripts_in_order_give_run_alls_figure(pipeline, tmp_path):
     their tops, score exactly as run_all.py does (same recipe, seed and threads)."""
     tmp, _, _ = pipeline
     threads = str(max(1, (os.cpu_count() or 1) // 2))  # run_all ran two recipes side by side, the threads shared
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    common = [
-        "--data-root",
-        str(tmp / "data"),
-        "--checkpoint-root",
-        str(tmp_path / "ckpt"),
-        "--results-root",
-        str(tmp_path / "res"),
-        "--config",
-        TINY_SCHEDULE,
-        "--device",
-        "cpu",
-    ]
     for script in SCRIPTS_IN_ORDER:
-        argv = (
-            common
-            if script == "attention_fusion"
-            else [a for a in common if a not in ("--results-root", str(tmp_path / "res"))]
-        )
-        out = subprocess.run(
-            [sys.executable, f"{script}.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+        res = tmp_path / "res" if script == "attention_fusion" else None
+        out = run(
+            [f"{script}.py", *stage_args(tmp, tmp_path / "ckpt", res)], OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads
         )
         assert out.returncode == 0, script + out.stderr[-2000:]
     ours = json.loads((tmp_path / "res" / "synthetic" / "memfuse" / "metrics.json").read_text())
@@ -135,28 +125,8 @@ def test_editing_a_global_at_the_top_of_a_script_changes_what_runs(pipeline, tmp
     assert "\nHIDDEN = 64 " in source
     (tmp_path / "attention_fusion.py").write_text(source.replace("\nHIDDEN = 64 ", "\nHIDDEN = 24 ", 1))
     shutil.copytree(tmp / "ckpt", tmp_path / "ckpt")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(tmp_path / "attention_fusion.py"),
-            "--data-root",
-            str(tmp / "data"),
-            "--checkpoint-root",
-            str(tmp_path / "ckpt"),
-            "--results-root",
-            str(tmp_path / "res"),
-            "--config",
-            TINY_SCHEDULE,
-            "--device",
-            "cpu",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    script = str(tmp_path / "attention_fusion.py")
+    out = run([script, *stage_args(tmp, tmp_path / "ckpt", tmp_path / "res")], cwd=tmp_path, PYTHONPATH=str(ROOT))
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads((tmp_path / "res" / "synthetic" / "memfuse" / "metrics.json").read_text())
     state = torch.load(tmp_path / "ckpt" / "synthetic" / "memfuse" / "fusion.pt", weights_only=False)
