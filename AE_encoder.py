@@ -2,9 +2,9 @@
 
 Reads  DATA_ROOT/DATASET/extracted_features/{train,test}/deep_features.npy (n_i, 512) per frame
 Writes CKPT/autoencoder.pt             encoder + decoder weights, input standardisation, loss history
-       CKPT/appearance_{train,test}.npy (N, 34) float32, every object's code, rows in frame order
+       CKPT/app_{train,test}.npy       (N, 34) float32, every object's code, rows in frame order
                                         (AI-VAD object order)
-       CKPT/appearance_{train,test}_recon.npy (N,) float32, every object's reconstruction error
+       CKPT/app_{train,test}_recon.npy (N,) float32, every object's reconstruction error
                                         (mean squared)
 where CKPT = checkpoints/DATASET/RECIPE/.
 
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     stage = begin(globals(), "AE_encoder.py", argv)
     check_settings(globals())
     device, ckpt, standardise = stage.device, stage.ckpt, stage["STANDARDISE"]
-    train = D.load_split(stage.data_root, stage.dataset, "train", ("appearance",)).appearance.values
-    test = D.load_split(stage.data_root, stage.dataset, "test", ("appearance",)).appearance.values
+    train = D.load_split(stage.data_root, stage.dataset, "train", ("app",)).app.values
+    test = D.load_split(stage.data_root, stage.dataset, "test", ("app",)).app.values
     mean, std = D.zscore_fit(train) if standardise else (None, None)
     if standardise:  # every feature weighs alike in the reconstruction, whatever its scale
         train, test = D.zscore(train, mean, std), D.zscore(test, mean, std)
@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     check_codes(
         codes, f"{stage.dataset} train appearance, epoch {kept}"
     )  # before any output: a collapsed run leaves nothing behind
-    save_npy(ckpt / "appearance_train.npy", codes)
-    save_npy(ckpt / "appearance_test.npy", encode_all(model, test, device, ENCODE_BATCH))
+    save_npy(ckpt / "app_train.npy", codes)
+    save_npy(ckpt / "app_test.npy", encode_all(model, test, device, ENCODE_BATCH))
     for split, x_split in (("train", train), ("test", test)):
-        save_npy(ckpt / f"appearance_{split}_recon.npy", reconstruction_error(model, x_split, device, ENCODE_BATCH))
+        save_npy(ckpt / f"app_{split}_recon.npy", reconstruction_error(model, x_split, device, ENCODE_BATCH))
     # The checkpoint goes last: run_all treats it as the stage's completion mark.
     save_torch(
         ckpt / "autoencoder.pt",
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         },
     )
     stage.finish()
-    print(f"[AE_encoder] wrote {ckpt}/autoencoder.pt, appearance_train.npy, appearance_test.npy")
+    print(f"[AE_encoder] wrote {ckpt}/autoencoder.pt, app_train.npy, app_test.npy")
 
 
 if __name__ == "__main__":

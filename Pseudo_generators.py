@@ -5,13 +5,13 @@ ranks 1..TOP_K); pseudo-anomaly = q + EXTRAPOLATE (q - that mixture), pushed awa
 memory (with EXTRAPOLATE = 0, the paper's: 0.01 q + 0.99 (items of ranks TOP_K+1..2 TOP_K)).
 All queries at once, in chunks (see memfuse/pseudo.py).
 
-Reads  CKPT/memory_appearance.pt, appearance_{train,test}.npy
-Writes CKPT/pseudo_appearance_train_normal.npy  (N_train, 34)
-       CKPT/pseudo_appearance_train_anomaly.npy (N_train, 34)
-       CKPT/pseudo_appearance_test_normal.npy   (N_test, 34), the memorised test features
-       CKPT/pseudo_appearance_{train,test}_indices.npy (N, 2 TOP_K) int32, the memory items of
+Reads  CKPT/memory_app.pt, app_{train,test}.npy
+Writes CKPT/pseudo_app_train_normal.npy  (N_train, 34)
+       CKPT/pseudo_app_train_anomaly.npy (N_train, 34)
+       CKPT/pseudo_app_test_normal.npy   (N_test, 34), the memorised test features
+       CKPT/pseudo_app_{train,test}_indices.npy (N, 2 TOP_K) int32, the memory items of
             ranks 1..2 TOP_K per query
-       CKPT/pseudo_appearance_{train,test}_distance.npy (N,) float32, each query's distance to
+       CKPT/pseudo_app_{train,test}_distance.npy (N,) float32, each query's distance to
             its nearest memory item (an anomaly score of its own)
 where CKPT = checkpoints/DATASET/RECIPE/. Pseudo_generators_pose.py runs this script's main
 and settings for pose.
@@ -20,7 +20,7 @@ and settings for pose.
 """
 
 from memfuse.pipeline import begin, run
-from memfuse.registry import for_modality
+from memfuse.registry import MODALITY_NAMES, for_modality
 from memfuse.stages import pseudo_stage
 
 # -- settings: each is also a flag (--extrapolate 0); STANDARDISE and TOP_K are shared (memfuse/config.py)
@@ -35,7 +35,7 @@ HELP = {
 }
 
 
-def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
+def main(argv: list[str] | None = None, modality: str = "app") -> None:
     stage = begin(globals(), for_modality("Pseudo_generators.py", modality).script, argv)
     rows = pseudo_stage(
         stage.ckpt,
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
     )
     stage.finish()
     print(
-        f"[pseudo {modality}] {stage.dataset}: {rows['train']} train / {rows['test']} test queries "
+        f"[pseudo {MODALITY_NAMES[modality]}] {stage.dataset}: {rows['train']} train / {rows['test']} test queries "
         f"-> {stage.ckpt}/pseudo_{modality}_*.npy"
     )
 

@@ -18,6 +18,7 @@ from memfuse import data as D
 from memfuse.baseline import evaluate_baseline, score_baseline
 from memfuse.io import results_dir, save_json, save_npy
 from memfuse.pipeline import begin, run
+from memfuse.registry import MODALITY_NAMES
 
 # -- settings: each is also a flag; the smoothing and results folders are shared with attention_fusion.py
 GMM_COMPONENTS = B.GMM_COMPONENTS  # 2, AI-VAD's on Ped2 (config/datasets/*.toml: 5 on Avenue and ShanghaiTech)
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = D.load_labels(root, dataset, ends, required=False)
     print(
         f"[baseline] {dataset}: {train.n_frames} train / {test.n_frames} test frames, "
-        f"{len(train.appearance.values)} / {len(test.appearance.values)} objects, "
+        f"{len(train.app.values)} / {len(test.app.values)} objects, "
         f"{len(train.pose.values)} / {len(test.pose.values)} persons"
     )
     start = time.perf_counter()
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     if metrics["micro_auc"] is None:
         print(f"[baseline] no AUC: {metrics['no_auc']}")
     else:
-        per = "  ".join(f"{m} {v['micro_auc']:.4f}" for m, v in metrics["per_modality"].items())
+        per = "  ".join(f"{MODALITY_NAMES[m]} {v['micro_auc']:.4f}" for m, v in metrics["per_modality"].items())
         print(
             f"[baseline] micro AUC {metrics['micro_auc']:.4f}  macro AUC {metrics['macro_auc']:.4f}  "
             f"EER {metrics['eer']:.4f}  ({per})"

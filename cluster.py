@@ -1,7 +1,7 @@
 """Stage 2a: initialise the appearance memory with K-Means centroids.
 
-Reads  CKPT/appearance_train.npy (N, 34)   (from AE_encoder.py)
-Writes CKPT/memory_init_appearance.npy (MEMORY_SIZE, 34) float32
+Reads  CKPT/app_train.npy (N, 34)   (from AE_encoder.py)
+Writes CKPT/memory_init_app.npy (MEMORY_SIZE, 34) float32
 where CKPT = checkpoints/DATASET/RECIPE/. cluster_pose.py runs this script's main and
 settings for pose.
 
@@ -9,7 +9,7 @@ settings for pose.
 """
 
 from memfuse.pipeline import begin, run
-from memfuse.registry import for_modality
+from memfuse.registry import MODALITY_NAMES, for_modality
 from memfuse.stages import cluster_stage
 
 # -- settings: each is also a flag (--memory-size 500); STANDARDISE is shared (memfuse/config.py)
@@ -23,7 +23,7 @@ HELP = {
 }
 
 
-def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
+def main(argv: list[str] | None = None, modality: str = "app") -> None:
     stage = begin(globals(), for_modality("cluster.py", modality).script, argv)
     centroids = cluster_stage(
         stage.ckpt,
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
     )
     stage.finish()
     print(
-        f"[{stage.script}] {stage.dataset}: {centroids.shape[0]} {modality} centroids -> "
+        f"[{stage.script}] {stage.dataset}: {centroids.shape[0]} {MODALITY_NAMES[modality]} centroids -> "
         f"{stage.ckpt}/memory_init_{modality}.npy"
     )
 

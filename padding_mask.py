@@ -5,7 +5,7 @@ or pose persons), found from the data. A frame without any person gets one all-z
 row, unmasked ("nobody here"), as the reference's re-inserted zero rows. Velocity per
 object is the mean over its orientation bins (the fusion repeats it to 34 columns).
 
-Reads  CKPT/pseudo_{appearance,pose}_*.npy (stage 4), appearance_*_recon.npy
+Reads  CKPT/pseudo_{app,pose}_*.npy (stage 4), app_*_recon.npy
        (stage 1) and velocity.npy
 Writes CKPT/padded/{split}_{name}.npy, memory-mappable:
          train_app, train_app_anomaly, train_pose, train_pose_anomaly, test_app, test_pose
@@ -49,34 +49,34 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(exist_ok=True)
     layouts = {}
     for split in D.SPLITS:
-        raw = D.load_split(stage.data_root, dataset, split, ("velocity", "pose"))
+        raw = D.load_split(stage.data_root, dataset, split, ("vel", "pose"))
         if split == "train" and raw.pose.counts.sum() == 0:
             raise InputError(f"{dataset}: the train pose file holds no person in any frame; this method needs pose")
         layouts[split] = raw
-    n_max = n_max_of(*(r.velocity for r in layouts.values()), *(r.pose for r in layouts.values()))
+    n_max = n_max_of(*(r.vel for r in layouts.values()), *(r.pose for r in layouts.values()))
     print(f"[padding_mask] {dataset}: N_max = {n_max}")
     meta = {"n_max": n_max}
     for split, raw in layouts.items():
-        app_layout, pose_layout = raw.velocity, raw.pose
+        app_layout, pose_layout = raw.vel, raw.pose
         names = ["normal", "anomaly"] if split == "train" else ["normal"]
-        for modality, layout, short in (("appearance", app_layout, "app"), ("pose", pose_layout, "pose")):
+        for modality, layout in (("app", app_layout), ("pose", pose_layout)):
             for kind in names:
                 values = per_object(ckpt, f"pseudo_{modality}_{split}_{kind}.npy", layout, "stage 4")
                 suffix = "" if kind == "normal" else "_anomaly"
-                mask_path = out / f"{split}_{short}_mask.npy" if kind == "normal" else None
-                save_padded(values, n_max, out / f"{split}_{short}{suffix}.npy", mask_path, PAD_CHUNK)
+                mask_path = out / f"{split}_{modality}_mask.npy" if kind == "normal" else None
+                save_padded(values, n_max, out / f"{split}_{modality}{suffix}.npy", mask_path, PAD_CHUNK)
         save_padded(velocity_per_object(app_layout), n_max, out / f"{split}_vel.npy", None, PAD_CHUNK, squeeze=True)
-        for modality, layout, short in (("appearance", app_layout, "app"), ("pose", pose_layout, "pose")):
+        for modality, layout in (("app", app_layout), ("pose", pose_layout)):
             dist = per_object(ckpt, f"pseudo_{modality}_{split}_distance.npy", layout, "stage 4")
-            save_padded(dist, n_max, out / f"{split}_{short}_dist.npy", None, PAD_CHUNK, squeeze=True)
-        recon = per_object(ckpt, f"appearance_{split}_recon.npy", app_layout, "python AE_encoder.py")
+            save_padded(dist, n_max, out / f"{split}_{modality}_dist.npy", None, PAD_CHUNK, squeeze=True)
+        recon = per_object(ckpt, f"app_{split}_recon.npy", app_layout, "python AE_encoder.py")
         save_padded(recon, n_max, out / f"{split}_app_rec.npy", None, PAD_CHUNK, squeeze=True)
         meta[split] = {
-            "frames": raw.velocity.n_frames,
+            "frames": raw.vel.n_frames,
             "objects": int(app_layout.offsets[-1]),
             "persons": int(pose_layout.offsets[-1]),
             "frames_without_person": int((pose_layout.counts == 0).sum()),
-            "velocity_bins": int(raw.velocity.values.shape[1]),
+            "velocity_bins": int(raw.vel.values.shape[1]),
         }
     save_json(out / "meta.json", meta)
     stage.finish()

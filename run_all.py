@@ -217,12 +217,12 @@ def run_script(script: str, argv: list[str], log: Path | None = None, threads: i
 
 def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, float | None]:
     """Make the synthetic data, or run stage 0 on raw frames or videos, when features are missing."""
-    if args.dataset == SYNTHETIC and not D.feature_path(data_root, SYNTHETIC, "train", "velocity").exists():
+    if args.dataset == SYNTHETIC and not D.feature_path(data_root, SYNTHETIC, "train", "vel").exists():
         start = time.perf_counter()
         ensure_synthetic(data_root, SYNTHETIC, args.seed)
         return data_root, time.perf_counter() - start
     resolved = D.resolve_data_root(args.dataset, data_root)
-    if D.feature_path(resolved, args.dataset, "train", "velocity").exists():
+    if D.feature_path(resolved, args.dataset, "train", "vel").exists():
         return resolved, None
     if any((data_root / args.dataset / "training" / sub).is_dir() for sub in ("frames", "videos")):
         seconds = run_script(
@@ -230,7 +230,7 @@ def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, fl
         )
         return D.resolve_data_root(args.dataset, data_root), seconds
     raise InputError(
-        f"no features for {args.dataset}: expected {D.feature_path(data_root, args.dataset, 'train', 'velocity')} "
+        f"no features for {args.dataset}: expected {D.feature_path(data_root, args.dataset, 'train', 'vel')} "
         f"(AI-VAD format), or raw frames in {data_root / args.dataset / 'training' / 'frames'} or video files in "
         f"{data_root / args.dataset / 'training' / 'videos'} for stage 0"
     )

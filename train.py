@@ -1,8 +1,8 @@
 """Stage 3a: train the appearance memory (compactness, separateness, reconstruction losses).
 
-Reads  CKPT/appearance_train.npy      (N, 34)  from AE_encoder.py
-       CKPT/memory_init_appearance.npy (M, 34)  from cluster.py
-Writes CKPT/memory_appearance.pt: {"items": (M, 34), "history": per-epoch losses, "complete":
+Reads  CKPT/app_train.npy       (N, 34)  from AE_encoder.py
+       CKPT/memory_init_app.npy (M, 34)  from cluster.py
+Writes CKPT/memory_app.pt: {"items": (M, 34), "history": per-epoch losses, "complete":
        True}; while training, the same file every CHECKPOINT_EVERY epochs with "complete":
        False (later stages refuse it)
 where CKPT = checkpoints/DATASET/RECIPE/. train_pose.py runs this script's main and settings
@@ -14,7 +14,7 @@ for pose.
 from memfuse.io import save_torch
 from memfuse.pipeline import begin, run
 from memfuse.plots import plot_history
-from memfuse.registry import for_modality
+from memfuse.registry import MODALITY_NAMES, for_modality
 from memfuse.stages import load_output, train_memory, train_queries
 
 # -- settings: each is also a flag (--memory-epochs 100); STANDARDISE and TOP_K are shared (memfuse/config.py)
@@ -25,7 +25,7 @@ MARGIN = 1.0  # triplet margin of the separateness loss
 GATHER_WEIGHT = 5.0  # total = 5 L_gather + L_spread + L_rec
 SPREAD_WEIGHT = 1.0
 REC_WEIGHT = 1.0
-APPEARANCE_COSINE_T_MAX = 50  # CosineAnnealingLR period of the appearance memory, in epochs (0 = constant lr)
+APP_COSINE_T_MAX = 50  # CosineAnnealingLR period of the appearance memory, in epochs (0 = constant lr)
 POSE_COSINE_T_MAX = 0  # the reference trains the pose memory at a constant learning rate
 STALE_STEP = False  # reference quirk: one extra optimizer step per epoch on stale gradients
 CHECKPOINT_EVERY = 100
@@ -37,24 +37,24 @@ HELP = {
     "GATHER_WEIGHT": "weight of the compactness loss",
     "SPREAD_WEIGHT": "weight of the separateness loss",
     "REC_WEIGHT": "weight of the reconstruction loss",
-    "APPEARANCE_COSINE_T_MAX": "appearance memory: CosineAnnealingLR T_max in epochs, 0 for a constant learning rate",
+    "APP_COSINE_T_MAX": "appearance memory: CosineAnnealingLR T_max in epochs, 0 for a constant learning rate",
     "POSE_COSINE_T_MAX": "pose memory: CosineAnnealingLR T_max in epochs, 0 for a constant learning rate",
     "STALE_STEP": "reproduce the reference's extra optimizer step after each epoch",
     "CHECKPOINT_EVERY": "write an intermediate checkpoint every this many epochs",
 }
 
 
-def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
+def main(argv: list[str] | None = None, modality: str = "app") -> None:
     stage = begin(globals(), for_modality("train.py", modality).script, argv)
     ckpt, device = stage.ckpt, stage.device
     init = load_output(ckpt, f"memory_init_{modality}.npy")
     queries = train_queries(ckpt, stage.data_root, stage.dataset, modality, standardise=stage["STANDARDISE"]).values
+    name = MODALITY_NAMES[modality]
     print(
-        f"[train {modality}] {stage.dataset}: {len(queries)} queries, {len(init)} items, "
-        f"{MEMORY_EPOCHS} epochs on {device}"
+        f"[train {name}] {stage.dataset}: {len(queries)} queries, {len(init)} items, {MEMORY_EPOCHS} epochs on {device}"
     )
     path = ckpt / f"memory_{modality}.pt"
-    cosine_t_max = APPEARANCE_COSINE_T_MAX if modality == "appearance" else POSE_COSINE_T_MAX
+    cosine_t_max = APP_COSINE_T_MAX if modality == "app" else POSE_COSINE_T_MAX
     memory, history = train_memory(
         queries,
         init,
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
         seed=stage.seed,
         checkpoint_path=path,
         checkpoint_every=CHECKPOINT_EVERY,
-        desc=f"memory {modality}",
+        desc=f"memory {name}",
     )
     save_torch(
         path,
@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None, modality: str = "appearance") -> None:
             "settings": stage.settings,
         },
     )
-    plot_history(history, ckpt / f"memory_{modality}_loss.png", f"{stage.dataset} {modality} memory losses")
+    plot_history(history, ckpt / f"memory_{modality}_loss.png", f"{stage.dataset} {name} memory losses")
     stage.finish()
-    print(f"[train {modality}] final loss {history[-1]['total']:.4g} -> {path}")
+    print(f"[train {name}] final loss {history[-1]['total']:.4g} -> {path}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Reads  DATA_ROOT/DATASET/extracted_features/train/pose.npy and
        CKPT/memory_init_pose.npy (M, 34)  from cluster_pose.py
-Writes CKPT/memory_pose.pt (the layout of train.py's memory_appearance.pt), CKPT =
+Writes CKPT/memory_pose.pt (the layout of train.py's memory_app.pt), CKPT =
        checkpoints/DATASET/RECIPE/
 
 The settings are train.py's (edit them there; POSE_COSINE_T_MAX is the pose memory's own);

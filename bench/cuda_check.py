@@ -77,8 +77,8 @@ def agreement(ctx: dict, gpu: torch.device, seed: int = 0) -> dict:
         ok = value >= tol if higher_is_better else value <= tol
         out[name] = {"value": value, "tol": tol, "ok": bool(ok)}
 
-    q = B.queries(ctx, "appearance")[:AGREE_ROWS]
-    items = B.memory_items(ctx, "appearance", argparse.Namespace(seed=seed, memory_size=500), trained=True)
+    q = B.queries(ctx, "app")[:AGREE_ROWS]
+    items = B.memory_items(ctx, "app", argparse.Namespace(seed=seed, memory_size=500), trained=True)
     a, b = generate(q, items, device=cpu), generate(q, items, device=gpu)
     check("pseudo_normal_max_abs", max_abs(a.normal, b.normal), TOL["pseudo"])
     check("pseudo_anomaly_max_abs", max_abs(a.anomaly, b.anomaly), TOL["pseudo"])

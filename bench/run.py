@@ -60,6 +60,7 @@ from memfuse.kmeans import fit_size, kmeans  # noqa: E402
 from memfuse.models import FEATURE_DIM, FUSION_HIDDEN, AttentionFusion, AutoEncoder  # noqa: E402
 from memfuse.padding import n_max_of, pad, velocity_per_object  # noqa: E402
 from memfuse.pseudo import generate, generate_loop  # noqa: E402
+from memfuse.registry import MEMORY_MODALITIES, MODALITY_NAMES  # noqa: E402
 from memfuse.stages import index_batches, train_memory  # noqa: E402
 
 STAGES = ("ae", "kmeans", "memory", "pseudo", "padding", "fusion", "matmul")
@@ -163,9 +164,9 @@ def make_split(
     pose *= 20.0
     pose += rng.uniform(0, 300, (n_persons, 1)).astype(np.float32)
     return Split(
-        appearance=Ragged(app, offsets_of(obj)),
-        velocity=Ragged(vel, offsets_of(obj)),
+        app=Ragged(app, offsets_of(obj)),
         pose=Ragged(pose, offsets_of(per)),
+        vel=Ragged(vel, offsets_of(obj)),
     )
 
 
@@ -287,7 +288,7 @@ def bench_ae(ctx: dict, a: argparse.Namespace) -> dict:
     device = ctx["device"]
     gen = torch.Generator().manual_seed(a.seed)
     torch.manual_seed(a.seed)
-    x = torch.from_numpy(ctx["train"].appearance.values).to(device)
+    x = torch.from_numpy(ctx["train"].app.values).to(device)
     model = AutoEncoder().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=PAPER["ae_lr"])
 
@@ -310,7 +311,7 @@ def bench_ae(ctx: dict, a: argparse.Namespace) -> dict:
         )
 
     (enc_train, enc_test), t_enc = timed(
-        lambda: (encode(ctx["train"].appearance.values), encode(ctx["test"].appearance.values)), device
+        lambda: (encode(ctx["train"].app.values), encode(ctx["test"].app.values)), device
     )
     ctx["enc_train"], ctx["enc_test"] = enc_train, enc_test
     s_epoch = float(np.median(times))
@@ -333,14 +334,14 @@ def encoded(ctx: dict, split: str) -> np.ndarray:
         proj = (
             np.random.default_rng(1).normal(0, APPEARANCE_DIM**-0.5, (APPEARANCE_DIM, FEATURE_DIM)).astype(np.float32)
         )
-        ctx[key] = ctx[split].appearance.values @ proj
+        ctx[key] = ctx[split].app.values @ proj
     return ctx[key]
 
 
 def bench_kmeans(ctx: dict, a: argparse.Namespace) -> dict:
     """memfuse K-Means (M = 500) on encoded train appearance and train pose, vs sklearn."""
     out = {}
-    for mod, x in (("appearance", encoded(ctx, "train")), ("pose", ctx["train"].pose.values)):
+    for mod, x in (("app", encoded(ctx, "train")), ("pose", ctx["train"].pose.values)):
         (cent, inertia), t = timed(lambda: kmeans(x, a.memory_size, seed=a.seed, device=ctx["device"]), ctx["device"])
         ctx[f"init_{mod}"] = cent
         row = {
@@ -362,7 +363,7 @@ def bench_kmeans(ctx: dict, a: argparse.Namespace) -> dict:
 
 
 def queries(ctx: dict, mod: str, split: str = "train") -> np.ndarray:
-    return encoded(ctx, split) if mod == "appearance" else ctx[split].pose.values
+    return encoded(ctx, split) if mod == "app" else ctx[split].pose.values
 
 
 def memory_items(ctx: dict, mod: str, a: argparse.Namespace, trained: bool) -> np.ndarray:
@@ -377,7 +378,7 @@ def memory_items(ctx: dict, mod: str, a: argparse.Namespace, trained: bool) -> n
 def bench_memory(ctx: dict, a: argparse.Namespace) -> dict:
     """train_memory epochs/s (appearance with the cosine schedule, pose without)."""
     out = {}
-    for mod, t_max in (("appearance", 50), ("pose", 0)):
+    for mod, t_max in (("app", 50), ("pose", 0)):
         q, init = queries(ctx, mod), memory_items(ctx, mod, a, trained=False)
         times = []
         mem = None
@@ -416,7 +417,7 @@ def bench_memory(ctx: dict, a: argparse.Namespace) -> dict:
 def bench_pseudo(ctx: dict, a: argparse.Namespace) -> dict:
     """Vectorised pseudo generation (train and test) vs the per-query loop (subsample)."""
     out = {}
-    for mod in ("appearance", "pose"):
+    for mod in MEMORY_MODALITIES:
         items = memory_items(ctx, mod, a, trained=True)
         row = {}
         for split in ("train", "test"):
@@ -454,7 +455,7 @@ def pseudo_values(ctx: dict, mod: str, split: str, kind: str) -> np.ndarray:
 
 def bench_padding(ctx: dict, a: argparse.Namespace) -> dict:
     """memfuse.padding.pad of every fusion input, frames/s; builds the PaddedSplits."""
-    n_max = n_max_of(ctx["train"].velocity, ctx["test"].velocity, ctx["train"].pose, ctx["test"].pose)
+    n_max = n_max_of(ctx["train"].vel, ctx["test"].vel, ctx["train"].pose, ctx["test"].pose)
     ctx["n_max"] = n_max
     out = {"n_max": n_max}
     total_frames, total_t = 0, 0.0
@@ -462,16 +463,16 @@ def bench_padding(ctx: dict, a: argparse.Namespace) -> dict:
         s = ctx[split]
         kinds = ("normal", "anomaly") if split == "train" else ("normal",)
         arrays, t_split = {}, 0.0
-        for mod, layout, short in (("appearance", s.appearance, "app"), ("pose", s.pose, "pose")):
+        for mod, layout in (("app", s.app), ("pose", s.pose)):
             for kind in kinds:
                 (vals, mask), t = timed(
                     lambda: pad(layout.with_values(pseudo_values(ctx, mod, split, kind)), n_max), torch.device("cpu")
                 )
                 t_split += t
-                arrays[short + ("" if kind == "normal" else "_anomaly")] = vals
+                arrays[mod + ("" if kind == "normal" else "_anomaly")] = vals
                 if kind == "normal":
-                    arrays[f"{short}_mask"] = mask
-        (vel, _), t = timed(lambda: pad(velocity_per_object(s.velocity), n_max), torch.device("cpu"))
+                    arrays[f"{mod}_mask"] = mask
+        (vel, _), t = timed(lambda: pad(velocity_per_object(s.vel), n_max), torch.device("cpu"))
         arrays["vel"] = vel[..., 0]
         t_split += t
         ctx[f"padded_{split}"] = PaddedSplit(**arrays)
@@ -615,13 +616,19 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
                 continue
             sk = f"{r['sklearn_s']:.2f} s (x{r['speedup']})" if r.get("sklearn_s") is not None else "skipped"
             fit = "" if r["fit_rows"] == r["rows"] else f" (fit on {r['fit_rows']})"
-            rows.append((f"kmeans {m}", f"{r['rows']} rows{fit}: memfuse / sklearn", f"{r['memfuse_s']:.2f} s / {sk}"))
+            rows.append(
+                (
+                    f"kmeans {MODALITY_NAMES[m]}",
+                    f"{r['rows']} rows{fit}: memfuse / sklearn",
+                    f"{r['memfuse_s']:.2f} s / {sk}",
+                )
+            )
     if "memory" in st:
         for m, r in st["memory"].items():
             if isinstance(r, dict):
                 rows.append(
                     (
-                        f"memory {m}",
+                        f"memory {MODALITY_NAMES[m]}",
                         "s/epoch; x5000 (extrapolated)",
                         f"{r['s_per_epoch']:.3f}; {fmt_s(r['extrapolated_s'])}",
                     )
@@ -631,7 +638,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
             if isinstance(r, dict):
                 rows.append(
                     (
-                        f"pseudo {m}",
+                        f"pseudo {MODALITY_NAMES[m]}",
                         "queries/s vectorised / loop (extrap.)",
                         f"{r['vectorised_queries_per_s']:,} / {r['loop_queries_per_s']:,} "
                         f"(x{r['speedup']}; loop {fmt_s(r['loop_extrapolated_s'])})",
@@ -685,9 +692,9 @@ def extrapolated_pipeline(st: dict) -> float | None:
     try:
         return (
             st["ae"]["extrapolated_s"]
-            + sum(st["kmeans"][m]["memfuse_s"] for m in ("appearance", "pose"))
-            + sum(st["memory"][m]["extrapolated_s"] for m in ("appearance", "pose"))
-            + sum(st["pseudo"][m]["train_s"] + st["pseudo"][m]["test_s"] for m in ("appearance", "pose"))
+            + sum(st["kmeans"][m]["memfuse_s"] for m in MEMORY_MODALITIES)
+            + sum(st["memory"][m]["extrapolated_s"] for m in MEMORY_MODALITIES)
+            + sum(st["pseudo"][m]["train_s"] + st["pseudo"][m]["test_s"] for m in MEMORY_MODALITIES)
             + st["padding"]["stage_seconds"]
             + st["fusion"]["extrapolated_s"]
         )
@@ -711,9 +718,9 @@ def run(a: argparse.Namespace, keep: dict | None = None) -> dict:
         s = ctx[split]
         data_info[split] = {
             "frames": s.n_frames,
-            "objects": int(s.appearance.offsets[-1]),
+            "objects": int(s.app.offsets[-1]),
             "persons": int(s.pose.offsets[-1]),
-            "max_objects": int(s.appearance.counts.max()),
+            "max_objects": int(s.app.counts.max()),
             "max_persons": int(s.pose.counts.max()),
             "frames_without_person": int((s.pose.counts == 0).sum()),
         }

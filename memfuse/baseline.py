@@ -47,7 +47,7 @@ from torch import Tensor
 from .data import Split
 from .metrics import SMOOTH_SIGMA, evaluate, smooth_scores
 
-MODALITIES = ("velocity", "pose", "appearance")
+MODALITIES = ("vel", "pose", "app")  # memfuse.registry.MODALITIES in the order the combined score sums them
 GMM_COMPONENTS = 2  # AI-VAD: 2 on Ped2, 5 on Avenue and ShanghaiTech
 Q_CHUNK = 2048  # kNN queries per block
 R_CHUNK = 16384  # kNN train rows per block: one block is Q_CHUNK x R_CHUNK floats (128 MiB)
@@ -198,11 +198,11 @@ def score_baseline(
     frame, calib = {}, {}
     for m in modalities:
         tr, te = getattr(train, m), getattr(test, m)
-        if m == "velocity":
+        if m == "vel":
             s_tr, s_te = velocity_object_scores(tr.values, te.values, gmm_components, seed)
         elif m == "pose":
             s_tr, s_te = knn_object_scores(normalise_pose(tr.values), normalise_pose(te.values), **kw)
-        elif m == "appearance":
+        elif m == "app":
             s_tr, s_te = knn_object_scores(l2_normalise(tr.values), l2_normalise(te.values), **kw)
         else:
             raise ValueError(f"unknown modality {m!r}")

@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from .io import PROJECT_ROOT, InputError, load_object_npy
+from .registry import MODALITIES, MODALITY_NAMES
 
 APPEARANCE_DIM = 512  # CLIP ViT-B/16 image embedding width
 POSE_DIM = 34  # 17 COCO keypoints x (x, y)
 SPLITS = ("train", "test")
-MODALITY_FILES = {"velocity": "velocity.npy", "appearance": "deep_features.npy", "pose": "pose.npy"}
+MODALITY_FILES = {"app": "deep_features.npy", "pose": "pose.npy", "vel": "velocity.npy"}  # AI-VAD's file of each
 # Where each input comes from, for error messages.
 FEATURE_MAKER = "python extract_features.py --dataset NAME --data-root DIR (or AI-VAD's feature extraction)"
 
@@ -92,10 +93,10 @@ def resolve_data_root(dataset: str, data_root: Path | str) -> Path:
     """The folder holding ``NAME/extracted_features``: ``data_root`` if it has them, else
     the project's own ``data/`` (where stage 0 writes features made from raw frames)."""
     data_root = Path(data_root)
-    if feature_path(data_root, dataset, "train", "velocity").exists():
+    if feature_path(data_root, dataset, "train", "vel").exists():
         return data_root
     local = PROJECT_ROOT / "data"
-    if feature_path(local, dataset, "train", "velocity").exists():
+    if feature_path(local, dataset, "train", "vel").exists():
         return local
     return data_root
 
@@ -144,29 +145,27 @@ def load_object_array(path: Path, width: int | None, allow_empty_frames: bool, w
 
 @dataclass
 class Split:
-    """One split's three modalities. ``velocity`` and ``appearance`` share objects."""
+    """One split's three modalities. ``vel`` and ``app`` share objects."""
 
-    appearance: Ragged  # (N, 512)
-    velocity: Ragged  # (N, B)
+    app: Ragged  # (N, 512) appearance
     pose: Ragged  # (P, 34), frames may hold 0 rows
+    vel: Ragged  # (N, B) velocity
 
     @property
     def n_frames(self) -> int:
-        return self.appearance.n_frames
+        return self.app.n_frames
 
 
-def load_split(
-    root: Path | str, dataset: str, split: str, modalities: tuple[str, ...] = ("appearance", "velocity", "pose")
-) -> Split:
+def load_split(root: Path | str, dataset: str, split: str, modalities: tuple[str, ...] = MODALITIES) -> Split:
     """Load and cross-check one split. Modalities not asked for are left as ``None``."""
     root = resolve_data_root(dataset, root)
-    rag: dict[str, Ragged | None] = {m: None for m in MODALITY_FILES}
-    if "appearance" in modalities:
-        rag["appearance"] = load_object_array(
-            feature_path(root, dataset, split, "appearance"), APPEARANCE_DIM, False, "appearance (deep_features)"
+    rag: dict[str, Ragged | None] = {m: None for m in MODALITIES}
+    if "app" in modalities:
+        rag["app"] = load_object_array(
+            feature_path(root, dataset, split, "app"), APPEARANCE_DIM, False, "appearance (deep_features)"
         )
-    if "velocity" in modalities:
-        rag["velocity"] = load_object_array(feature_path(root, dataset, split, "velocity"), None, False, "velocity")
+    if "vel" in modalities:
+        rag["vel"] = load_object_array(feature_path(root, dataset, split, "vel"), None, False, MODALITY_NAMES["vel"])
     if "pose" in modalities:
         rag["pose"] = load_object_array(feature_path(root, dataset, split, "pose"), POSE_DIM, True, "pose")
     loaded = {m: r for m, r in rag.items() if r is not None}
@@ -175,7 +174,7 @@ def load_split(
         raise InputError(
             f"{root / dataset / 'extracted_features' / split}: frame counts differ between modalities: {counts}"
         )
-    a, v = rag["appearance"], rag["velocity"]
+    a, v = rag["app"], rag["vel"]
     if a is not None and v is not None and not np.array_equal(a.offsets, v.offsets):
         i = int(np.argmax(a.counts != v.counts))
         raise InputError(
@@ -302,15 +301,15 @@ def validate_dataset(root: Path | str, dataset: str) -> dict:
                 f"{feature_path(resolve_data_root(dataset, root), dataset, split, 'pose')}: no person in any frame; "
                 "this method needs pose"
             )
-        bins[split] = s.velocity.values.shape[1]
+        bins[split] = s.vel.values.shape[1]
         ends = load_clip_lengths(root, dataset, split, s.n_frames)
         summary[split] = {
             "frames": s.n_frames,
             "videos": len(ends),
-            "objects": int(s.appearance.offsets[-1]),
+            "objects": int(s.app.offsets[-1]),
             "persons": int(s.pose.offsets[-1]),
             "frames_without_person": int((s.pose.counts == 0).sum()),
-            "max_objects": int(s.appearance.counts.max()),
+            "max_objects": int(s.app.counts.max()),
             "max_persons": int(s.pose.counts.max()),
         }
         if split == "test":

@@ -37,11 +37,11 @@ from tqdm import tqdm
 from .fast import real_row_counts, trimmed_pieces, use_fast_dropout
 from .metrics import micro_auc
 from .models import AttentionFusion
+from .registry import MODALITIES
 from .scoring import masked_frame_max
 from .stages import index_batches
 
 INFERENCE_BATCH = 8192  # frames per scoring batch
-MODALITIES = ("app", "pose", "vel")
 
 
 class Pass(NamedTuple):

@@ -89,11 +89,12 @@ class Memory(nn.Module):
         top_i = torch.topk(logits, self.top_k + 1, dim=1).indices  # (B, k+1), ranks 1..k+1
         top_w = w.gather(1, top_i)
         a = torch.softmax(top_w[:, : self.top_k], dim=1)  # softmax of the k probabilities
-        gathered = torch.einsum("bk,bkd->bd", a, self.items[top_i[:, : self.top_k]])
+        # index_select, not items[top_i]: the same rows, but the backward of advanced indexing
+        # adds into shared item rows in an order that varies between runs on several CPU threads
+        picked = self.items.index_select(0, top_i.flatten()).view(*top_i.shape, -1)  # (B, k+1, D)
+        gathered = torch.einsum("bk,bkd->bd", a, picked[:, : self.top_k])
         gather = F_.mse_loss(gathered, q)
-        spread = F_.triplet_margin_loss(
-            q, self.items[top_i[:, 0]], self.items[top_i[:, self.top_k]], margin=margin, p=2
-        )
+        spread = F_.triplet_margin_loss(q, picked[:, 0], picked[:, self.top_k], margin=margin, p=2)
         return {"gather": gather, "spread": spread, "rec": rec}
 
 

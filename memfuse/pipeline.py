@@ -107,7 +107,7 @@ def ensure_synthetic(data_root: Path, dataset: str, seed: int) -> None:
     """Make the embedded synthetic dataset in ``data_root`` when it is asked for and missing."""
     from . import data as D
 
-    if dataset != SYNTHETIC or D.feature_path(data_root, SYNTHETIC, "train", "velocity").exists():
+    if dataset != SYNTHETIC or D.feature_path(data_root, SYNTHETIC, "train", "vel").exists():
         return
     from .synthetic import SyntheticSpec, make_dataset
 

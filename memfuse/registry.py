@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MODALITIES = ("appearance", "pose")  # the two modalities with an encoder-free memory twin each
+MODALITIES = ("app", "pose", "vel")  # the three modalities, named so in code, files and keys
+MODALITY_NAMES = {"app": "appearance", "pose": "pose", "vel": "velocity"}  # for prose only (messages, titles)
+MEMORY_MODALITIES = ("app", "pose")  # the two with a memory: stages 2-4 run once for each (a script and its twin)
 PSEUDO_OUTPUTS = (
     "train_normal",
     "train_anomaly",
@@ -59,14 +61,23 @@ def _twins(
     return (
         Stage(
             script,
-            title.format("appearance"),
-            inputs["appearance"],
-            data["appearance"],
-            outputs["appearance"],
+            title.format(MODALITY_NAMES["app"]),
+            inputs["app"],
+            data["app"],
+            outputs["app"],
             shared,
-            "appearance",
+            "app",
         ),
-        Stage(twin, title.format("pose"), inputs["pose"], data["pose"], outputs["pose"], shared, "pose", script),
+        Stage(
+            twin,
+            title.format(MODALITY_NAMES["pose"]),
+            inputs["pose"],
+            data["pose"],
+            outputs["pose"],
+            shared,
+            "pose",
+            script,
+        ),
     )
 
 
@@ -80,45 +91,45 @@ STAGES: tuple[Stage, ...] = (
         "AE_encoder.py",
         "stage 1: appearance autoencoder",
         (),
-        (("train", "appearance"), ("test", "appearance")),
+        (("train", "app"), ("test", "app")),
         (
             "autoencoder.pt",
-            "appearance_train.npy",
-            "appearance_test.npy",
-            "appearance_train_recon.npy",
-            "appearance_test_recon.npy",
+            "app_train.npy",
+            "app_test.npy",
+            "app_train_recon.npy",
+            "app_test_recon.npy",
         ),
         STANDARDISED,
     ),
     *_twins(
         "cluster.py",
         "stage 2: K-Means initialisation of the {} memory",
-        {m: (f"memory_init_{m}.npy",) for m in MODALITIES},
-        {"appearance": ("AE_encoder.py",), "pose": ()},
-        {"appearance": (("train", "velocity"),), "pose": (("train", "pose"),)},
+        {m: (f"memory_init_{m}.npy",) for m in MEMORY_MODALITIES},
+        {"app": ("AE_encoder.py",), "pose": ()},
+        {"app": (("train", "vel"),), "pose": (("train", "pose"),)},
         STANDARDISED,
     ),
     *_twins(
         "train.py",
         "stage 3: {} memory training",
-        {m: (f"memory_{m}.pt",) for m in MODALITIES},
-        {"appearance": ("cluster.py", "AE_encoder.py"), "pose": ("cluster_pose.py",)},
-        {"appearance": (("train", "velocity"),), "pose": (("train", "pose"),)},
+        {m: (f"memory_{m}.pt",) for m in MEMORY_MODALITIES},
+        {"app": ("cluster.py", "AE_encoder.py"), "pose": ("cluster_pose.py",)},
+        {"app": (("train", "vel"),), "pose": (("train", "pose"),)},
         MEMORY,
     ),
     *_twins(
         "Pseudo_generators.py",
         "stage 4: pseudo-normal and pseudo-anomalous {} features",
-        {m: tuple(f"pseudo_{m}_{n}.npy" for n in PSEUDO_OUTPUTS) for m in MODALITIES},
-        {"appearance": ("train.py", "AE_encoder.py"), "pose": ("train_pose.py",)},
-        {"appearance": (("train", "velocity"), ("test", "velocity")), "pose": (("train", "pose"), ("test", "pose"))},
+        {m: tuple(f"pseudo_{m}_{n}.npy" for n in PSEUDO_OUTPUTS) for m in MEMORY_MODALITIES},
+        {"app": ("train.py", "AE_encoder.py"), "pose": ("train_pose.py",)},
+        {"app": (("train", "vel"), ("test", "vel")), "pose": (("train", "pose"), ("test", "pose"))},
         MEMORY,
     ),
     Stage(
         "padding_mask.py",
         "stage 5: padded object sets and masks",
         ("Pseudo_generators.py", "Pseudo_generators_pose.py", "AE_encoder.py"),
-        tuple((s, m) for s in ("train", "test") for m in ("velocity", "pose")),
+        tuple((s, m) for s in ("train", "test") for m in ("vel", "pose")),
         ("padded/meta.json",),
         ("CHECKPOINT_ROOT",),
     ),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 TERMS = ("classifier", "app", "app_rec", "pose", "vel")
-GROUP = {"classifier": "classifier", "app": "appearance", "app_rec": "appearance", "pose": "pose", "vel": "velocity"}
+GROUP = {"classifier": "classifier", "app": "app", "app_rec": "app", "pose": "pose", "vel": "vel"}  # term -> source
 
 
 def parse_terms(text: str) -> tuple[str, ...]:

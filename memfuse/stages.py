@@ -16,7 +16,7 @@ from .io import InputError, load_npy, load_torch, save_json, save_npy, save_torc
 from .kmeans import kmeans
 from .models import Memory
 from .pseudo import generate
-from .registry import for_modality, made_by
+from .registry import MODALITY_NAMES, for_modality, made_by
 
 
 def ckpt_file(ckpt: Path, name: str) -> Path:
@@ -41,12 +41,12 @@ def train_queries(
 
     Returned as a :class:`Ragged` so frames stay attached; appearance frame offsets come
     from the velocity file (same objects), which is far smaller than the 512-d features."""
-    if modality == "appearance":
-        values = load_output(ckpt, f"appearance_{split}.npy")
-        offsets = D.load_split(data_root, dataset, split, ("velocity",)).velocity.offsets
+    if modality == "app":
+        values = load_output(ckpt, f"app_{split}.npy")
+        offsets = D.load_split(data_root, dataset, split, ("vel",)).vel.offsets
         if offsets[-1] != len(values):
             raise InputError(
-                f"{ckpt_file(ckpt, f'appearance_{split}.npy')}: {len(values)} rows but the {split} velocity file "
+                f"{ckpt_file(ckpt, f'app_{split}.npy')}: {len(values)} rows but the {split} velocity file "
                 f"has {offsets[-1]} objects; rerun python AE_encoder.py"
             )
         return D.Ragged(np.asarray(values, dtype=np.float32), offsets)
@@ -108,7 +108,8 @@ def cluster_stage(
     ).values  # frames without a person hold no rows
     if len(q) < memory_size:
         raise InputError(
-            f"{dataset}: {len(q)} train {modality} rows, fewer than the {memory_size} memory items; lower --memory-size"
+            f"{dataset}: {len(q)} train {MODALITY_NAMES[modality]} rows, fewer than the {memory_size} memory items; "
+            "lower --memory-size"
         )
     if backend == "sklearn":
         from sklearn.cluster import KMeans
@@ -118,11 +119,7 @@ def cluster_stage(
         try:
             centroids, _ = kmeans(q, memory_size, seed=seed, device=device)
         except ValueError as e:
-            source = (
-                "the autoencoder's codes (appearance_train.npy)"
-                if modality == "appearance"
-                else f"{dataset}'s train {modality}"
-            )
+            source = "the autoencoder's codes (app_train.npy)" if modality == "app" else f"{dataset}'s train {modality}"
             raise InputError(f"{dataset}: K-Means on {source}: {e}") from None
     save_npy(ckpt_file(ckpt, f"memory_init_{modality}.npy"), centroids)
     return centroids

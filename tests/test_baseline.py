@@ -133,7 +133,7 @@ def toy_splits(n_train=200, n_test=60, seed=0):
             vel[f] = 6.0
         keep = [f for f in range(n) if f not in no_person]
         pose = rag(np.array(poses)[keep], [0 if f in no_person else 1 for f in range(n)])
-        return Split(appearance=rag(app, [1] * n), velocity=rag(vel, [1] * n), pose=pose)
+        return Split(app=rag(app, [1] * n), pose=pose, vel=rag(vel, [1] * n))
 
     train = make(n_train)
     test = make(n_test, odd_app=range(40, 50), fast=range(50, 55), lying=range(55, 60), no_person=(5,))
@@ -148,14 +148,14 @@ def test_score_baseline_finds_each_modalitys_anomaly():
     out = score_baseline(train, test, ends, gmm_components=2, sigma=0, q_chunk=16, r_chunk=50)
     f = out["frame"]
     # the odd objects of each modality get that modality's top scores
-    assert set(np.argsort(f["appearance"])[-10:]) == set(range(40, 50))
-    assert set(np.argsort(f["velocity"])[-5:]) == set(range(50, 55))
+    assert set(np.argsort(f["app"])[-10:]) == set(range(40, 50))
+    assert set(np.argsort(f["vel"])[-5:]) == set(range(50, 55))
     assert set(np.argsort(f["pose"])[-5:]) == set(range(55, 60))
     assert f["pose"][5] == 0.0  # frame without a person: the train minimum
-    np.testing.assert_allclose(out["combined"], f["velocity"] + f["pose"] + f["appearance"])
+    np.testing.assert_allclose(out["combined"], f["vel"] + f["pose"] + f["app"])
     metrics = evaluate_baseline(out, labels, ends)
     assert metrics["micro_auc"] > 0.99
-    assert set(metrics["per_modality"]) == {"velocity", "pose", "appearance"}
+    assert set(metrics["per_modality"]) == {"vel", "pose", "app"}
     # chunking does not change the answer
     big = score_baseline(train, test, ends, sigma=0, q_chunk=10_000, r_chunk=10_000)
     for m in f:

@@ -45,12 +45,12 @@ def test_tiny_data_has_the_claimed_counts():
         ("test", s.test_frames, s.test_objects, s.test_persons),
     ):
         sp = d[split]
-        assert sp.n_frames == sp.velocity.n_frames == sp.pose.n_frames == frames
-        assert sp.appearance.values.shape == (objects, 512) and sp.appearance.values.dtype == np.float32
-        assert sp.velocity.values.shape == (objects, s.velocity_bins)
+        assert sp.n_frames == sp.vel.n_frames == sp.pose.n_frames == frames
+        assert sp.app.values.shape == (objects, 512) and sp.app.values.dtype == np.float32
+        assert sp.vel.values.shape == (objects, s.velocity_bins)
         assert sp.pose.values.shape == (persons, 34)
-        assert np.array_equal(sp.appearance.offsets, sp.velocity.offsets)
-        assert sp.appearance.counts.max() == s.n_max and sp.appearance.counts.min() >= 1
+        assert np.array_equal(sp.app.offsets, sp.vel.offsets)
+        assert sp.app.counts.max() == s.n_max and sp.app.counts.min() >= 1
     assert d["test_ends"][-1] == s.test_frames and len(d["test_ends"]) == s.videos[1]
     assert len(d["labels"]) == s.test_frames
 
@@ -92,7 +92,7 @@ def test_bench_tiny_end_to_end(tmp_path):
     s = B.SCALES["tiny"]
     assert res["data"]["train"]["objects"] == s.train_objects and res["data"]["test"]["frames"] == s.test_frames
     assert res["stages"]["fusion"]["s_per_epoch"] > 0 and res["stages"]["matmul"]["square_gflops"] > 0
-    assert res["stages"]["kmeans"]["appearance"]["sklearn_s"] is not None
+    assert res["stages"]["kmeans"]["app"]["sklearn_s"] is not None
     assert res["extrapolated_pipeline_s"] > 0
     assert "peak RSS" in r.stdout
 

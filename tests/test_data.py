@@ -18,15 +18,15 @@ def obj(frames):
 def write_split(root, split, n_frames=4, app_dim=512, pose_dim=34, bins=1, empty_pose=(1,), n_obj=2, mutate=None):
     rng = np.random.default_rng(0)
     base = root / "toy" / "extracted_features" / split
-    arrays = {
-        "velocity": [rng.random((n_obj, bins)) for _ in range(n_frames)],
-        "deep_features": [rng.random((n_obj, app_dim)) for _ in range(n_frames)],
+    arrays = {  # per modality; written to AI-VAD's file of each (D.MODALITY_FILES)
+        "vel": [rng.random((n_obj, bins)) for _ in range(n_frames)],
+        "app": [rng.random((n_obj, app_dim)) for _ in range(n_frames)],
         "pose": [np.zeros((0, pose_dim)) if f in empty_pose else rng.random((1, pose_dim)) for f in range(n_frames)],
     }
     if mutate:
         mutate(arrays)
-    for name, frames in arrays.items():
-        save_npy(base / f"{name}.npy", obj(frames))
+    for modality, frames in arrays.items():
+        save_npy(base / D.MODALITY_FILES[modality], obj(frames))
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def toy(tmp_path):
 
 def test_load_split_stacks_frames(toy):
     s = D.load_split(toy, "toy", "train")
-    assert s.n_frames == 4 and s.appearance.values.shape == (8, 512) and s.velocity.values.shape == (8, 1)
+    assert s.n_frames == 4 and s.app.values.shape == (8, 512) and s.vel.values.shape == (8, 1)
     np.testing.assert_array_equal(s.pose.counts, [1, 0, 1, 1])
     assert D.validate_dataset(toy, "toy")["test"]["anomalous_frames"] == 3
 
@@ -95,7 +95,7 @@ def _expect(tmp_path, match, **kw):
 
 def test_error_nan(tmp_path):
     def nan(a):
-        a["deep_features"][2][0, 5] = np.nan
+        a["app"][2][0, 5] = np.nan
 
     _expect(tmp_path, r"deep_features.npy: NaN or inf .*frame 2", mutate=nan)
 
@@ -114,15 +114,15 @@ def test_error_frame_counts_differ(tmp_path):
 
 def test_error_objects_differ(tmp_path):
     def extra(a):
-        a["velocity"][1] = np.zeros((3, 1))
+        a["vel"][1] = np.zeros((3, 1))
 
     _expect(tmp_path, r"frame 1 has 2 appearance rows but 3 velocity rows", mutate=extra)
 
 
 def test_error_empty_velocity_frame(tmp_path):
     def empty(a):
-        a["velocity"][0] = np.zeros((0, 1))
-        a["deep_features"][0] = np.zeros((0, 512))
+        a["vel"][0] = np.zeros((0, 1))
+        a["app"][0] = np.zeros((0, 512))
 
     _expect(tmp_path, r"frame 0 has no objects", mutate=empty)
 

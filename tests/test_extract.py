@@ -270,7 +270,7 @@ def test_extract_dataset_end_to_end(tmp_path, workers):
     # A complete AI-VAD-format dataset: the shared loader reads it.
     from memfuse.data import load_clip_lengths, load_labels, load_split
 
-    s = load_split(out, "tiny", "train", ("appearance", "velocity", "pose"))
+    s = load_split(out, "tiny", "train", ("app", "vel", "pose"))
     assert s.n_frames == 8
     ends = load_clip_lengths(out, "tiny", "test", 8)
     assert load_labels(out, "tiny", ends).shape == (8,)

@@ -241,7 +241,7 @@ def test_stage_without_input_names_the_stage_to_run(tmp_path):
     make_dataset(tmp_path / "data", "synthetic", TINY)
     out = run(["cluster.py", "--data-root", str(tmp_path / "data"), "--checkpoint-root", str(tmp_path / "ckpt")])
     assert out.returncode != 0
-    assert "appearance_train.npy" in out.stderr and "python AE_encoder.py" in out.stderr
+    assert "app_train.npy" in out.stderr and "python AE_encoder.py" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -53,7 +53,7 @@ def test_a_stage_killed_after_it_started_is_never_up_to_date(tmp_path):
 
     ckpt = tmp_path / "ckpt"
     (ckpt / ".stamps").mkdir(parents=True)
-    (ckpt / "memory_appearance.pt").write_bytes(b"weights")
+    (ckpt / "memory_app.pt").write_bytes(b"weights")
     (ckpt / ".stamps" / "train.py.json").write_text(json.dumps({"argv": ["--memory-epochs", "3"], "inputs": {}}))
     settings = {"RECIPE": "memfuse", "STANDARDISE": True}
     StageRun("train.py", settings, "cpu", ckpt).finish()

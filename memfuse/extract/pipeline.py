@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from ..data import feature_path
 from ..io import InputError, atomic_path, save_json, save_npy
 
 if TYPE_CHECKING:  # these import OpenCV
@@ -265,8 +266,8 @@ def _process_video(job: VideoJob) -> dict:
         raise InputError(f"{video.where}: {len(vel)} frames decoded but the boxes file has {len(boxes)} for it")
     return {
         "name": name,
-        "velocity": vel,
-        "appearance": app,
+        "vel": vel,
+        "app": app,
         "clipped": rep.clipped,
         "grown": rep.grown,
         "size": size,
@@ -293,7 +294,8 @@ class VideoCache:
                 record = pickle.load(fh)
         except (OSError, pickle.UnpicklingError, EOFError):
             return None  # unreadable: extract the video again
-        return record["result"] if record.get("settings") == self.settings else None
+        # a record written before the modalities were named app / vel is extracted again
+        return record["result"] if record.get("settings") == self.settings and "app" in record["result"] else None
 
     def put(self, result: dict) -> dict:
         with atomic_path(self.folder / f"{result['name']}.pkl") as tmp:
@@ -369,9 +371,9 @@ def _run_videos(
 
 # ---- one split -------------------------------------------------------------------------------
 def split_outputs(out_root: Path | str, dataset: str, split: str) -> dict[str, Path]:
-    """The files a split's extraction writes: velocity, appearance and meta."""
-    d = Path(out_root) / dataset / "extracted_features" / split
-    return {"velocity": d / "velocity.npy", "appearance": d / "deep_features.npy", "meta": d / "extract_meta.json"}
+    """The files a split's extraction writes: velocity (``vel``), appearance (``app``) and meta."""
+    vel, app = (feature_path(out_root, dataset, split, m) for m in ("vel", "app"))
+    return {"vel": vel, "app": app, "meta": vel.parent / "extract_meta.json"}
 
 
 def prepare_split(dataset: str, data_root: Path | str, split: str) -> tuple[list[Video], list]:
@@ -445,7 +447,7 @@ def extract_split(
     key = split_settings(settings, motion=motion)
     # Each finished video is kept in a cache beside the split's outputs, so an interrupted
     # extraction resumes per video; the cache is dropped once the split's files are written.
-    cache = VideoCache(split_outputs(out_root, dataset, split)["velocity"].parent / ".videos", key)
+    cache = VideoCache(split_outputs(out_root, dataset, split)["vel"].parent / ".videos", key)
     done = {i: cache.get(v.name) for i, v in enumerate(videos)}
     todo = [job for i, job in enumerate(jobs) if done[i] is None]
     if len(todo) < len(jobs):
@@ -465,8 +467,8 @@ def extract_split(
     bar.close()
     fresh_iter = iter(fresh)
     results = [done[i] if done[i] is not None else next(fresh_iter) for i in range(len(jobs))]
-    vel = [f for r in results for f in r["velocity"]]
-    app = [f for r in results for f in r["appearance"]]
+    vel = [f for r in results for f in r["vel"]]
+    app = [f for r in results for f in r["app"]]
     n_frames = sum(r["frames"] for r in results)
     assert len(vel) == len(app) == n_frames
     clipped = sum(r["clipped"] for r in results)
@@ -482,9 +484,9 @@ def extract_split(
     if motion:  # the boxes the features describe, in AI-VAD's format (a frame may have none)
         save_npy(Path(out_root) / dataset / f"{dataset}_bboxes_{split}.npy", _object_array(frame_boxes))
     if with_pose:
-        save_npy(out["velocity"].parent / "pose.npy", _object_array([p for r in results for p in r["pose"]]))
-    save_npy(out["velocity"], _object_array(vel))
-    save_npy(out["appearance"], _object_array(app))
+        save_npy(feature_path(out_root, dataset, split, "pose"), _object_array([p for r in results for p in r["pose"]]))
+    save_npy(out["vel"], _object_array(vel))
+    save_npy(out["app"], _object_array(app))
     info = {
         "dataset": dataset,
         "split": split,
@@ -618,15 +620,14 @@ def extract_dataset(
         # a split that has its poses copies them: its features do not depend on the pose model
         split_cfg = settings if needs_pose[split] else replace(settings, pose_model=None)
         out = split_outputs(out_root, dataset, split)
-        if not force and out["velocity"].exists() and out["appearance"].exists():
+        if not force and out["vel"].exists() and out["app"].exists():
             old = json.loads(out["meta"].read_text()) if out["meta"].exists() else {}
             kept = old.get("settings", {})
             now = split_settings(split_cfg, motion=prepared[split][1][0] is None)
             diff = {k: (kept.get(k), v) for k, v in now.items() if kept.get(k) != v}
             if diff:
                 warnings.warn(
-                    f"{out['velocity'].parent}: kept existing features made with other settings {diff}; "
-                    "use --force to redo",
+                    f"{out['vel'].parent}: kept existing features made with other settings {diff}; use --force to redo",
                     stacklevel=2,
                 )
             report[split] = {"skipped": True, "wall_s": 0.0, **{k: old.get(k) for k in ("frames", "objects")}}
