@@ -144,3 +144,23 @@ def test_flatten_head_depends_on_the_slot_order():
     assert not np.allclose(frame_logits(model, full, cpu), frame_logits(model, shuffled, cpu), atol=1e-4)
     with pytest.raises(ValueError):
         AttentionFusion(n_max=5, head="mean")
+
+
+def test_memory_losses_give_the_same_gradient_every_run_on_several_threads():
+    """The items are picked with index_select: the same losses as indexing, and a gradient
+    that does not depend on how threads interleave (advanced indexing's did)."""
+    torch.set_num_threads(2)  # the conftest fixture restores the count
+    gen = torch.Generator().manual_seed(0)
+    memory = Memory(torch.randn(64, 34, generator=gen), top_k=5)
+    q = 2 * torch.randn(4096, 34, generator=gen)
+    grads = []
+    for _ in range(5):
+        memory.items.grad = None
+        sum(memory.losses(q).values()).backward()
+        grads.append(memory.items.grad.clone())
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
+    top_i = torch.topk(q @ memory.items.T, 6, dim=1).indices
+    expected = torch.nn.functional.triplet_margin_loss(
+        q, memory.items[top_i[:, 0]], memory.items[top_i[:, 5]], margin=1.0
+    )
+    assert torch.equal(memory.losses(q)["spread"], expected)
