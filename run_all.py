@@ -31,62 +31,42 @@ from memfuse import data as D
 from memfuse.io import PROJECT_ROOT, InputError, checkpoint_dir, folder_lock, results_dir, save_json
 from memfuse.pipeline import SYNTHETIC, data_files, ensure_synthetic, file_identity, provenance_path
 
-SCRIPTS = (*registry.STAGE_ORDER, registry.BASELINE.script)  # what run_all runs for every dataset (stage 0 when needed)
+RUN_SETTINGS = (
+    "RECIPE",
+    "CONFIG",
+    "DATASET",
+    "DATA_ROOT",
+    "DEVICE",
+    "SEED",
+    "CHECKPOINT_ROOT",
+    "RESULTS_ROOT",
+    "RESULTS_NAME",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        allow_abbrev=False,
-        epilog="Any other flag is a setting of a stage script (the globals at its top), forwarded to the "
-        "scripts that take it: --fusion-epochs 50, --head flatten, --no-masking, --pose-model PATH, "
-        "--fast-extract; see each script's --help.",
-    )
+    """run_all's flags: the settings of the run every script shares (:data:`RUN_SETTINGS`,
+    as the scripts spell them), its own, and any stage flag (:func:`route_flags`)."""
+    defaults = {n: {**config.COMMON, **config.SHARED}[n][0] for n in RUN_SETTINGS}
+    defaults.update({n: str(PROJECT_ROOT / n.split("_")[0].lower()) for n in ("DATA_ROOT", "RESULTS_ROOT")})
+    defaults["CHECKPOINT_ROOT"] = str(PROJECT_ROOT / "checkpoints")
+    p = config.parser_for(defaults, {}, description=__doc__.split("\n")[0], epilog=EPILOG)
     p.add_argument(
-        "--recipe",
-        default=config.DEFAULT_RECIPE,
-        help=f"settings applied over the scripts' globals: {', '.join(config.recipe_names())} "
-        "(config/recipes/NAME.toml)",
+        "--compare", help="other recipes beside it, comma-separated (default: paper on synthetic data, else none)"
     )
-    p.add_argument(
-        "--config",
-        default="",
-        help="more TOML files of settings, comma-separated, applied after the recipe "
-        "(config/schedules/paper.toml: the paper's epochs)",
-    )
-    p.add_argument(
-        "--compare",
-        default=None,
-        help="other recipes to run beside it, comma-separated "
-        "(default: paper on the synthetic demo, none otherwise; 'none' for none)",
-    )
-    p.add_argument(
-        "--dataset", default=SYNTHETIC, help="dataset name; 'synthetic' makes the embedded demo data if missing"
-    )
-    p.add_argument("--data-root", default=None, help="folder holding DATASET/ (default: the project's data/)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="rerun every stage even if its outputs are up to date")
-    p.add_argument("--checkpoint-root", default=str(PROJECT_ROOT / "checkpoints"))
-    p.add_argument("--results-root", default=str(PROJECT_ROOT / "results"))
+    p.add_argument("--no-annotate", dest="ANNOTATE", action="store_false", help="no annotated test videos")
     p.add_argument(
-        "--results-name",
-        default="",
-        help="write results under results/NAME (default: the dataset name), e.g. for ablations",
+        "--jobs", type=int, default=2, help="recipes run side by side (1: one after the other, on the terminal)"
     )
-    p.add_argument(
-        "--no-annotate",
-        dest="annotate",
-        action="store_false",
-        help="no annotated test videos (written to results/NAME/videos/ when the dataset has raw frames or videos)",
-    )
-    p.add_argument(
-        "--jobs", type=int, default=2, help="recipes run side by side (1: one after the other, output on the terminal)"
-    )
-    args, rest = p.parse_known_args(argv)
-    args.stage_flags = route_flags(rest)  # before any stage runs: a typo costs nothing
-    return args
+    given, rest = p.parse_known_args(argv)
+    return argparse.Namespace(**{k.lower(): v for k, v in vars(given).items()}, stage_flags=route_flags(rest))
+
+
+EPILOG = (
+    "Any other flag is a setting of a stage script (the globals at its top), forwarded to the scripts that take it: "
+    "--fusion-epochs 50, --head flatten, --no-masking, --pose-model PATH, --fast-extract; see each script's --help."
+)
 
 
 def route_flags(tokens: list[str]) -> dict[str, list[str]]:
@@ -99,47 +79,21 @@ def route_flags(tokens: list[str]) -> dict[str, list[str]]:
     parser.set_defaults(**{n: None for n in defaults})  # None: not given (the types still apply to what is)
     given, unknown = parser.parse_known_args(tokens)
     if unknown:
-        flags = [config.flag_name(n) for n in owners]
-        raise InputError(
-            f"{unknown[0]}: neither run_all.py nor any stage has this flag"
-            + config.did_you_mean(unknown[0].split("=")[0], flags)
-        )
-    out: dict[str, list[str]] = {script: [] for script in registry.CONFIGURED_SCRIPTS}
-    for name, value in vars(given).items():
-        if value is not None:
-            flag = (
-                [config.flag_name(name) if value else "--no-" + config.flag_name(name)[2:]]
-                if isinstance(value, bool)
-                else [config.flag_name(name), str(value)]
-            )
-            for script in owners[name]:
-                out[script] += flag
-    return out
+        nearest = config.did_you_mean(unknown[0].split("=")[0], map(config.flag_name, owners))
+        raise InputError(f"{unknown[0]}: neither run_all.py nor any stage has this flag{nearest}")
+    given = {n: v for n, v in vars(given).items() if v is not None}
+    return {s: config.as_flags({n: v for n, v in given.items() if s in owners[n]}) for s in registry.CONFIGURED_SCRIPTS}
 
 
 def script_argv(script: str, args: argparse.Namespace, data_root: Path, recipe: str) -> list[str]:
-    """The flags ``run_all`` passes to ``script`` under ``recipe``: the run's common settings,
-    the folders the script takes, and the stage flags routed to it (:func:`route_flags`)."""
-    st = registry.stage(script)
-    argv = [
-        "--recipe",
-        recipe,
-        "--dataset",
-        args.dataset,
-        "--data-root",
-        str(data_root),
-        "--device",
-        args.device,
-        "--seed",
-        str(args.seed),
-    ] + (["--config", args.config] if args.config else [])
-    if st in registry.STAGES:
-        argv += ["--checkpoint-root", args.checkpoint_root]
-    if "RESULTS_ROOT" in st.shared:
-        argv += ["--results-root", args.results_root] + (
-            ["--results-name", args.results_name] if args.results_name else []
-        )
-    return argv + args.stage_flags[st.settings_script]
+    """The flags ``run_all`` passes to ``script`` under ``recipe``: the run's settings that
+    the script takes, and the stage flags routed to it (:func:`route_flags`)."""
+    run = {**{n: getattr(args, n.lower()) for n in RUN_SETTINGS}, "RECIPE": recipe, "DATA_ROOT": str(data_root)}
+    taken = config.script_settings(script)
+    return (
+        config.as_flags({n: v for n, v in run.items() if n in taken and v != ""})
+        + args.stage_flags[registry.stage(script).settings_script]
+    )
 
 
 def preflight(args: argparse.Namespace, data_root: Path, recipes: list[str]) -> None:
@@ -152,12 +106,9 @@ def preflight(args: argparse.Namespace, data_root: Path, recipes: list[str]) -> 
     runs = [(s, r) for r in recipes for s in registry.STAGE_ORDER] + [(registry.BASELINE.script, args.recipe)]
     for script, recipe in runs:
         module = importlib.import_module(Path(registry.stage(script).settings_script).stem)
-        g = dict(vars(module))
-        config.configure(
-            g, script, script_argv(script, args, data_root, recipe), prog=f"{script} (recipe {recipe})", quiet=True
-        )
-        if hasattr(module, "check_settings"):
-            module.check_settings(g)
+        g, argv = dict(vars(module)), script_argv(script, args, data_root, recipe)
+        config.configure(g, script, argv, prog=f"{script} (recipe {recipe})", quiet=True)
+        getattr(module, "check_settings", lambda _: None)(g)
 
 
 def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str], inputs: dict[str, list[int]]) -> bool:
@@ -314,10 +265,9 @@ def main(argv: list[str] | None = None) -> dict:
     for r in recipes:
         config.recipe_path(r)
     config.check_dataset_name(args.dataset)
-    config.check_seed(args.seed)
-    if args.data_root and not Path(args.data_root).is_dir():
+    if not Path(args.data_root).is_dir():
         raise InputError(f"--data-root {args.data_root}: no such folder")
-    data_root = raw_root = Path(args.data_root) if args.data_root else PROJECT_ROOT / "data"
+    data_root = raw_root = Path(args.data_root)
     preflight(args, data_root, recipes)
     data_root, stage0_seconds = ensure_features(args, data_root)
     summary = D.validate_dataset(data_root, args.dataset)

@@ -28,34 +28,21 @@ from .io import PROJECT_ROOT, InputError
 CONFIG_DIR = PROJECT_ROOT / "config"
 DEFAULT_RECIPE = "memfuse"
 COMMON: dict[str, tuple[Any, str]] = {  # name -> (default, help)
-    "DATASET": (
-        "synthetic",
-        "dataset name: features in DATA_ROOT/DATASET/extracted_features (synthetic: the demo data, made when missing)",
-    ),
-    "DATA_ROOT": ("data", "folder holding DATASET/ (AI-VAD feature format, see docs/usage.md)"),
+    "DATASET": ("synthetic", "dataset name; synthetic: the demo data, made when missing"),
+    "DATA_ROOT": ("data", "folder holding DATASET/ (AI-VAD's feature format, or raw frames or videos for stage 0)"),
     "DEVICE": ("auto", "auto (cuda if available), cpu or cuda"),
-    "SEED": (0, "random seed (torch, numpy, python; and the synthetic data when they are made)"),
+    "SEED": (0, "random seed of torch, numpy and python (and of the synthetic data when they are made)"),
     "RECIPE": (DEFAULT_RECIPE, "settings applied over the globals: config/recipes/NAME.toml"),
     "CONFIG": ("", "more TOML files of settings, comma-separated, applied after the recipe"),
 }
 SHARED: dict[str, tuple[Any, str]] = {
-    "STANDARDISE": (
-        True,
-        "z-score appearance (before the autoencoder) and pose (before its memory) per feature, fit on train",
-    ),
-    "TOP_K": (
-        5,
-        "k: the compactness loss mixes the k nearest memory items, the separateness negative is rank k+1; "
-        "pseudo features read ranks 1..k (normal) and k+1..2k (the paper's anomaly)",
-    ),
+    "STANDARDISE": (True, "z-score appearance (before the autoencoder) and pose (before its memory), fit on train"),
+    "TOP_K": (5, "k nearest memory items: mixed by the compactness loss and the pseudo-normal features"),
     "CHECKPOINT_ROOT": ("checkpoints", "stage outputs go to CHECKPOINT_ROOT/DATASET/RECIPE/"),
     "SMOOTH_SIGMA": (3.0, "Gaussian sigma of frame-score smoothing, in frames (0 = none)"),
-    "SMOOTH_PER_VIDEO": (
-        True,
-        "smooth each test video alone (--no-smooth-per-video: the whole sequence, the reference)",
-    ),
+    "SMOOTH_PER_VIDEO": (True, "smooth each test video alone (--no-smooth-per-video: the reference's whole sequence)"),
     "RESULTS_ROOT": ("results", "folder of the results/ tree"),
-    "RESULTS_NAME": ("", "write results to RESULTS_ROOT/RESULTS_NAME instead of RESULTS_ROOT/DATASET (ablations)"),
+    "RESULTS_NAME": ("", "write results to RESULTS_ROOT/RESULTS_NAME instead of RESULTS_ROOT/DATASET"),
 }
 PROVENANCE_CHECKED = ("RECIPE", "STANDARDISE")  # a stage refuses inputs made with other values of these
 
@@ -64,10 +51,19 @@ def flag_name(name: str) -> str:
     return "--" + name.lower().replace("_", "-")
 
 
-def did_you_mean(name: str, known: Any, spell: Any = str) -> str:
-    """``"; did you mean X?"`` for the known name nearest ``name`` (written by ``spell``), or ``""``."""
+def as_flags(settings: dict[str, Any]) -> list[str]:
+    """{NAME: value} -> the flags that set them: ``--name value``, a bool ``--name`` or ``--no-name``."""
+    out: list[str] = []
+    for name, value in settings.items():
+        flag = flag_name(name)
+        out += [flag if value else "--no-" + flag[2:]] if isinstance(value, bool) else [flag, str(value)]
+    return out
+
+
+def did_you_mean(name: str, known: Any) -> str:
+    """``"; did you mean X?"`` for the known name nearest ``name``, or ``""``."""
     near = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {spell(near[0])}?" if near else ""
+    return f"; did you mean {near[0]}?" if near else ""
 
 
 @lru_cache(maxsize=None)
@@ -75,24 +71,19 @@ def script_settings(script: str) -> dict[str, Any]:
     """``script``'s settings and defaults: the common and shared ones it takes, then the
     globals named in its ``HELP``, read by importing it (the one way settings are found)."""
     st = registry.stage(script)
-    shared = [n for n in SHARED if n in st.shared]
     if str(PROJECT_ROOT) not in sys.path:  # the scripts live at the project root
         sys.path.insert(0, str(PROJECT_ROOT))
     module = importlib.import_module(Path(st.settings_script).stem)
-    return {
-        **{n: {**COMMON, **SHARED}[n][0] for n in [*COMMON, *shared]},
-        **{n: getattr(module, n) for n in module.HELP},
-    }
+    taken = {n: v[0] for n, v in {**COMMON, **SHARED}.items() if n in COMMON or n in st.shared}
+    return {**taken, **{n: getattr(module, n) for n in module.HELP}}
 
 
 @lru_cache(maxsize=None)
 def known_settings() -> dict[str, tuple[str, ...]]:
     """setting name -> the scripts that take it."""
-    owners: dict[str, list[str]] = {}
-    for script in registry.CONFIGURED_SCRIPTS:
-        for name in script_settings(script):
-            owners.setdefault(name, []).append(script)
-    return {k: tuple(v) for k, v in owners.items()}
+    scripts = registry.CONFIGURED_SCRIPTS
+    names = dict.fromkeys(n for s in scripts for n in script_settings(s))
+    return {n: tuple(s for s in scripts if n in script_settings(s)) for n in names}
 
 
 def read_settings(path: Path | str) -> dict[str, Any]:
@@ -132,36 +123,22 @@ def dataset_settings(dataset: str) -> dict[str, Any] | None:
 def check_dataset_name(name: str) -> str:
     """A dataset name is a plain folder name: outputs go to checkpoints/NAME and results/NAME."""
     if not name or any(c in name for c in "/\\") or name.startswith(("~", ".")):
-        raise InputError(
-            f"--dataset {name!r}: a dataset is a plain name (no path separators, no '..'); its folder is DATA_ROOT/NAME"
-        )
+        raise InputError(f"--dataset {name!r}: a dataset is a plain name (no path separators, no '..')")
     return name
 
 
-def check_seed(seed: int) -> int:
-    if not 0 <= seed < 2**32:
-        raise InputError(f"--seed {seed}: a seed is an integer from 0 to 2**32 - 1")
-    return seed
-
-
 def parser_for(
-    defaults: dict[str, Any], help_lines: dict[str, str], types: dict[str, Any] | None = None, **kwargs: Any
+    defaults: dict[str, Any], help_lines: dict[str, str], types: dict | None = None, **kw
 ) -> argparse.ArgumentParser:
     """One flag per setting, typed by ``types`` (default: the defaults; bool: ``--x`` / ``--no-x``)."""
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs
-    )
+    parser = argparse.ArgumentParser(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)
     for name, default in defaults.items():
         typed = (types or defaults)[name]
         kind = {"action": argparse.BooleanOptionalAction} if isinstance(typed, bool) else {"type": type(typed)}
-        parser.add_argument(
-            flag_name(name),
-            dest=name,
-            default=default,
-            help=help_lines.get(name) or {**COMMON, **SHARED}.get(name, (None, ""))[1],
-            **kind,
-            **({"choices": recipe_names()} if name == "RECIPE" else {}),
-        )
+        if name == "RECIPE":
+            kind["choices"] = recipe_names()
+        text = help_lines.get(name) or {**COMMON, **SHARED}.get(name, (None, ""))[1]
+        parser.add_argument(flag_name(name), dest=name, default=default, help=text, **kind)
     return parser
 
 
@@ -178,42 +155,35 @@ def configure(
     common and shared settings ``script`` takes). Returns the settings as they run, for the
     record, and prints a line for each layer that changes a value unless ``quiet``. Exits
     with a one-line error for an unknown flag (naming the nearest), a bad value or file."""
-    names = list(script_settings(script))
-    for name, default in script_settings(script).items():
+    defaults, prog = script_settings(script), prog or script
+    for name, default in defaults.items():
         g.setdefault(name, default)
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for name in ("RECIPE", "DATASET", "CONFIG"):
         pre.add_argument(flag_name(name), default=g[name])
     known, _ = pre.parse_known_args(argv)
-    prog = prog or script
     try:
         constants = dataset_settings(known.dataset)
-        layers = [
-            (f"config/datasets/{known.dataset}.toml", constants or {}),
-            (f"recipe {known.recipe}", read_settings(recipe_path(known.recipe))),
-        ]
+        layers = [(f"config/datasets/{known.dataset}.toml", constants or {})]
+        layers += [(f"recipe {known.recipe}", read_settings(recipe_path(known.recipe)))]
         layers += [(path, read_settings(path)) for path in known.config.split(",") if path.strip()]
     except InputError as exc:
         raise SystemExit(f"{prog}: error: {exc}") from None
     if constants is None and not quiet:
         print(f"[config] no config/datasets/{known.dataset}.toml: the scripts' defaults apply", file=sys.stderr)
     for where, values in layers:
-        changed = {k: v for k, v in values.items() if k in names and g[k] != v}
+        changed = {k: v for k, v in values.items() if k in defaults and g[k] != v}
         g.update(changed)
         if changed and not quiet:
             print(f"[config] {where}: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()), file=sys.stderr)
     g["RECIPE"] = known.recipe
     # typed by the script's own defaults: a config file's 2 for a float setting still takes --flag 1.5
-    parser = parser_for(
-        {n: g[n] for n in names}, g["HELP"], script_settings(script), prog=prog, description=description
-    )
+    parser = parser_for({n: g[n] for n in defaults}, g["HELP"], defaults, prog=prog, description=description)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         flags = [a.option_strings[0] for a in parser._actions if a.option_strings]
         parser.error(f"unknown flag {unknown[0]}{did_you_mean(unknown[0].split('=')[0], flags)}")
-    try:
-        check_seed(args.SEED)
-    except InputError as exc:
-        parser.error(str(exc))
+    if not 0 <= args.SEED < 2**32:  # what numpy and torch both take
+        parser.error(f"--seed {args.SEED}: a seed is an integer from 0 to 2**32 - 1")
     g.update(vars(args))
-    return {n: g[n] for n in names}
+    return {n: g[n] for n in defaults}
