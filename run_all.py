@@ -48,8 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """run_all's flags: the settings of the run every script shares (:data:`RUN_SETTINGS`,
     as the scripts spell them), its own, and any stage flag (:func:`route_flags`)."""
     defaults = {n: {**config.COMMON, **config.SHARED}[n][0] for n in RUN_SETTINGS}
-    defaults.update({n: str(PROJECT_ROOT / n.split("_")[0].lower()) for n in ("DATA_ROOT", "RESULTS_ROOT")})
-    defaults["CHECKPOINT_ROOT"] = str(PROJECT_ROOT / "checkpoints")
+    for name, folder in (("DATA_ROOT", "data"), ("CHECKPOINT_ROOT", "checkpoints"), ("RESULTS_ROOT", "results")):
+        defaults[name] = str(PROJECT_ROOT / folder)  # the project's folders, wherever run_all is started from
     p = config.parser_for(defaults, {}, description=__doc__.split("\n")[0], epilog=EPILOG)
     p.add_argument(
         "--compare", help="other recipes beside it, comma-separated (default: paper on synthetic data, else none)"
@@ -168,9 +168,8 @@ def run_script(script: str, argv: list[str], log: Path | None = None, threads: i
 
 def ensure_features(args: argparse.Namespace, data_root: Path) -> tuple[Path, float | None]:
     """Make the synthetic data, or run stage 0 on raw frames or videos, when features are missing."""
-    if args.dataset == SYNTHETIC and not D.feature_path(data_root, SYNTHETIC, "train", "vel").exists():
-        start = time.perf_counter()
-        ensure_synthetic(data_root, SYNTHETIC, args.seed)
+    start = time.perf_counter()
+    if ensure_synthetic(data_root, args.dataset, args.seed):
         return data_root, time.perf_counter() - start
     resolved = D.resolve_data_root(args.dataset, data_root)
     if D.feature_path(resolved, args.dataset, "train", "vel").exists():

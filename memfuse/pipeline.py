@@ -103,16 +103,18 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
-def ensure_synthetic(data_root: Path, dataset: str, seed: int) -> None:
-    """Make the embedded synthetic dataset in ``data_root`` when it is asked for and missing."""
+def ensure_synthetic(data_root: Path, dataset: str, seed: int) -> bool:
+    """Make the embedded synthetic dataset in ``data_root`` when it is asked for and
+    missing; returns whether it was made."""
     from . import data as D
 
     if dataset != SYNTHETIC or D.feature_path(data_root, SYNTHETIC, "train", "vel").exists():
-        return
+        return False
     from .synthetic import SyntheticSpec, make_dataset
 
     make_dataset(data_root, SYNTHETIC, SyntheticSpec(seed=seed))
     print(f"made the synthetic dataset in {data_root / SYNTHETIC} (seed {seed})", file=sys.stderr)
+    return True
 
 
 def provenance_path(ckpt: Path, script: str) -> Path:
