@@ -12,18 +12,10 @@ where CKPT = checkpoints/DATASET/RECIPE/.
     python AE_encoder.py --dataset ped2 --data-root ../shared/data
 """
 
-import copy
-
-import numpy as np
-import torch
-import torch.nn.functional as F_
-from tqdm import tqdm
-
 from memfuse import data as D
 from memfuse.io import InputError, save_npy, save_torch
-from memfuse.models import AutoEncoder
 from memfuse.pipeline import begin, run
-from memfuse.stages import check_codes, index_batches
+from memfuse.stages import check_codes, encode_all, reconstruction_error, train_autoencoder
 
 # -- settings: each is also a flag (--ae-epochs 100); STANDARDISE is shared (memfuse/config.py)
 AE_EPOCHS = 50  # the paper: 1000 (config/schedules/paper.toml)
@@ -39,37 +31,6 @@ HELP = {
     "(test: the reference scripts, which look at test features but not labels), or the last",
     "ENCODE_BATCH": "objects per forward pass when encoding",
 }
-
-
-@torch.no_grad()
-def encode_all(model: AutoEncoder, x: np.ndarray, device: torch.device, batch: int) -> np.ndarray:
-    """(N, 512) -> (N, 34) float32, ``batch`` rows at a time."""
-    model.eval()
-    out = np.empty((len(x), model.encoder[-1].out_features), dtype=np.float32)
-    for s in range(0, len(x), batch):
-        out[s : s + batch] = model.encode(torch.from_numpy(x[s : s + batch]).to(device)).cpu().numpy()
-    return out
-
-
-@torch.no_grad()
-def reconstruction_error(model: AutoEncoder, x: np.ndarray, device: torch.device, batch: int) -> np.ndarray:
-    """(N, 512) -> (N,) float32, each object's mean squared reconstruction error: how badly
-    an autoencoder trained on normal objects reproduces it (an anomaly score of its own)."""
-    model.eval()
-    out = np.empty(len(x), dtype=np.float32)
-    for s in range(0, len(x), batch):
-        xb = torch.from_numpy(x[s : s + batch]).to(device)
-        out[s : s + batch] = (model(xb) - xb).pow(2).mean(dim=1).cpu().numpy()
-    return out
-
-
-@torch.no_grad()
-def mse(model: AutoEncoder, x: torch.Tensor, batch: int) -> float:
-    model.eval()
-    total = sum(
-        F_.mse_loss(model(x[s : s + batch]), x[s : s + batch], reduction="sum").item() for s in range(0, len(x), batch)
-    )
-    return total / x.numel()
 
 
 def check_settings(g: dict) -> None:
@@ -92,31 +53,18 @@ def main(argv: list[str] | None = None) -> None:
         f"recipe {stage.recipe}" + (", inputs standardised" if standardise else "")
     )
 
-    x = torch.from_numpy(train).to(device)
-    x_test = torch.from_numpy(test).to(device) if SELECT == "test" else None
-    model = AutoEncoder(in_dim=train.shape[1]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=AE_LEARNING_RATE)
-    gen = torch.Generator().manual_seed(stage.seed)
-    history, best, best_state, kept = [], float("inf"), None, 0
-    bar = tqdm(range(AE_EPOCHS), desc="autoencoder", unit="epoch", mininterval=1.0)
-    for epoch in bar:
-        model.train()
-        total = 0.0
-        for idx in index_batches(len(x), AE_BATCH_SIZE, gen, device):
-            loss = F_.mse_loss(model(x[idx]), x[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        record = {"epoch": epoch + 1, "train_mse": total / len(x)}
-        if x_test is not None:
-            record["test_mse"] = mse(model, x_test, ENCODE_BATCH)
-        history.append(record)
-        criterion = {"train": record["train_mse"], "test": record.get("test_mse"), "last": -epoch}[SELECT]
-        if criterion < best:
-            best, best_state, kept = criterion, copy.deepcopy(model.state_dict()), epoch + 1
-        bar.set_postfix(mse=f"{record['train_mse']:.4g}", refresh=False)
-    model.load_state_dict(best_state)
+    x_test = test if SELECT == "test" else None
+    model, history, kept = train_autoencoder(
+        train,
+        epochs=AE_EPOCHS,
+        lr=AE_LEARNING_RATE,
+        batch_size=AE_BATCH_SIZE,
+        seed=stage.seed,
+        device=device,
+        select=SELECT,
+        x_test=x_test,
+        eval_batch=ENCODE_BATCH,
+    )
     print(f"[AE_encoder] kept epoch {kept} ({SELECT}); final train MSE {history[-1]['train_mse']:.4g}")
 
     codes = encode_all(model, train, device, ENCODE_BATCH)

@@ -34,6 +34,7 @@ from scipy.special import expit
 
 from memfuse import data as D
 from memfuse import report
+from memfuse.calibration import HELDOUT_PADDED
 from memfuse.fusion import (
     KeepBest,
     PaddedSplit,
@@ -105,6 +106,9 @@ def load_padded(ckpt, split: str) -> PaddedSplit:
     if split == "train":
         arrays["app_anomaly"] = load_output(ckpt, "padded/train_app_anomaly.npy", mmap=True)
         arrays["pose_anomaly"] = load_output(ckpt, "padded/train_pose_anomaly.npy", mmap=True)
+        if json.loads((ckpt / "padded" / "meta.json").read_text()).get("heldout"):  # calibrate.py cross-fitted
+            for name in HELDOUT_PADDED:
+                arrays[name] = load_output(ckpt, f"padded/train_{name}.npy", mmap=True)
     return PaddedSplit(**arrays)
 
 
@@ -202,7 +206,12 @@ def main(argv: list[str] | None = None) -> None:
         f"velocity anomaly x{VELOCITY_ANOMALY_SCALE}, "
         f"modalities {','.join(modalities)}, head {HEAD}, score {' + '.join(terms)}, recipe {stage.recipe}"
     )
-    fixed = (memory_terms(train), memory_terms(test))
+    heldout = train.app_dist_heldout is not None
+    fixed = (memory_terms(train, heldout=heldout), memory_terms(test))
+    print(
+        "[attention_fusion] memorised terms standardised on "
+        + ("out-of-fold train videos (calibrate.py)" if heldout else "the train objects themselves (no calibrate.py)")
+    )
 
     def smoothed(raw: np.ndarray) -> np.ndarray:
         return smooth_scores(raw, ends, stage["SMOOTH_SIGMA"], stage["SMOOTH_PER_VIDEO"])

@@ -6,7 +6,7 @@ row, unmasked ("nobody here"), as the reference's re-inserted zero rows. Velocit
 object is the mean over its orientation bins (the fusion repeats it to 34 columns).
 
 Reads  CKPT/pseudo_{app,pose}_*.npy (stage 4), app_*_recon.npy
-       (stage 1) and velocity.npy
+       (stage 1), heldout_* (stage 4c) and velocity.npy
 Writes CKPT/padded/{split}_{name}.npy, memory-mappable:
          train_app, train_app_anomaly, train_pose, train_pose_anomaly, test_app, test_pose
                                               (F, N_max, 34) float32
@@ -17,16 +17,22 @@ Writes CKPT/padded/{split}_{name}.npy, memory-mappable:
                                               reconstruction error (stage 1)
          {split}_app_mask, {split}_pose_mask  (F, N_max) bool, True = padding
                                               (velocity shares the appearance mask)
+         train_{app_dist,app_rec,pose_dist}_heldout (F, N_max) float32, the out-of-fold
+                                              values (calibrate.py), when it cross-fitted
        CKPT/padded/meta.json   N_max, frame and object counts (written last)
 where CKPT = checkpoints/DATASET/RECIPE/.
 
     python padding_mask.py --dataset ped2 --data-root ../shared/data
 """
 
+import json
+
 from memfuse import data as D
-from memfuse.io import InputError, save_json
+from memfuse.calibration import HELDOUT_FILES, HELDOUT_PADDED
+from memfuse.io import InputError, require, save_json
 from memfuse.padding import n_max_of, save_padded, velocity_per_object
 from memfuse.pipeline import begin, run
+from memfuse.registry import made_by
 from memfuse.stages import load_output
 
 PAD_CHUNK = 16384  # frames padded per step, bounds memory on large datasets
@@ -40,6 +46,20 @@ def per_object(ckpt, name: str, layout: D.Ragged, rerun: str) -> D.Ragged:
     if len(values) != layout.offsets[-1]:
         raise InputError(f"{ckpt}/{name} has {len(values)} rows, the data {layout.offsets[-1]}: rerun {rerun}")
     return layout.with_values(values.reshape(len(values), -1))
+
+
+def pad_heldout(ckpt, out, n_max: int, app_layout: D.Ragged, pose_layout: D.Ragged) -> bool:
+    """Pad calibrate.py's out-of-fold train values, when it cross-fitted; False when it did not."""
+    folds = json.loads(require(ckpt / "heldout_meta.json", made_by("heldout_meta.json")).read_text())["folds"]
+    for name in HELDOUT_PADDED:
+        (out / f"train_{name}.npy").unlink(missing_ok=True)
+    if folds <= 0:
+        return False
+    layouts = {"app_dist": app_layout, "app_rec": app_layout, "pose_dist": pose_layout}
+    for key, file in HELDOUT_FILES.items():
+        values = per_object(ckpt, file, layouts[key], "python calibrate.py")
+        save_padded(values, n_max, out / f"train_{key}_heldout.npy", None, PAD_CHUNK, squeeze=True)
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
             save_padded(dist, n_max, out / f"{split}_{modality}_dist.npy", None, PAD_CHUNK, squeeze=True)
         recon = per_object(ckpt, f"app_{split}_recon.npy", app_layout, "python AE_encoder.py")
         save_padded(recon, n_max, out / f"{split}_app_rec.npy", None, PAD_CHUNK, squeeze=True)
+        if split == "train":
+            meta["heldout"] = pad_heldout(ckpt, out, n_max, app_layout, pose_layout)
         meta[split] = {
             "frames": raw.vel.n_frames,
             "objects": int(app_layout.offsets[-1]),

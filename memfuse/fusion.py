@@ -82,6 +82,10 @@ class PaddedSplit:
     app_dist: np.ndarray | None = None  # (F, N) each object's distance to its nearest memory item
     pose_dist: np.ndarray | None = None  # (F, N)
     app_rec: np.ndarray | None = None  # (F, N) each object's autoencoder reconstruction error
+    # (F, N) the same three from models fitted without the object's video (calibrate.py; train split)
+    app_dist_heldout: np.ndarray | None = None
+    app_rec_heldout: np.ndarray | None = None
+    pose_dist_heldout: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -354,16 +358,20 @@ def score(
     return expit(frame_logits(model, split, device, masking, batch_size, modalities))
 
 
-def memory_terms(split: PaddedSplit) -> dict[str, np.ndarray]:
+def memory_terms(split: PaddedSplit, heldout: bool = False) -> dict[str, np.ndarray]:
     """The training-free frame terms of :mod:`memfuse.scoring` (each (F,)): ``app`` and
     ``pose``, the largest nearest-memory-item distance of the frame's objects; ``app_rec``,
     the largest autoencoder reconstruction error; ``vel``, the largest object velocity.
-    Needs the split's ``*_dist`` and ``app_rec`` arrays."""
-    if split.app_dist is None or split.pose_dist is None or split.app_rec is None:
-        raise ValueError("memory terms need the padded distance and reconstruction arrays (padding_mask.py)")
+    Needs the split's ``*_dist`` and ``app_rec`` arrays; ``heldout`` takes the out-of-fold
+    ones (``*_heldout``, the train split's after calibrate.py) instead."""
+    suffix = "_heldout" if heldout else ""
+    app_dist, app_rec, pose_dist = (getattr(split, n + suffix) for n in ("app_dist", "app_rec", "pose_dist"))
+    if app_dist is None or pose_dist is None or app_rec is None:
+        what = "out-of-fold (calibrate.py)" if heldout else "distance and reconstruction (padding_mask.py)"
+        raise ValueError(f"memory terms need the padded {what} arrays")
     return {
-        "app": masked_frame_max(split.app_dist, split.app_mask),
-        "app_rec": masked_frame_max(split.app_rec, split.app_mask),
-        "pose": masked_frame_max(split.pose_dist, split.pose_mask),
+        "app": masked_frame_max(app_dist, split.app_mask),
+        "app_rec": masked_frame_max(app_rec, split.app_mask),
+        "pose": masked_frame_max(pose_dist, split.pose_mask),
         "vel": masked_frame_max(split.vel, split.app_mask),
     }

@@ -126,9 +126,17 @@ STAGES: tuple[Stage, ...] = (
         MEMORY,
     ),
     Stage(
+        "calibrate.py",
+        "stage 4c: held-out calibration of the memorised score terms",
+        ("AE_encoder.py", "cluster.py", "cluster_pose.py", "train.py", "train_pose.py"),
+        (("train", "app"), ("train", "pose"), ("train", "vel"), ("train", "clip_lengths")),
+        ("heldout_meta.json",),
+        STANDARDISED,
+    ),
+    Stage(
         "padding_mask.py",
         "stage 5: padded object sets and masks",
-        ("Pseudo_generators.py", "Pseudo_generators_pose.py", "AE_encoder.py"),
+        ("Pseudo_generators.py", "Pseudo_generators_pose.py", "AE_encoder.py", "calibrate.py"),
         tuple((s, m) for s in ("train", "test") for m in ("vel", "pose")),
         ("padded/meta.json",),
         ("CHECKPOINT_ROOT",),

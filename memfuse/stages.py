@@ -5,16 +5,18 @@ autoencoder's codes. What each stage reads and writes is in :mod:`memfuse.regist
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F_
 from tqdm import tqdm
 
 from . import data as D
 from .io import InputError, load_npy, load_torch, save_json, save_npy, save_torch
 from .kmeans import kmeans
-from .models import Memory
+from .models import AutoEncoder, Memory
 from .pseudo import generate
 from .registry import MODALITY_NAMES, for_modality, made_by
 
@@ -60,7 +62,7 @@ def train_queries(
 
 
 # --------------------------------------------------------------------------------------
-# Stage 1 output: the autoencoder's codes
+# Stage 1: the autoencoder and its codes
 # --------------------------------------------------------------------------------------
 # Below this range (max - min) in every code dimension the encoder maps all objects to one
 # point: dead ReLUs give bit-identical codes; a working code spans 0.1-1 (Ped2, hog: 0.58).
@@ -85,6 +87,84 @@ def check_codes(codes: np.ndarray, what: str) -> None:
             f"{spread:.2g}); training stayed on the mean-reconstruction plateau. Rerun AE_encoder.py with "
             "another --seed or a smaller --learning-rate (the paper's is 1e-2)"
         )
+
+
+def train_autoencoder(
+    x: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    select: str = "train",
+    x_test: np.ndarray | None = None,
+    eval_batch: int = 65536,
+    desc: str = "autoencoder",
+) -> tuple[AutoEncoder, list[dict], int]:
+    """Train the autoencoder on x (N, 512) with Adam and the mean squared error.
+
+    ``select`` keeps the epoch with the lowest mean train loss (``"train"``), the lowest
+    MSE on ``x_test`` (``"test"``), or the last. Returns the model (on ``device``, in eval
+    mode), the per-epoch history and the kept epoch (1-based)."""
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    x_eval = torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32)).to(device) if select == "test" else None
+    model = AutoEncoder(in_dim=x.shape[1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    history, best, best_state, kept = [], float("inf"), None, 0
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
+    for epoch in bar:
+        model.train()
+        total = 0.0
+        for idx in index_batches(len(xt), batch_size, gen, device):
+            loss = F_.mse_loss(model(xt[idx]), xt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        record = {"epoch": epoch + 1, "train_mse": total / len(xt)}
+        if x_eval is not None:
+            record["test_mse"] = _mse(model, x_eval, eval_batch)
+        history.append(record)
+        criterion = {"train": record["train_mse"], "test": record.get("test_mse"), "last": -epoch}[select]
+        if criterion < best:
+            best, best_state, kept = criterion, copy.deepcopy(model.state_dict()), epoch + 1
+        bar.set_postfix(mse=f"{record['train_mse']:.4g}", refresh=False)
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history, kept
+
+
+@torch.no_grad()
+def _mse(model: AutoEncoder, x: torch.Tensor, batch: int) -> float:
+    model.eval()
+    total = sum(
+        F_.mse_loss(model(x[s : s + batch]), x[s : s + batch], reduction="sum").item() for s in range(0, len(x), batch)
+    )
+    return total / x.numel()
+
+
+@torch.no_grad()
+def encode_all(model: AutoEncoder, x: np.ndarray, device: torch.device, batch: int = 65536) -> np.ndarray:
+    """(N, 512) -> (N, 34) float32, ``batch`` rows at a time."""
+    model.eval()
+    out = np.empty((len(x), model.encoder[-1].out_features), dtype=np.float32)
+    for s in range(0, len(x), batch):
+        out[s : s + batch] = model.encode(torch.from_numpy(x[s : s + batch]).to(device)).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def reconstruction_error(model: AutoEncoder, x: np.ndarray, device: torch.device, batch: int = 65536) -> np.ndarray:
+    """(N, 512) -> (N,) float32, each object's mean squared reconstruction error: how badly
+    an autoencoder trained on normal objects reproduces it (an anomaly score of its own)."""
+    model.eval()
+    out = np.empty(len(x), dtype=np.float32)
+    for s in range(0, len(x), batch):
+        xb = torch.from_numpy(x[s : s + batch]).to(device)
+        out[s : s + batch] = (model(xb) - xb).pow(2).mean(dim=1).cpu().numpy()
+    return out
 
 
 # --------------------------------------------------------------------------------------
