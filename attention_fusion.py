@@ -5,7 +5,8 @@ Reads  CKPT/padded/*   (padding_mask.py), the test clip lengths and labels
 Writes CKPT/fusion.pt  model weights, settings, per-epoch history, the score terms' standardisation
        results/DATASET/RECIPE/scores.npy     (F_test,) final smoothed frame scores, test-frame order
        results/DATASET/RECIPE/scores_raw.npy (F_test,) the same before smoothing
-       results/DATASET/RECIPE/score_terms.npz each standardised term (F_test,), before smoothing
+       results/DATASET/RECIPE/score_terms.npz every term before calibration and smoothing: test_<term>
+            (F_test,) and reference_<term> (F_train,), its calibration frames (to re-score combinations)
        results/DATASET/RECIPE/object_scores.npy (F_test, N_max) each box's evidence (summed scores)
        results/DATASET/RECIPE/metrics.json   micro/macro AUC, EER, protocol, diagnostics
        results/DATASET/RECIPE/history.json   per-epoch loss (and test / held-out figures where evaluated)
@@ -52,7 +53,7 @@ from memfuse.metrics import evaluate, micro_auc, smooth_scores, why_no_auc
 from memfuse.models import HEADS, AttentionFusion
 from memfuse.pipeline import begin, run, upstream_settings
 from memfuse.registry import made_by
-from memfuse.scoring import combine, object_scores, parse_terms, sum_by_group
+from memfuse.scoring import COMBINES, TERMS, combine, combine_values, object_scores, parse_terms
 from memfuse.stages import load_output
 
 # -- settings: each is also a flag (--fusion-epochs 2000); the smoothing and results folders are shared
@@ -63,9 +64,10 @@ FUSION_BATCH_SIZE = 4096  # frames per step; >= the train frame count is full ba
 HIDDEN = 64  # the paper: 256; the pooled head sees one 204-d object row at a time
 DROPOUT = 0.5
 HEAD = "pool"  # one MLP shared by every object row, max over real rows; the paper: "flatten" the N_max slots
-# Frame score: the sum of train-standardised terms, one vote per source of evidence (memfuse/scoring.py);
-# the paper: "classifier" alone
-SCORE_TERMS = "classifier,app,app_rec,pose,vel"
+# Frame score: terms calibrated on normal frames their models never saw, combined (memfuse/scoring.py);
+# the paper: "classifier" alone. vel_dir needs orientation bins (B > 1): without them it is left out
+SCORE_TERMS = "classifier,app,app_rec,pose,vel,vel_dir"
+SCORE_COMBINE = "tail"  # summed -log tail probabilities, a source's strongest term each; "z": summed z-scores
 MASKING = True  # reference: False (its mask test never matches, nothing is masked)
 U2_KEY = "k2"  # reference: "k3" (u2 = softmax(q1 k3^T + q3 k2^T) v2)
 VELOCITY_ANOMALY_SCALE = 3.0  # a fifth pass (app, pose normal, vel x 3) -> 1; the paper: 0, velocity never varies
@@ -82,8 +84,10 @@ HELP = {
     "HIDDEN": "classifier hidden width",
     "DROPOUT": "dropout after alignment and in the classifier",
     "HEAD": f"classifier head: {' or '.join(HEADS)} (see memfuse.models.AttentionFusion)",
-    "SCORE_TERMS": "frame score: classifier alone (its sigmoid, the paper) or the sum of the train-standardised "
-    "terms listed (classifier, app, app_rec, pose, vel; see memfuse/scoring.py)",
+    "SCORE_TERMS": "frame score: classifier alone (its sigmoid, the paper) or the calibrated terms listed, "
+    "combined (classifier, app, app_rec, pose, vel, vel_dir; see memfuse/scoring.py)",
+    "SCORE_COMBINE": "how calibrated terms combine: tail (summed -log tail probabilities, each source's strongest "
+    "term), z (summed z-scores, each source's mean), tail_max (the largest evidence)",
     "MASKING": "padded keys take no attention weight (--no-masking: the reference)",
     "U2_KEY": "k2: u2 = softmax(q1 k2^T + q3 k2^T) v2; k3: the reference's q1 k3^T",
     "VELOCITY_ANOMALY_SCALE": "pseudo-anomalous velocity = scale x velocity, a fifth pass (0 = off, the paper)",
@@ -102,13 +106,16 @@ PADDED_NAMES = ("app", "pose", "vel", "app_mask", "pose_mask", "app_dist", "pose
 
 def load_padded(ckpt, split: str) -> PaddedSplit:
     """Memory-map one split's padded arrays (only mini-batches are ever copied)."""
+    meta = json.loads(require(ckpt / "padded" / "meta.json", made_by("padded/meta.json")).read_text())
     arrays = {n: load_output(ckpt, f"padded/{split}_{n}.npy", mmap=True) for n in PADDED_NAMES}
     if split == "train":
         arrays["app_anomaly"] = load_output(ckpt, "padded/train_app_anomaly.npy", mmap=True)
         arrays["pose_anomaly"] = load_output(ckpt, "padded/train_pose_anomaly.npy", mmap=True)
-        if json.loads((ckpt / "padded" / "meta.json").read_text()).get("heldout"):  # calibrate.py cross-fitted
+        if meta.get("heldout"):  # calibrate.py cross-fitted
             for name in HELDOUT_PADDED:
                 arrays[name] = load_output(ckpt, f"padded/train_{name}.npy", mmap=True)
+    if meta.get("vel_dir"):  # calibrate.py made the direction-aware velocity term
+        arrays["vel_dir"] = load_output(ckpt, f"padded/{split}_vel_dir.npy", mmap=True)
     return PaddedSplit(**arrays)
 
 
@@ -145,6 +152,8 @@ def check_settings(g: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
         terms = parse_terms(g["SCORE_TERMS"])
     except ValueError as exc:
         raise InputError(f"--score-terms: {exc}") from None
+    if g["SCORE_COMBINE"] not in COMBINES:
+        raise InputError(f"--score-combine must be one of {', '.join(COMBINES)}, got {g['SCORE_COMBINE']!r}")
     if (g["VAL_VIDEOS"] > 0 or g["STOP_ON_VALIDATION"]) and g["EVAL_EVERY"] <= 0:
         raise InputError("validation is measured every EVAL_EVERY epochs: set --eval-every > 0")
     if g["STOP_ON_VALIDATION"] and g["VAL_VIDEOS"] <= 0:
@@ -161,17 +170,23 @@ def frame_scores(
     modalities: tuple[str, ...],
     terms: tuple[str, ...],
     fixed: tuple[dict, dict],
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
-    """Unsmoothed test frame scores (F_test,), every term standardised on the train frames
-    ({term: (F_test,)}, for the record), and the standardisation. ``fixed``: the
-    training-free terms of the train and test splits. The classifier alone is scored by
-    its sigmoid, as the paper."""
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict, dict[str, np.ndarray]]:
+    """Unsmoothed test frame scores (F_test,), every available term calibrated on its
+    reference frames ({term: (F_test,)}, for the record), the calibrations, and the raw
+    terms ({"reference_<term>": (F_train,), "test_<term>": (F_test,)}, to re-score any
+    combination). ``fixed``:
+    the training-free terms of the reference (train) frames and the test frames. The
+    classifier alone is scored by its sigmoid, as the paper."""
     test_logits = frame_logits(model, test, device, MASKING, modalities=modalities)
-    train_terms = {"classifier": frame_logits(model, train, device, MASKING, modalities=modalities), **fixed[0]}
-    _, z, stats = combine(train_terms, {"classifier": test_logits, **fixed[1]}, tuple(train_terms))
+    reference = {"classifier": frame_logits(model, train, device, MASKING, modalities=modalities), **fixed[0]}
+    available = tuple(t for t in TERMS if t in reference)
+    test_terms = {"classifier": test_logits, **fixed[1]}
+    _, values, calibration = combine(reference, test_terms, available, SCORE_COMBINE)
+    raw = {f"reference_{t}": reference[t] for t in available} | {f"test_{t}": test_terms[t] for t in available}
     if terms == ("classifier",):
-        return expit(test_logits), z, stats
-    return sum_by_group(z, terms), z, stats
+        return expit(test_logits), values, calibration, raw
+    used = tuple(t for t in terms if t in available)
+    return combine_values(values, used, SCORE_COMBINE), values, calibration, raw
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,14 +224,16 @@ def main(argv: list[str] | None = None) -> None:
     heldout = train.app_dist_heldout is not None
     fixed = (memory_terms(train, heldout=heldout), memory_terms(test))
     print(
-        "[attention_fusion] memorised terms standardised on "
+        "[attention_fusion] memorised terms calibrated on "
         + ("out-of-fold train videos (calibrate.py)" if heldout else "the train objects themselves (no calibrate.py)")
+        + ("" if "vel_dir" not in terms or test.vel_dir is not None else "; vel_dir left out: no orientation bins")
     )
+    terms = tuple(t for t in terms if t != "vel_dir" or test.vel_dir is not None)
 
     def smoothed(raw: np.ndarray) -> np.ndarray:
         return smooth_scores(raw, ends, stage["SMOOTH_SIGMA"], stage["SMOOTH_PER_VIDEO"])
 
-    def scores_of(model: AttentionFusion) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+    def scores_of(model: AttentionFusion) -> tuple[np.ndarray, dict[str, np.ndarray], dict, dict]:
         return frame_scores(model, train, test, device=device, modalities=modalities, terms=terms, fixed=fixed)
 
     def diagnostic(epoch: int, model: AttentionFusion) -> dict | None:
@@ -254,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
             f"label-free: epoch {selected} of {epochs_run}, the lowest pseudo-label loss on {VAL_VIDEOS} held-out "
             f"train videos, evaluated every {EVAL_EVERY} epochs (no test labels used)"
         )
-    raw, z, stats = scores_of(model)
+    raw, z, stats, raw_terms = scores_of(model)
     save_torch(
         ckpt / "fusion.pt",
         {
@@ -262,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
             "n_max": n_max,
             "settings": stage.settings,
             "history": history,
-            "term_standardisation": stats,
+            "term_calibration": stats,
+            "score_combine": SCORE_COMBINE,
         },
     )
     model.to(device)
@@ -299,7 +317,12 @@ def main(argv: list[str] | None = None) -> None:
             **validation_diagnostics(history, keeper.best_epoch),
         }
     per_object = object_scores(
-        {"app": test.app_dist, "app_rec": test.app_rec, "vel": test.vel}, np.asarray(test.app_mask), stats, terms
+        {"app": test.app_dist, "app_rec": test.app_rec, "vel": test.vel}
+        | ({} if test.vel_dir is None else {"vel_dir": test.vel_dir}),
+        np.asarray(test.app_mask),
+        stats,
+        terms,
+        SCORE_COMBINE,
     )
     report.write_fusion_results(
         out,
@@ -307,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
         result=result,
         final=final,
         raw=raw,
-        terms=z,
+        terms=raw_terms,
         per_object=per_object,
         history=history,
         labels=labels,

@@ -15,6 +15,9 @@ Writes CKPT/heldout_app_train_distance.npy (N_train,) float32, each object's dis
        CKPT/heldout_app_train_recon.npy    (N_train,) float32, its reconstruction error by an
             autoencoder fitted without its video
        CKPT/heldout_pose_train_distance.npy (P_train,) float32, as the first, for pose
+       CKPT/vel_dir_{train,test}.npy       (N,) float32, with orientation bins (B > 1): each
+            object's velocity distance to the nearest train object of another fold (train)
+            or of the train split (test), the direction-aware velocity term
        CKPT/heldout_meta.json              folds, videos per fold, settings, seconds (written last)
 where CKPT = checkpoints/DATASET/RECIPE/. With CALIBRATION_FOLDS = 0 it writes only the meta
 file, and the terms are standardised by the train objects' own values (before this stage).
@@ -27,7 +30,15 @@ import time
 import numpy as np
 
 from memfuse import data as D
-from memfuse.calibration import HELDOUT_FILES, FitSettings, cross_fit, object_folds, video_folds
+from memfuse.calibration import (
+    DIRECTION_FILE,
+    HELDOUT_FILES,
+    FitSettings,
+    cross_fit,
+    direction_distance,
+    object_folds,
+    video_folds,
+)
 from memfuse.io import InputError, save_json, save_npy
 from memfuse.pipeline import begin, run, upstream_settings
 from memfuse.stages import load_checkpoint, train_queries
@@ -69,8 +80,8 @@ def fit_settings(ckpt, seed: int) -> FitSettings:
 def main(argv: list[str] | None = None) -> None:
     stage = begin(globals(), "calibrate.py", argv)
     ckpt, dataset = stage.ckpt, stage.dataset
-    for name in HELDOUT_FILES.values():  # outputs of an earlier run would be read as this run's
-        (ckpt / name).unlink(missing_ok=True)
+    for name in (*HELDOUT_FILES.values(), *(DIRECTION_FILE.format(split=s) for s in D.SPLITS)):
+        (ckpt / name).unlink(missing_ok=True)  # outputs of an earlier run would be read as this run's
     meta = {"folds": CALIBRATION_FOLDS}
     if CALIBRATION_FOLDS <= 0:
         save_json(ckpt / "heldout_meta.json", meta)
@@ -105,10 +116,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     for key, name in HELDOUT_FILES.items():
         save_npy(ckpt / name, out[key])
+    bins = split.vel.values.shape[1]
+    if bins > 1:  # direction is observable
+        test_vel = D.load_split(stage.data_root, dataset, "test", ("vel",)).vel.values
+        dirs = direction_distance(split.vel.values, object_folds(frame_fold, split.vel.offsets), test_vel, stage.device)
+        for name, values in zip(D.SPLITS, dirs):
+            save_npy(ckpt / DIRECTION_FILE.format(split=name), values)
     meta.update(
         {
             "folds": folds,
             "videos_per_fold": np.bincount(np.arange(len(ends)) % folds).tolist(),
+            "velocity_bins": bins,
+            "direction_term": bins > 1,
             "fit_settings": vars(fs),
             "seconds": round(time.perf_counter() - start, 2),
         }

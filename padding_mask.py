@@ -19,6 +19,8 @@ Writes CKPT/padded/{split}_{name}.npy, memory-mappable:
                                               (velocity shares the appearance mask)
          train_{app_dist,app_rec,pose_dist}_heldout (F, N_max) float32, the out-of-fold
                                               values (calibrate.py), when it cross-fitted
+         {split}_vel_dir                      (F, N_max) float32, the direction-aware
+                                              velocity term (calibrate.py), with orientation bins
        CKPT/padded/meta.json   N_max, frame and object counts (written last)
 where CKPT = checkpoints/DATASET/RECIPE/.
 
@@ -28,7 +30,7 @@ where CKPT = checkpoints/DATASET/RECIPE/.
 import json
 
 from memfuse import data as D
-from memfuse.calibration import HELDOUT_FILES, HELDOUT_PADDED
+from memfuse.calibration import DIRECTION_FILE, HELDOUT_FILES, HELDOUT_PADDED
 from memfuse.io import InputError, require, save_json
 from memfuse.padding import n_max_of, save_padded, velocity_per_object
 from memfuse.pipeline import begin, run
@@ -59,6 +61,17 @@ def pad_heldout(ckpt, out, n_max: int, app_layout: D.Ragged, pose_layout: D.Ragg
     for key, file in HELDOUT_FILES.items():
         values = per_object(ckpt, file, layouts[key], "python calibrate.py")
         save_padded(values, n_max, out / f"train_{key}_heldout.npy", None, PAD_CHUNK, squeeze=True)
+    return True
+
+
+def pad_direction(ckpt, out, n_max: int, split: str, app_layout: D.Ragged) -> bool:
+    """Pad calibrate.py's vel_dir term of ``split`` when it made one (orientation bins)."""
+    target = out / f"{split}_vel_dir.npy"
+    target.unlink(missing_ok=True)
+    if not (ckpt / DIRECTION_FILE.format(split=split)).exists():
+        return False
+    values = per_object(ckpt, DIRECTION_FILE.format(split=split), app_layout, "python calibrate.py")
+    save_padded(values, n_max, target, None, PAD_CHUNK, squeeze=True)
     return True
 
 
@@ -93,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         save_padded(recon, n_max, out / f"{split}_app_rec.npy", None, PAD_CHUNK, squeeze=True)
         if split == "train":
             meta["heldout"] = pad_heldout(ckpt, out, n_max, app_layout, pose_layout)
+        meta["vel_dir"] = pad_direction(ckpt, out, n_max, split, app_layout)
         meta[split] = {
             "frames": raw.vel.n_frames,
             "objects": int(app_layout.offsets[-1]),

@@ -30,8 +30,8 @@ HELDOUT_FILES = {
     "app_rec": "heldout_app_train_recon.npy",
     "pose_dist": "heldout_pose_train_distance.npy",
 }
-
 HELDOUT_PADDED = tuple(f"{key}_heldout" for key in HELDOUT_FILES)  # padding_mask.py's padded/train_<name>.npy
+DIRECTION_FILE = "vel_dir_{split}.npy"  # calibrate.py's vel_dir term per object, train out-of-fold
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,22 @@ def video_folds(ends: np.ndarray, k: int) -> np.ndarray:
 def object_folds(frame_fold: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Each object's fold (N,) from its frame's: ``offsets`` (F + 1,) of a Ragged layout."""
     return np.repeat(frame_fold, np.diff(offsets))
+
+
+def direction_distance(
+    train: np.ndarray, train_fold: np.ndarray, test: np.ndarray, device: torch.device | str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``vel_dir`` term of every object: the distance of its B-bin velocity to the
+    nearest train object's, for the train objects (N, B) to the train objects of the other
+    folds (``train_fold`` (N,)), for the test objects (M, B) to all train objects. Returns
+    ((N,), (M,)) float32."""
+    train = np.ascontiguousarray(train, dtype=np.float32)
+    heldout = np.full(len(train), np.nan, np.float32)
+    for k in np.unique(train_fold):
+        held = train_fold == k
+        if (~held).any():
+            heldout[held] = knn_distance(train[held], train[~held], device=device)
+    return heldout, knn_distance(test, train, device=device)
 
 
 def _fit_memory(queries: np.ndarray, modality: str, fs: FitSettings, device: torch.device) -> np.ndarray:

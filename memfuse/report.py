@@ -37,12 +37,13 @@ def write_fusion_results(
 ) -> None:
     """Write stage 6's results into ``out``.
 
-    ``final`` and ``raw``: (F,) smoothed and unsmoothed frame scores; ``terms``: each
-    standardised, unsmoothed term (F,); ``per_object``: (F, N) each box's evidence or
-    ``None``; ``result``: the metrics.json content; ``history``: per-epoch records."""
+    ``final`` and ``raw``: (F,) smoothed and unsmoothed frame scores; ``terms``: the raw
+    terms of the test and reference frames (``test_<term>``, ``reference_<term>``);
+    ``per_object``: (F, N) each box's evidence or ``None``; ``result``: the metrics.json
+    content; ``history``: per-epoch records."""
     save_npy(out / "scores.npy", final)
     save_npy(out / "scores_raw.npy", raw)
-    save_npz(out / "score_terms.npz", **terms)  # standardised, unsmoothed test terms: any combination can be re-scored
+    save_npz(out / "score_terms.npz", **terms)  # raw test and reference terms: any combination can be re-scored
     if per_object is not None:  # each box's own evidence (row i = box i of the frame), for the annotated videos
         save_npy(out / "object_scores.npy", per_object)
     save_json(out / "metrics.json", result)

@@ -1,4 +1,4 @@
-"""Frame scores from several terms, each standardised on the train frames, then summed.
+"""Frame scores from several terms, each calibrated on normal frames, then combined.
 
 The terms of a frame (each (F,), higher = more anomalous):
 
@@ -7,24 +7,54 @@ The terms of a frame (each (F,), higher = more anomalous):
   query (autoencoder code; pose) to its nearest memory item: how far the frame's least
   familiar object lies from everything the memory learnt as normal.
 - ``app_rec``: the largest autoencoder reconstruction error of the frame's objects.
-- ``vel``: the frame's largest object velocity (the mean over orientation bins).
+- ``vel``: the frame's largest object speed (its velocity's mean over orientation bins).
+- ``vel_dir``: with orientation bins (B > 1), the largest distance of an object's B-bin
+  velocity to its nearest train object's: motion in a direction, or at a speed along a
+  direction, that training never showed. Speed alone cannot see a person walking the
+  wrong way at a normal pace.
 
-A term is standardised by the mean and standard deviation of its *train* frame scores, so
-terms on different scales add up with equal say and no test frame or label sets a weight.
-A frame with no row of a modality (no person) gets the train minimum: nothing unusual.
-Each source of evidence (:data:`GROUP`: the classifier, appearance, pose, velocity) has one
-vote: terms of the same group are averaged before the groups are summed, so measuring
-appearance twice does not double its weight.
+Each term is calibrated on reference frames of normal video (:class:`Calibration`): the
+classifier and the speed on the train frames; the memorised terms (``app``, ``app_rec``,
+``pose``) and ``vel_dir`` on train videos their models never saw (calibrate.py's
+cross-fitting), because on their own train objects they come out small, and every unseen
+normal video would then look anomalous on them.
+
+How calibrated terms combine (``COMBINES``; the default is ``"tail"``):
+
+- ``"tail"``: each term becomes its evidence ``-log p``, ``p`` the share of reference frames
+  at least as high (the empirical distribution, with an exponential tail fitted above its
+  90th percentile so that p keeps falling past the largest reference value). A source of
+  evidence (:data:`GROUP`: the classifier, appearance, pose, velocity) counts once, by its
+  strongest term, and the sources' evidence is summed. A term that carries no signal adds
+  about 1 on average (``-log`` of a uniform ``p``), whatever its scale or skew; a term far
+  in its tail adds much more. Tail probabilities rather than z-scores because the terms'
+  tails differ: a heavy-tailed term's z-scores reach values a light-tailed term never does.
+- ``"z"``: the terms' z-scores (reference mean and standard deviation), averaged within a
+  source and summed (this project's combination before ``"tail"``).
+- ``"tail_max"``: the largest evidence of any term (an alarm when any term is rare).
+
+A frame with no row of a modality (no person) gets the reference minimum: nothing unusual.
+No test frame or label sets anything here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-TERMS = ("classifier", "app", "app_rec", "pose", "vel")
-GROUP = {"classifier": "classifier", "app": "app", "app_rec": "app", "pose": "pose", "vel": "vel"}  # term -> source
+TERMS = ("classifier", "app", "app_rec", "pose", "vel", "vel_dir")
+GROUP = {  # term -> source of evidence
+    "classifier": "classifier",
+    "app": "app",
+    "app_rec": "app",
+    "pose": "pose",
+    "vel": "vel",
+    "vel_dir": "vel",
+}
+COMBINES = ("tail", "z", "tail_max")
+TAIL_QUANTILE = 0.9  # above this reference quantile the tail is exponential (peaks over threshold)
+QUANTILE_GRID = 1001  # reference quantiles kept (0, 0.001, ..., 1): the empirical distribution, small
 
 
 def parse_terms(text: str) -> tuple[str, ...]:
@@ -47,61 +77,106 @@ def masked_frame_max(values: np.ndarray, padded: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Standardiser:
-    """z-score of a term with its train frames' mean and standard deviation."""
+class Calibration:
+    """A term's distribution on reference (normal) frames: its mean and standard deviation
+    for z-scores, and its quantiles with an exponential tail for tail probabilities."""
 
     mean: float
     std: float
-    floor: float  # train minimum: the score of a frame without rows of this modality
+    floor: float  # reference minimum: the score of a frame without rows of this modality
+    quantiles: list[float]  # QUANTILE_GRID reference quantiles, levels 0 .. 1
+    threshold: float  # the TAIL_QUANTILE quantile, where the exponential tail starts
+    scale: float  # the tail's mean excess over the threshold
 
     @classmethod
-    def fit(cls, train: np.ndarray) -> "Standardiser":
-        t = np.asarray(train, dtype=np.float64)
-        t = t[np.isfinite(t)]
-        if len(t) == 0:
-            raise ValueError("no finite train frame score to standardise by")
-        std = float(t.std())
-        return cls(float(t.mean()), std if std > 0 else 1.0, float(t.min()))
+    def fit(cls, reference: np.ndarray) -> "Calibration":
+        """From the reference frames' values (F_ref,); NaN (frames without rows) ignored."""
+        r = np.asarray(reference, dtype=np.float64)
+        r = r[np.isfinite(r)]
+        if len(r) == 0:
+            raise ValueError("no finite reference frame score to calibrate by")
+        std = float(r.std())
+        threshold = float(np.quantile(r, TAIL_QUANTILE))
+        excess = r[r > threshold] - threshold
+        scale = float(excess.mean()) if len(excess) else 0.0
+        if scale <= 0:  # a flat top: any higher value is past everything seen
+            scale = std if std > 0 else 1.0
+        return cls(
+            mean=float(r.mean()),
+            std=std if std > 0 else 1.0,
+            floor=float(r.min()),
+            quantiles=np.quantile(r, np.linspace(0.0, 1.0, QUANTILE_GRID)).tolist(),
+            threshold=threshold,
+            scale=scale,
+        )
 
-    def __call__(self, scores: np.ndarray) -> np.ndarray:
+    def _filled(self, scores: np.ndarray) -> np.ndarray:
         s = np.asarray(scores, dtype=np.float64)
-        return (np.where(np.isnan(s), self.floor, s) - self.mean) / self.std
+        return np.where(np.isnan(s), self.floor, s)
+
+    def z(self, scores: np.ndarray) -> np.ndarray:
+        """(scores - mean) / std, (F,) float64."""
+        return (self._filled(scores) - self.mean) / self.std
+
+    def evidence(self, scores: np.ndarray) -> np.ndarray:
+        """``-log p`` (F,) float64 >= 0, ``p`` = the reference share at or above each score
+        (at most 1 - TAIL_QUANTILE above the threshold, falling exponentially there)."""
+        s = self._filled(scores)
+        q = np.asarray(self.quantiles)
+        below = 1.0 - np.interp(s, q, np.linspace(0.0, 1.0, len(q)), left=0.0, right=1.0)
+        body = np.maximum(below, 1.0 - TAIL_QUANTILE)
+        tail = (1.0 - TAIL_QUANTILE) * np.exp(-np.maximum(s - self.threshold, 0.0) / self.scale)
+        return -np.log(np.where(s > self.threshold, tail, body))
+
+
+def calibrate(reference: dict[str, np.ndarray], terms: tuple[str, ...]) -> dict[str, Calibration]:
+    """Each term's :class:`Calibration` from its reference frames' values."""
+    return {t: Calibration.fit(reference[t]) for t in terms}
+
+
+def term_values(calibration: dict[str, Calibration], test: dict[str, np.ndarray], combine: str) -> dict:
+    """Each term's calibrated test values (F,): evidence for the tail combinations, z-scores for ``"z"``."""
+    if combine not in COMBINES:
+        raise ValueError(f"score combination must be one of {', '.join(COMBINES)}, got {combine!r}")
+    return {t: (c.z(test[t]) if combine == "z" else c.evidence(test[t])) for t, c in calibration.items()}
+
+
+def combine_values(values: dict[str, np.ndarray], terms: tuple[str, ...], combine: str) -> np.ndarray:
+    """The frame score (F,) from calibrated term values (:func:`term_values`), see the module."""
+    if combine == "tail_max":
+        return np.max([values[t] for t in terms], axis=0)
+    groups: dict[str, list[np.ndarray]] = {}
+    for t in terms:
+        groups.setdefault(GROUP[t], []).append(values[t])
+    within = np.mean if combine == "z" else np.max
+    return np.sum([within(g, axis=0) for g in groups.values()], axis=0)
 
 
 def combine(
-    train: dict[str, np.ndarray], test: dict[str, np.ndarray], terms: tuple[str, ...]
+    reference: dict[str, np.ndarray], test: dict[str, np.ndarray], terms: tuple[str, ...], how: str = "tail"
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, dict]]:
-    """The standardised ``terms``, averaged within their :data:`GROUP` and summed over
-    groups. ``train`` and ``test`` map each term to its frame scores. Returns the test
-    frame scores (F,), each term standardised (F,), and each term's standardisation
-    ({"mean", "std", "floor"})."""
-    z, stats = {}, {}
-    for t in terms:
-        st = Standardiser.fit(train[t])
-        z[t], stats[t] = st(test[t]), vars(st).copy()
-    return sum_by_group(z, terms), z, stats
+    """Calibrate ``terms`` on ``reference`` and combine them on ``test`` ({term: (F,)} each).
+    Returns the test frame scores (F,), each term's calibrated values (F,), and each term's
+    calibration as a plain dict."""
+    calibration = calibrate(reference, terms)
+    values = term_values(calibration, test, how)
+    return combine_values(values, terms, how), values, {t: asdict(c) for t, c in calibration.items()}
 
 
-def sum_by_group(z: dict[str, np.ndarray], terms: tuple[str, ...]) -> np.ndarray:
-    """Sum over groups of the mean of each group's standardised terms (F,)."""
-    groups: dict[str, list[np.ndarray]] = {}
-    for t in terms:
-        groups.setdefault(GROUP[t], []).append(z[t])
-    return np.sum([np.mean(g, axis=0) for g in groups.values()], axis=0)
-
-
-OBJECT_TERMS = ("app", "app_rec", "vel")  # terms measured on each object (box); pose rows are not matched to boxes
+OBJECT_TERMS = ("app", "app_rec", "vel", "vel_dir")  # measured on each object (box); pose rows are not matched to boxes
 
 
 def object_scores(
-    values: dict[str, np.ndarray], padded: np.ndarray, stats: dict[str, dict], terms: tuple[str, ...]
+    values: dict[str, np.ndarray], padded: np.ndarray, calibration: dict[str, dict], terms: tuple[str, ...], how: str
 ) -> np.ndarray | None:
     """Each object's share of the frame score, (F, N) float32, NaN on padded rows: the
-    per-object values (F, N) of the :data:`OBJECT_TERMS` among ``terms``, standardised with
-    the train-frame ``stats`` of :func:`combine`, averaged within and summed over groups.
-    ``None`` when ``terms`` hold no per-object term (the classifier alone)."""
-    kept = tuple(t for t in terms if t in OBJECT_TERMS)
+    per-object values (F, N) of the :data:`OBJECT_TERMS` among ``terms`` (and in
+    ``values``), calibrated with the frames' ``calibration`` (:func:`combine`) and combined
+    as the frame score. ``None`` when ``terms`` hold no per-object term (the classifier alone)."""
+    kept = tuple(t for t in terms if t in OBJECT_TERMS and t in values)
     if not kept:
         return None
-    z = {t: (np.asarray(values[t], dtype=np.float64) - stats[t]["mean"]) / stats[t]["std"] for t in kept}
-    return np.where(padded, np.nan, sum_by_group(z, kept)).astype(np.float32)
+    cal = {t: Calibration(**calibration[t]) for t in kept}
+    flat = {t: np.asarray(values[t], dtype=np.float64).ravel() for t in kept}
+    combined = combine_values(term_values(cal, flat, how), kept, how).reshape(np.shape(padded))
+    return np.where(padded, np.nan, combined).astype(np.float32)
