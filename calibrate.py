@@ -8,8 +8,9 @@ stages 1-3 recorded, and scores the left-out fold's objects (memfuse/calibration
 frame score (attention_fusion.py) standardises those terms by these out-of-fold values; the
 final models stay the ones trained on every video.
 
-Reads  the train features (deep_features.npy, pose.npy), the settings recorded by stages 1-3
-       and CKPT/autoencoder.pt (its input standardisation)
+Reads  the train features (deep_features.npy, pose.npy, velocity.npy), the settings recorded by
+       stages 1-3, CKPT/autoencoder.pt (its input standardisation) and CKPT/app_train.npy (the
+       codes the appearance memories of the folds are fitted on)
 Writes CKPT/heldout_app_train_distance.npy (N_train,) float32, each object's distance to
             the nearest item of a memory fitted without its video
        CKPT/heldout_app_train_recon.npy    (N_train,) float32, its reconstruction error by an
@@ -41,7 +42,7 @@ from memfuse.calibration import (
 )
 from memfuse.io import InputError, save_json, save_npy
 from memfuse.pipeline import begin, run, upstream_settings
-from memfuse.stages import load_checkpoint, train_queries
+from memfuse.stages import load_checkpoint, load_output, train_queries
 
 # -- settings: each is also a flag (--calibration-folds 5)
 CALIBRATION_FOLDS = 4  # K: each fold's models see the other K-1 folds' videos (0 = none: in-sample, the paper)
@@ -106,8 +107,14 @@ def main(argv: list[str] | None = None) -> None:
         f"{folds} times ({fs.ae_epochs} + {fs.memory_epochs} epochs each)"
     )
     start = time.perf_counter()
+    codes = load_output(ckpt, "app_train.npy")
+    if len(codes) != len(app):
+        raise InputError(
+            f"{ckpt}/app_train.npy has {len(codes)} rows, the train features {len(app)}: rerun AE_encoder.py"
+        )
     out = cross_fit(
         app,
+        codes,
         object_folds(frame_fold, split.app.offsets),
         pose.values,
         object_folds(frame_fold, pose.offsets),

@@ -8,9 +8,10 @@ of one seed share a checkpoint folder, ordered so that consecutive runs rerun on
 stages whose settings changed. Sweeps over different seeds may run side by side (e.g. one
 per core, OMP_NUM_THREADS=1); two sweeps of one seed would share its checkpoints, so must
 not. Results go to results/<dataset>_<variant>_s<seed>/. Besides each run's own score,
-the score-term ablation is read from each run's score_terms.npz (every term standardised
-on train frames): the classifier alone, the memory terms alone, and sums of subsets, with
-no further training.
+the score-term ablation is read from each run's score_terms.npz (every term's raw test
+and reference values): the classifier alone, the memory terms alone, subsets combined as
+the run combined them, and all terms by every combination of memfuse/scoring.py, with no
+further training.
 
 The table (markdown: mean and worst over seeds of the micro AUC, mean macro AUC) is printed
 and written with every figure to results/<dataset>_ablations.json.
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from memfuse import data as D  # noqa: E402
 from memfuse.io import save_json  # noqa: E402
 from memfuse.metrics import evaluate, smooth_scores  # noqa: E402
-from memfuse.scoring import sum_by_group  # noqa: E402
+from memfuse.scoring import COMBINES, TERMS, combine  # noqa: E402
 
 FAILURE_TAIL_BYTES = 4000  # of a run's stderr, kept to find why it failed
 
@@ -64,13 +65,15 @@ VARIANTS = {
     "paper+standardise": ("paper", ["--standardise"], "the paper on standardised inputs"),
     "reference": ("reference", [], "the paper with every quirk of the authors' scripts"),
 }
-# score-term subsets re-scored from score_terms.npz (standardised terms, summed, smoothed)
+# score-term subsets re-scored from score_terms.npz (calibrated as the run did, combined, smoothed); every
+# combination of memfuse.scoring over all the run's terms is added
 TERM_SETS = {
     "classifier": ("classifier",),
     "classifier+vel": ("classifier", "vel"),
     "classifier+app+pose+vel": ("classifier", "app", "pose", "vel"),
     "app+app_rec+pose+vel": ("app", "app_rec", "pose", "vel"),
     "classifier+app+app_rec+pose+vel": ("classifier", "app", "app_rec", "pose", "vel"),
+    "vel+vel_dir": ("vel", "vel_dir"),
 }
 
 
@@ -131,15 +134,22 @@ def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
         "wall_seconds": round(time.perf_counter() - start, 1),
         "stage_seconds": summary["stage_seconds"],
     }
-    terms = np.load(out / recipe / "score_terms.npz")
+    saved = np.load(out / recipe / "score_terms.npz")
+    have = tuple(t for t in TERMS if f"test_{t}" in saved)
+    reference = {t: saved[f"reference_{t}"] for t in have}
+    test = {t: saved[f"test_{t}"] for t in have}
+    how = m["settings"].get("SCORE_COMBINE", "z")
     data_root = D.resolve_data_root(args.dataset, Path(args.data_root) if args.data_root else ROOT / "data")
     ends = D.load_clip_lengths(data_root, args.dataset, "test", m["n_test_frames"])
     labels = D.load_labels(data_root, args.dataset, ends)
     sigma, per_video = m["settings"]["SMOOTH_SIGMA"], m["settings"]["SMOOTH_PER_VIDEO"]
-    row["term_sets"] = {
-        k: evaluate(smooth_scores(sum_by_group(terms, ts), ends, sigma, per_video), labels, ends)
-        for k, ts in TERM_SETS.items()
-    }
+
+    def rescored(ts: tuple[str, ...], how: str) -> dict:
+        total = combine(reference, test, tuple(t for t in ts if t in have), how)[0]
+        return evaluate(smooth_scores(total, ends, sigma, per_video), labels, ends)
+
+    row["term_sets"] = {k: rescored(ts, how) for k, ts in TERM_SETS.items()}
+    row["term_sets"] |= {f"all terms, {c}": rescored(have, c) for c in COMBINES}
     return row
 
 
@@ -165,7 +175,7 @@ def table(rows: dict[str, dict[int, dict]]) -> str:
                     for r in ok
                 ],
             )
-            for k in TERM_SETS
+            for k in ok[0]["term_sets"]
         ]
         per_seed = ", ".join(
             f"s{k} {r['micro_auc'] * 100:.1f}" for k, r in sorted(by_seed.items()) if not r.get("failed")

@@ -22,7 +22,7 @@ import torch
 
 from .baseline import knn_distance
 from .kmeans import kmeans
-from .stages import encode_all, reconstruction_error, train_autoencoder, train_memory
+from .stages import reconstruction_error, train_autoencoder, train_memory
 
 # cross_fit's keys -> calibrate.py's output files in the checkpoint folder
 HELDOUT_FILES = {
@@ -112,6 +112,7 @@ def _fit_memory(queries: np.ndarray, modality: str, fs: FitSettings, device: tor
 
 def cross_fit(
     app: np.ndarray,
+    codes: np.ndarray,
     app_fold: np.ndarray,
     pose: np.ndarray,
     pose_fold: np.ndarray,
@@ -121,11 +122,16 @@ def cross_fit(
     """Out-of-fold values of every train object.
 
     ``app`` (N, 512): the train appearance features as stage 1 trains on them (standardised
-    when it standardises); ``pose`` (P, 34): the pose queries as stage 2 clusters them;
-    ``*_fold`` (N,) / (P,): each row's fold. Returns ``app_dist`` and ``app_rec`` (N,)
-    float32 (the distance of the autoencoder code to the nearest memory item, and the
-    reconstruction error, both from models fitted without the row's fold) and ``pose_dist``
-    (P,) float32."""
+    when it standardises); ``codes`` (N, 34): their codes by the final autoencoder (stage
+    1's); ``pose`` (P, 34): the pose queries as stage 2 clusters them; ``*_fold`` (N,) /
+    (P,): each row's fold. Returns ``app_dist`` (N,) float32, the distance of an object's
+    code to the nearest item of an appearance memory fitted without its fold, ``app_rec``
+    (N,) its reconstruction error by an autoencoder fitted without its fold, and
+    ``pose_dist`` (P,) as ``app_dist`` for pose.
+
+    The appearance memories of the folds are fitted on the final autoencoder's codes, not
+    on their fold autoencoder's: a distance in code space is only comparable between
+    objects coded by one encoder, and the test objects are coded by the final one."""
     out = {
         "app_dist": np.full(len(app), np.nan, np.float32),
         "app_rec": np.full(len(app), np.nan, np.float32),
@@ -144,10 +150,9 @@ def cross_fit(
                 select=fs.ae_select,
                 desc=f"calibration autoencoder, fold {k + 1}",
             )
-            codes = encode_all(model, app, device)
+            out["app_rec"][held] = reconstruction_error(model, app[held], device)
             items = _fit_memory(codes[fit], "app", fs, device)
             out["app_dist"][held] = knn_distance(codes[held], items, device=device)
-            out["app_rec"][held] = reconstruction_error(model, app[held], device)
         fit, held = pose_fold != k, pose_fold == k
         if held.any() and fit.sum() >= fs.memory_size:
             items = _fit_memory(pose[fit], "pose", fs, device)

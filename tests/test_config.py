@@ -124,5 +124,5 @@ def test_pose_twins_are_declared_and_run_their_scripts_settings():
     assert registry.made_by("memory_pose.pt") == "python train_pose.py"
     assert (
         registry.upstream("padding_mask.py")[0] == "AE_encoder.py"
-        and len(registry.upstream("attention_fusion.py")) == 8
+        and len(registry.upstream("attention_fusion.py")) == 9
     )

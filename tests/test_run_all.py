@@ -63,7 +63,7 @@ def test_run_all_writes_results(pipeline):
         assert metrics["settings"]["RECIPE"] == recipe and metrics["score_terms"] == terms
         assert set(metrics["term_micro_auc"]) == {"classifier", "app", "app_rec", "pose", "vel"}
         # the settings of every stage that made its inputs, as they were
-        assert len(metrics["stage_settings"]) == 8 and metrics["stage_settings"]["train_pose.py"]["RECIPE"] == recipe
+        assert len(metrics["stage_settings"]) == 9 and metrics["stage_settings"]["train_pose.py"]["RECIPE"] == recipe
         assert metrics["stage_settings"]["AE_encoder.py"]["STANDARDISE"] is (recipe == "memfuse")
         # the padded inputs follow the data: N_max is the largest object count in any frame
         meta = json.loads((tmp / "ckpt" / "synthetic" / recipe / "padded" / "meta.json").read_text())
@@ -137,9 +137,9 @@ def test_second_run_skips_finished_stages(pipeline):
     tmp, args, _ = pipeline
     again = run(args)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("up to date, skipped") == 18  # 9 stages, two recipes
+    assert again.stdout.count("up to date, skipped") == 20  # 10 stages, two recipes
     summary = json.loads((tmp / "results" / "synthetic" / "summary.json").read_text())
-    assert len(summary["stages_skipped"]) == 18 and all(
+    assert len(summary["stages_skipped"]) == 20 and all(
         summary["stage_seconds"][s] > 0 for s in summary["stages_skipped"]
     )
 
@@ -376,7 +376,7 @@ def test_new_feature_files_rerun_the_stages_that_read_them(pipeline, tmp_path):
         and "AE_encoder.py" not in reran
     )
     unchanged = run([*args, "--compare", "none"])
-    assert unchanged.stdout.count("up to date, skipped") == 9
+    assert unchanged.stdout.count("up to date, skipped") == 10
 
 
 def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):

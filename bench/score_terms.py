@@ -1,0 +1,105 @@
+"""Each score term and each way of combining them, from one finished run, with no training.
+
+    python bench/score_terms.py results/ped2/memfuse
+    python bench/score_terms.py results/ped2_onemod/memfuse --json docs/ped2_onemod_terms.json
+
+Reads the run's score_terms.npz (every term's raw test and reference values, written by
+attention_fusion.py) and, from its checkpoint folder, the train objects' own (in-sample)
+memory distances and reconstruction errors. Prints, per term: its micro AUC and its mean
+z-score on normal and on anomalous test frames, calibrated on the train frames themselves
+("in-sample", this project's calibration before calibrate.py) and on the reference frames
+the run used (out-of-fold for the memorised terms). Then the frame score's micro AUC for
+every combination of memfuse/scoring.py, and the old one (in-sample z-scores, summed), and
+per anomaly kind where the dataset names one per test video (anomaly_kinds.npy).
+Test labels are read to report, never to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from memfuse import data as D  # noqa: E402
+from memfuse import scoring as S  # noqa: E402
+from memfuse.fusion import memory_terms  # noqa: E402
+from memfuse.io import checkpoint_dir, save_json  # noqa: E402
+from memfuse.metrics import micro_auc, smooth_scores  # noqa: E402
+from memfuse.report import per_kind  # noqa: E402
+
+MEMORISED = ("app", "app_rec", "pose")
+
+
+def in_sample_reference(ckpt: Path, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``reference`` with the memorised terms replaced by the train objects' own values."""
+    import attention_fusion  # a stage script: its loader of the padded arrays
+
+    own = memory_terms(attention_fusion.load_padded(ckpt, "train"))
+    return {t: (own[t] if t in MEMORISED else v) for t, v in reference.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", type=Path, help="a run's results folder: results/NAME/RECIPE")
+    ap.add_argument("--checkpoint", type=Path, help="its checkpoint folder (default: from its settings)")
+    ap.add_argument("--json", type=Path, help="also write every figure here")
+    args = ap.parse_args()
+    metrics = json.loads((args.run / "metrics.json").read_text())
+    st = metrics["settings"]
+    ckpt = args.checkpoint or checkpoint_dir(st["DATASET"], st["CHECKPOINT_ROOT"], st["RECIPE"])
+    saved = np.load(args.run / "score_terms.npz")
+    terms = tuple(t for t in S.TERMS if f"test_{t}" in saved)
+    test = {t: saved[f"test_{t}"] for t in terms}
+    after = {t: saved[f"reference_{t}"] for t in terms}
+    before = in_sample_reference(ckpt, after)
+    root = D.resolve_data_root(st["DATASET"], st["DATA_ROOT"])
+    ends = D.load_clip_lengths(root, st["DATASET"], "test", metrics["n_test_frames"])
+    labels = D.load_labels(root, st["DATASET"], ends)
+    kinds_file = root / st["DATASET"] / "anomaly_kinds.npy"
+    kinds = np.load(kinds_file, allow_pickle=True) if kinds_file.exists() else None
+
+    def smoothed(s: np.ndarray) -> np.ndarray:
+        return smooth_scores(s, ends, st["SMOOTH_SIGMA"], st["SMOOTH_PER_VIDEO"])
+
+    out: dict = {"run": str(args.run), "dataset": st["DATASET"], "seed": st["SEED"], "terms": {}, "scores": {}}
+    print(f"{st['DATASET']}, seed {st['SEED']}: {len(labels)} test frames, {int(labels.sum())} anomalous")
+    print("| term | micro AUC | mean z normal, in-sample -> held-out | mean z anomalous, in-sample -> held-out |")
+    print("|---|---|---|---|")
+    for t in terms:
+        zb, za = S.Calibration.fit(before[t]).z(test[t]), S.Calibration.fit(after[t]).z(test[t])
+        row = {
+            "micro_auc": micro_auc(smoothed(za), labels),
+            "z_normal": [float(zb[labels == 0].mean()), float(za[labels == 0].mean())],
+            "z_anomalous": [float(zb[labels == 1].mean()), float(za[labels == 1].mean())],
+        }
+        out["terms"][t] = row
+        print(
+            f"| {t} | {100 * row['micro_auc']:.1f} | {row['z_normal'][0]:.1f} -> {row['z_normal'][1]:.1f} "
+            f"| {row['z_anomalous'][0]:.1f} -> {row['z_anomalous'][1]:.1f} |"
+        )
+    used = tuple(metrics["score_terms"])
+    scores = {"before: in-sample z, summed": S.combine(before, test, used, "z")[0]}
+    scores |= {f"held-out, {how}": S.combine(after, test, used, how)[0] for how in S.COMBINES}
+    scores |= {f"term {t}": S.Calibration.fit(after[t]).z(test[t]) for t in terms}
+    smooth = {k: smoothed(v) for k, v in scores.items()}
+    out["scores"] = {k: micro_auc(v, labels) for k, v in smooth.items()}
+    if kinds is not None:
+        out["per_kind"] = per_kind(smooth, kinds, ends, labels)
+    kind_names = sorted(set(kinds)) if kinds is not None else []
+    print(f"\nscore terms {'+'.join(used)}\n| score | micro AUC | " + " | ".join(kind_names) + " |")
+    print("|---|---|" + "---|" * len(kind_names))
+    for k, auc in out["scores"].items():
+        per = [f"{100 * out['per_kind'][k][n]:.1f}" for n in kind_names] if kinds is not None else []
+        print(f"| {k} | {100 * auc:.1f} | " + " | ".join(per) + " |")
+    if args.json:
+        save_json(args.json, out)
+
+
+if __name__ == "__main__":
+    main()
