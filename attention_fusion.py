@@ -67,7 +67,7 @@ HEAD = "pool"  # one MLP shared by every object row, max over real rows; the pap
 # Frame score: terms calibrated on normal frames their models never saw, combined (memfuse/scoring.py);
 # the paper: "classifier" alone. vel_dir needs orientation bins (B > 1): without them it is left out
 SCORE_TERMS = "classifier,app,app_rec,pose,vel,vel_dir"
-SCORE_COMBINE = "tail"  # summed -log tail probabilities, a source's strongest term each; "z": summed z-scores
+SCORE_COMBINE = "z"  # z-scores, a source's mean, summed; "tail": summed -log tail probabilities (docs/results.md)
 MASKING = True  # reference: False (its mask test never matches, nothing is masked)
 U2_KEY = "k2"  # reference: "k3" (u2 = softmax(q1 k3^T + q3 k2^T) v2)
 VELOCITY_ANOMALY_SCALE = 3.0  # a fifth pass (app, pose normal, vel x 3) -> 1; the paper: 0, velocity never varies
@@ -86,8 +86,8 @@ HELP = {
     "HEAD": f"classifier head: {' or '.join(HEADS)} (see memfuse.models.AttentionFusion)",
     "SCORE_TERMS": "frame score: classifier alone (its sigmoid, the paper) or the calibrated terms listed, "
     "combined (classifier, app, app_rec, pose, vel, vel_dir; see memfuse/scoring.py)",
-    "SCORE_COMBINE": "how calibrated terms combine: tail (summed -log tail probabilities, each source's strongest "
-    "term), z (summed z-scores, each source's mean), tail_max (the largest evidence)",
+    "SCORE_COMBINE": "how calibrated terms combine: z (summed z-scores, each source's mean), tail (summed -log "
+    "tail probabilities, each source's strongest term), tail_max (the largest evidence)",
     "MASKING": "padded keys take no attention weight (--no-masking: the reference)",
     "U2_KEY": "k2: u2 = softmax(q1 k2^T + q3 k2^T) v2; k3: the reference's q1 k3^T",
     "VELOCITY_ANOMALY_SCALE": "pseudo-anomalous velocity = scale x velocity, a fifth pass (0 = off, the paper)",

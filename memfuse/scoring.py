@@ -19,7 +19,7 @@ classifier and the speed on the train frames; the memorised terms (``app``, ``ap
 cross-fitting), because on their own train objects they come out small, and every unseen
 normal video would then look anomalous on them.
 
-How calibrated terms combine (``COMBINES``; the default is ``"tail"``):
+How calibrated terms combine (``COMBINES``; attention_fusion.py's SCORE_COMBINE picks one):
 
 - ``"tail"``: each term becomes its evidence ``-log p``, ``p`` the share of reference frames
   at least as high (the empirical distribution, with an exponential tail fitted above its
@@ -30,7 +30,8 @@ How calibrated terms combine (``COMBINES``; the default is ``"tail"``):
   in its tail adds much more. Tail probabilities rather than z-scores because the terms'
   tails differ: a heavy-tailed term's z-scores reach values a light-tailed term never does.
 - ``"z"``: the terms' z-scores (reference mean and standard deviation), averaged within a
-  source and summed (this project's combination before ``"tail"``).
+  source and summed: memfuse's default. Best where the terms' tails are alike (the
+  synthetic sets); ``"tail"`` where they are skewed (Ped2); docs/results.md has both.
 - ``"tail_max"``: the largest evidence of any term (an alarm when any term is rare).
 
 A frame with no row of a modality (no person) gets the reference minimum: nothing unusual.
@@ -153,7 +154,7 @@ def combine_values(values: dict[str, np.ndarray], terms: tuple[str, ...], combin
 
 
 def combine(
-    reference: dict[str, np.ndarray], test: dict[str, np.ndarray], terms: tuple[str, ...], how: str = "tail"
+    reference: dict[str, np.ndarray], test: dict[str, np.ndarray], terms: tuple[str, ...], how: str = "z"
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, dict]]:
     """Calibrate ``terms`` on ``reference`` and combine them on ``test`` ({term: (F,)} each).
     Returns the test frame scores (F,), each term's calibrated values (F,), and each term's
