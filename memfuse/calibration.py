@@ -90,8 +90,9 @@ def direction_distance(
 
 
 def _fit_memory(queries: np.ndarray, modality: str, fs: FitSettings, device: torch.device) -> np.ndarray:
-    """K-Means then memory training on queries (n, 34), as stages 2-3: the items (M, 34)."""
-    init, _ = kmeans(queries, fs.memory_size, seed=fs.kmeans_seed, device=device)
+    """K-Means then memory training on queries (n, 34), as stages 2-3: the items (M, 34);
+    min(M, n) items when a fold has fewer queries than the memory has items (tiny data)."""
+    init, _ = kmeans(queries, min(fs.memory_size, len(queries)), seed=fs.kmeans_seed, device=device)
     memory, _ = train_memory(
         queries,
         init,
@@ -154,7 +155,7 @@ def cross_fit(
             items = _fit_memory(codes[fit], "app", fs, device)
             out["app_dist"][held] = knn_distance(codes[held], items, device=device)
         fit, held = pose_fold != k, pose_fold == k
-        if held.any() and fit.sum() >= fs.memory_size:
+        if held.any() and fit.sum() >= 2:
             items = _fit_memory(pose[fit], "pose", fs, device)
             out["pose_dist"][held] = knn_distance(pose[held], items, device=device)
     return out

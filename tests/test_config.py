@@ -22,7 +22,7 @@ def test_every_setting_has_one_name_and_one_owner():
             assert name not in config.COMMON and name not in config.SHARED, f"{script} redeclares {name}"
             own[name] = script
     assert set(owners) == set(own) | set(config.COMMON) | set(config.SHARED)
-    assert owners["STANDARDISE"] == ("AE_encoder.py", "cluster.py", "train.py", "Pseudo_generators.py")
+    assert owners["STANDARDISE"] == ("AE_encoder.py", "cluster.py", "train.py", "Pseudo_generators.py", "calibrate.py")
     assert owners["SMOOTH_SIGMA"] == ("attention_fusion.py", "baseline.py")
 
 

@@ -90,13 +90,14 @@ SCRIPTS_IN_ORDER = (
     "train_pose",
     "Pseudo_generators",
     "Pseudo_generators_pose",
+    "calibrate",
     "padding_mask",
     "attention_fusion",
 )
 
 
 def test_the_scripts_in_order_give_run_alls_figure(pipeline, tmp_path):
-    """The nine stage scripts run one after the other from the shell, with the settings at
+    """The ten stage scripts run one after the other from the shell, with the settings at
     their tops, score exactly as run_all.py does (same recipe, seed and threads)."""
     tmp, _, _ = pipeline
     threads = str(max(1, (os.cpu_count() or 1) // 2))  # run_all ran two recipes side by side, the threads shared
