@@ -301,6 +301,11 @@ def main(argv: list[str] | None = None) -> None:
         "settings": stage.settings,
         "stage_settings": upstream_settings(ckpt, "attention_fusion.py"),  # every stage that made its inputs
         "score_terms": list(terms),
+        "calibration": {  # where each term's reference frames came from, and how the terms combine
+            "memorised_terms": "out-of-fold train videos (calibrate.py)" if heldout else "the train objects themselves",
+            "classifier_and_speed": "the train frames",
+            "combine": SCORE_COMBINE,
+        },
         # each term alone, standardised and smoothed as the final score: which term carries what
         "term_micro_auc": {} if no_auc else {t: micro_auc(smoothed(v), labels) for t, v in z.items()},
         "fusion_train_seconds": round(train_seconds, 2),

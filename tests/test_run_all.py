@@ -62,6 +62,9 @@ def test_run_all_writes_results(pipeline):
         assert "fixed" in metrics["protocol"]["model_selection"]
         assert metrics["settings"]["RECIPE"] == recipe and metrics["score_terms"] == terms
         assert set(metrics["term_micro_auc"]) == {"classifier", "app", "app_rec", "pose", "vel"}
+        # memfuse calibrates the memorised terms on videos their models never saw; paper has no such stage
+        held_out = metrics["calibration"]["memorised_terms"].startswith("out-of-fold")
+        assert held_out is (recipe == "memfuse")
         # the settings of every stage that made its inputs, as they were
         assert len(metrics["stage_settings"]) == 9 and metrics["stage_settings"]["train_pose.py"]["RECIPE"] == recipe
         assert metrics["stage_settings"]["AE_encoder.py"]["STANDARDISE"] is (recipe == "memfuse")
