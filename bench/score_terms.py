@@ -92,11 +92,11 @@ def main() -> None:
     if kinds is not None:
         out["per_kind"] = per_kind(smooth, kinds, ends, labels)
     kind_names = sorted(set(kinds)) if kinds is not None else []
-    print(f"\nscore terms {'+'.join(used)}\n| score | micro AUC | " + " | ".join(kind_names) + " |")
+    print(f"\nscore terms {'+'.join(used)}\n| score | micro AUC |" + "".join(f" {n} |" for n in kind_names))
     print("|---|---|" + "---|" * len(kind_names))
     for k, auc in out["scores"].items():
-        per = [f"{100 * out['per_kind'][k][n]:.1f}" for n in kind_names] if kinds is not None else []
-        print(f"| {k} | {100 * auc:.1f} | " + " | ".join(per) + " |")
+        per = [f" {100 * out['per_kind'][k][n]:.1f} |" for n in kind_names] if kinds is not None else []
+        print(f"| {k} | {100 * auc:.1f} |" + "".join(per))
     if args.json:
         save_json(args.json, out)
 
