@@ -176,6 +176,7 @@ def table(rows: dict[str, dict[int, dict]]) -> str:
                 ],
             )
             for k in ok[0]["term_sets"]
+            if all(k in r["term_sets"] for r in ok)  # rows measured by older code lack the newer sets
         ]
         per_seed = ", ".join(
             f"s{k} {r['micro_auc'] * 100:.1f}" for k, r in sorted(by_seed.items()) if not r.get("failed")
