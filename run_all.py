@@ -111,8 +111,18 @@ def preflight(args: argparse.Namespace, data_root: Path, recipes: list[str]) -> 
         getattr(module, "check_settings", lambda _: None)(g)
 
 
+def resolved_settings(script: str, argv: list[str]) -> dict:
+    """The settings ``script`` would run with given ``argv``: its globals as they are now
+    under the config layers and flags, as the stage itself resolves them."""
+    import importlib
+
+    module = importlib.import_module(Path(registry.stage(script).settings_script).stem)
+    return config.configure(dict(vars(module)), script, argv, prog=script, quiet=True)
+
+
 def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str], inputs: dict[str, list[int]]) -> bool:
-    """Outputs complete (the stage recorded its finish), made with the same flags from the
+    """Outputs complete (the stage recorded its finish), made with the same flags and the
+    same settings (a global edited at a script's top, or a new default, reruns it) from the
     same dataset files (``inputs``: size and mtime of each), and no input stage reran since."""
     if any(dep in ran for dep in registry.stage(stage).inputs):
         return False
@@ -122,6 +132,9 @@ def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str], inputs: d
         or not provenance_path(ckpt, stage).exists()
         or not all((ckpt / o).exists() for o in registry.stage(stage).outputs)
     ):
+        return False
+    recorded = json.loads(provenance_path(ckpt, stage).read_text())
+    if recorded != json.loads(json.dumps(resolved_settings(stage, argv))):
         return False
     record = json.loads(stamp.read_text())
     newest_input = max(

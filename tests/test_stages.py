@@ -43,21 +43,26 @@ def test_check_codes_rejects_collapsed_or_nan_codes_and_passes_spread_ones():
         check_codes(nan, "ped2 train appearance")
 
 
-def test_a_stage_killed_after_it_started_is_never_up_to_date(tmp_path):
+def test_a_stage_killed_after_it_started_is_never_up_to_date(tmp_path, monkeypatch):
     """A stage drops its own record when it starts and writes it when it finishes: outputs
-    left by a kill (an intermediate memory checkpoint) with an old stamp are rerun."""
+    left by a kill (an intermediate memory checkpoint) with an old stamp are rerun. A
+    global edited at the script's top since its run reruns it too."""
     import json
 
+    import train
     from memfuse.pipeline import StageRun, check_inputs, provenance_path
-    from run_all import up_to_date
+    from run_all import resolved_settings, up_to_date
 
     ckpt = tmp_path / "ckpt"
     (ckpt / ".stamps").mkdir(parents=True)
     (ckpt / "memory_app.pt").write_bytes(b"weights")
     (ckpt / ".stamps" / "train.py.json").write_text(json.dumps({"argv": ["--memory-epochs", "3"], "inputs": {}}))
-    settings = {"RECIPE": "memfuse", "STANDARDISE": True}
+    settings = resolved_settings("train.py", ["--memory-epochs", "3"])
     StageRun("train.py", settings, "cpu", ckpt).finish()
     assert up_to_date("train.py", ckpt, ["--memory-epochs", "3"], set(), {})
+    monkeypatch.setattr(train, "MARGIN", train.MARGIN * 2)  # the global at the script's top, edited
+    assert not up_to_date("train.py", ckpt, ["--memory-epochs", "3"], set(), {})
+    monkeypatch.undo()
     assert not up_to_date("train.py", ckpt, ["--memory-epochs", "4"], set(), {})  # other flags
     assert not up_to_date("train.py", ckpt, ["--memory-epochs", "3"], {"cluster.py"}, {})  # an input stage reran
     check_inputs(ckpt, "train.py", settings)  # the stage starts ... and then the run was killed
