@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> None:
         f"recipe {stage.recipe}" + (", inputs standardised" if standardise else "")
     )
 
-    x_test = test if SELECT == "test" else None
     model, history, kept = train_autoencoder(
         train,
         epochs=AE_EPOCHS,
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=stage.seed,
         device=device,
         select=SELECT,
-        x_test=x_test,
+        x_test=test,  # its MSE per epoch only with SELECT = "test"
         eval_batch=ENCODE_BATCH,
     )
     print(f"[AE_encoder] kept epoch {kept} ({SELECT}); final train MSE {history[-1]['train_mse']:.4g}")

@@ -29,6 +29,7 @@ autoencoder and memories still saw those videos; only the classifier did not.
 
 import json
 import time
+from dataclasses import asdict
 
 import numpy as np
 from scipy.special import expit
@@ -53,7 +54,7 @@ from memfuse.metrics import evaluate, micro_auc, smooth_scores, why_no_auc
 from memfuse.models import HEADS, AttentionFusion
 from memfuse.pipeline import begin, run, upstream_settings
 from memfuse.registry import made_by
-from memfuse.scoring import COMBINES, TERMS, combine, combine_values, object_scores, parse_terms
+from memfuse.scoring import COMBINES, TERMS, calibrate, combine_values, object_scores, parse_terms, term_values
 from memfuse.stages import load_output
 
 # -- settings: each is also a flag (--fusion-epochs 2000); the smoothing and results folders are shared
@@ -181,12 +182,14 @@ def frame_scores(
     reference = {"classifier": frame_logits(model, train, device, MASKING, modalities=modalities), **fixed[0]}
     available = tuple(t for t in TERMS if t in reference)
     test_terms = {"classifier": test_logits, **fixed[1]}
-    _, values, calibration = combine(reference, test_terms, available, SCORE_COMBINE)
+    calibration = calibrate(reference, available)
+    values = term_values(calibration, test_terms, SCORE_COMBINE)
     raw = {f"reference_{t}": reference[t] for t in available} | {f"test_{t}": test_terms[t] for t in available}
+    as_dicts = {t: asdict(c) for t, c in calibration.items()}
     if terms == ("classifier",):
-        return expit(test_logits), values, calibration, raw
+        return expit(test_logits), values, as_dicts, raw
     used = tuple(t for t in terms if t in available)
-    return combine_values(values, used, SCORE_COMBINE), values, calibration, raw
+    return combine_values(values, used, SCORE_COMBINE), values, as_dicts, raw
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,9 +58,9 @@ def pad_heldout(ckpt, out, n_max: int, app_layout: D.Ragged, pose_layout: D.Ragg
     if folds <= 0:
         return False
     layouts = {"app_dist": app_layout, "app_rec": app_layout, "pose_dist": pose_layout}
-    for key, file in HELDOUT_FILES.items():
+    for (key, file), name in zip(HELDOUT_FILES.items(), HELDOUT_PADDED):
         values = per_object(ckpt, file, layouts[key], "python calibrate.py")
-        save_padded(values, n_max, out / f"train_{key}_heldout.npy", None, PAD_CHUNK, squeeze=True)
+        save_padded(values, n_max, out / f"train_{name}.npy", None, PAD_CHUNK, squeeze=True)
     return True
 
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,23 +102,26 @@ def preflight(args: argparse.Namespace, data_root: Path, recipes: list[str]) -> 
     (types, choices, and a script's own ``check_settings``), before the first stage runs:
     a bad value costs seconds, not the stages trained before the one that reads it. The
     baseline runs once, under the main recipe."""
-    import importlib
-
     runs = [(s, r) for r in recipes for s in registry.STAGE_ORDER] + [(registry.BASELINE.script, args.recipe)]
     for script, recipe in runs:
-        module = importlib.import_module(Path(registry.stage(script).settings_script).stem)
-        g, argv = dict(vars(module)), script_argv(script, args, data_root, recipe)
-        config.configure(g, script, argv, prog=f"{script} (recipe {recipe})", quiet=True)
+        module, g, _ = configured(script, script_argv(script, args, data_root, recipe), f"{script} (recipe {recipe})")
         getattr(module, "check_settings", lambda _: None)(g)
 
 
-def resolved_settings(script: str, argv: list[str]) -> dict:
-    """The settings ``script`` would run with given ``argv``: its globals as they are now
-    under the config layers and flags, as the stage itself resolves them."""
+def configured(script: str, argv: list[str], prog: str | None = None) -> tuple[Any, dict, dict]:
+    """``script``'s settings as the stage itself resolves them from ``argv``: its module,
+    a copy of its globals configured (the config layers and flags applied) and the
+    settings it would run with and record."""
     import importlib
 
     module = importlib.import_module(Path(registry.stage(script).settings_script).stem)
-    return config.configure(dict(vars(module)), script, argv, prog=script, quiet=True)
+    g = dict(vars(module))
+    return module, g, config.configure(g, script, argv, prog=prog or script, quiet=True)
+
+
+def resolved_settings(script: str, argv: list[str]) -> dict:
+    """The settings ``script`` would run with given ``argv``: its globals as they are now."""
+    return configured(script, argv)[2]
 
 
 def up_to_date(stage: str, ckpt: Path, argv: list[str], ran: set[str], inputs: dict[str, list[int]]) -> bool:
