@@ -3,6 +3,7 @@ the test frames, smooth and evaluate.
 
 Reads  CKPT/padded/*   (padding_mask.py), the test clip lengths and labels
 Writes CKPT/fusion.pt  model weights, settings, per-epoch history, the score terms' standardisation
+       CKPT/detector/  the trained detector in one folder, for detect.py (memfuse/detector.py)
        results/DATASET/RECIPE/scores.npy     (F_test,) final smoothed frame scores, test-frame order
        results/DATASET/RECIPE/scores_raw.npy (F_test,) the same before smoothing
        results/DATASET/RECIPE/score_terms.npz every term before calibration and smoothing: test_<term>
@@ -37,6 +38,7 @@ from scipy.special import expit
 from memfuse import data as D
 from memfuse import report
 from memfuse.calibration import HELDOUT_PADDED
+from memfuse.detector import build as build_detector
 from memfuse.fusion import (
     KeepBest,
     PaddedSplit,
@@ -77,6 +79,8 @@ MODALITIES = "app,pose,vel"  # ablation: the others are fed as zeros (see memfus
 VAL_VIDEOS = 0  # train videos held out of the fusion for a label-free validation (0: none, the paper)
 STOP_ON_VALIDATION = False  # keep the weights at the lowest held-out pseudo-label loss (needs VAL_VIDEOS)
 PATIENCE = 0  # with STOP_ON_VALIDATION: stop after this many evaluations without improvement (0: run all epochs)
+FPS = 25.0  # frames per second of the footage (config/datasets/NAME.toml: Ped2 10): alarm rates per hour
+FALSE_ALARMS_PER_HOUR = 1.0  # the detector's alarm threshold (CKPT/detector/), set on normal train footage
 FAST_PATH = True  # memfuse/fast.py: the same training, faster on a CPU (other random draws than torch's dropout)
 HELP = {
     "FUSION_EPOCHS": "training epochs; the model after the last one is the model (unless --stop-on-validation)",
@@ -99,6 +103,9 @@ HELP = {
     "STOP_ON_VALIDATION": "model = the evaluated epoch with the lowest held-out pseudo-label loss "
     "(needs --val-videos), not the last",
     "PATIENCE": "with --stop-on-validation: end training after this many evaluations without improvement (0 = never)",
+    "FPS": "frames per second of the footage, to turn the detector's alarm rate into events per hour",
+    "FALSE_ALARMS_PER_HOUR": "the detector's alarm threshold: this many alarm events per hour on normal train footage "
+    "(memfuse/alarms.py)",
     "FAST_PATH": "CPU fast path (memfuse/fast.py): bit-mask dropout, batches cut to the rows they fill; same maths",
 }
 
@@ -332,6 +339,24 @@ def main(argv: list[str] | None = None) -> None:
         terms,
         SCORE_COMBINE,
     )
+    used = tuple(t for t in terms if t in stats) or ("classifier",)
+    reference = {t[len("reference_") :]: v for t, v in raw_terms.items() if t.startswith("reference_")}
+    detector = build_detector(
+        ckpt,
+        data_root=root,
+        dataset=dataset,
+        stage_settings=stage.settings,
+        fusion=model.cpu(),
+        calibration=stats,
+        reference=reference,
+        terms=used,
+        train_ends=D.load_clip_lengths(root, dataset, "train", len(reference["classifier"])),
+        vel_dir=test.vel_dir is not None,
+        fps=FPS,
+        per_hour=FALSE_ALARMS_PER_HOUR,
+    )
+    model.to(device)
+    result["detector"] = str(detector)
     report.write_fusion_results(
         out,
         dataset=dataset,
@@ -347,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         validation=val is not None,
     )
     stage.finish()
+    print(f"[attention_fusion] detector: {result['detector']}")
     if no_auc:
         print(f"[attention_fusion] no AUC ({no_auc}); scores in {out / 'scores.npy'}")
         return

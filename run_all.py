@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         "stages_skipped": sorted(skipped),  # up to date: their stage_seconds are those of the run that made them
         "recipes": {r: {k: m[k] for k in keys if k in m} for r, m in results.items()},
         "baseline": {k: baseline_metrics[k] for k in ("micro_auc", "macro_auc", "eer", "per_modality")},
+        "detector": results[args.recipe].get("detector"),  # the trained detector's folder, for detect.py
     }
     if summary["test"]["no_auc"]:
         summary_json["no_auc"] = summary["test"]["no_auc"]
@@ -326,6 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
         summary_json["annotated_videos"] = report.annotate(out, args.dataset, args.recipe, raw_root, data_root, labels)
     save_json(out / "summary.json", summary_json)
     report.print_table(summary_json, out)
+    if summary_json["detector"]:
+        print(f"detector: {summary_json['detector']}  (python detect.py {summary_json['detector']} VIDEO --out DIR)")
     return summary_json
 
 

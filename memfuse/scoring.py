@@ -142,15 +142,21 @@ def term_values(calibration: dict[str, Calibration], test: dict[str, np.ndarray]
     return {t: (c.z(test[t]) if combine == "z" else c.evidence(test[t])) for t, c in calibration.items()}
 
 
-def combine_values(values: dict[str, np.ndarray], terms: tuple[str, ...], combine: str) -> np.ndarray:
-    """The frame score (F,) from calibrated term values (:func:`term_values`), see the module."""
-    if combine == "tail_max":
-        return np.max([values[t] for t in terms], axis=0)
+def source_values(values: dict[str, np.ndarray], terms: tuple[str, ...], combine: str) -> dict[str, np.ndarray]:
+    """Each source of evidence's value (F,) from its calibrated terms among ``terms``
+    (:data:`GROUP`): their mean for ``"z"``, their largest for the tail combinations."""
     groups: dict[str, list[np.ndarray]] = {}
     for t in terms:
         groups.setdefault(GROUP[t], []).append(values[t])
     within = np.mean if combine == "z" else np.max
-    return np.sum([within(g, axis=0) for g in groups.values()], axis=0)
+    return {g: within(v, axis=0) for g, v in groups.items()}
+
+
+def combine_values(values: dict[str, np.ndarray], terms: tuple[str, ...], combine: str) -> np.ndarray:
+    """The frame score (F,) from calibrated term values (:func:`term_values`), see the module."""
+    if combine == "tail_max":
+        return np.max([values[t] for t in terms], axis=0)
+    return np.sum(list(source_values(values, terms, combine).values()), axis=0)
 
 
 def combine(

@@ -54,6 +54,10 @@ MIN_SINGLES = 10  # fewer such components in the sample: person size unknown, no
 SPLIT_MARGIN = 1.4  # a component wider or taller than this many persons' width / height is split
 SPLIT_Y_SCALE = 0.5  # k-means distance counts heights at this weight: parts come out side by side
 MAX_PARTS = 8  # most persons one component is split into
+# Streaming (MotionBoxes.adapt): the background steps one grey level towards the frame every
+# ADAPT_EVERY frames. At 25 frames/s a pixel whose scene changed by 40 grey levels (a parked
+# object) is taken in within about 40 s, while a walker covering it for 2 s moves it by 1.
+ADAPT_EVERY = 25
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,17 @@ class MotionBoxes:
     (RGB or grey, all one size). Calling it on any frame of the video gives that frame's boxes."""
 
     def __init__(self, sample: Iterable[np.ndarray], cfg: MotionConfig = MotionConfig()):
-        self.cfg = cfg
         frames = [_grey(f, cfg.blur_px) for f in sample]
         if not frames:
             raise ValueError("the background needs at least one frame")
-        self.background = np.median(np.stack(frames), axis=0).astype(np.int16)
+        self._setup(np.median(np.stack(frames), axis=0).astype(np.int16), cfg)
+        self.person = person_size([self._components(g)[1] for g in frames], cfg) if cfg.split else None
+
+    def _setup(self, background: np.ndarray, cfg: MotionConfig) -> None:
+        self.cfg = cfg
+        self.background = background
+        self.adapt_every = 0  # frames between background updates; 0: a fixed background (see adapt)
+        self._seen = 0
         self.open = (
             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.open_px, cfg.open_px)) if cfg.open_px > 1 else None
         )
@@ -103,7 +113,29 @@ class MotionBoxes:
             if max(cfg.close_w, cfg.close_h) > 1
             else None
         )
-        self.person = person_size([self._components(g)[1] for g in frames], cfg) if cfg.split else None
+
+    @classmethod
+    def from_state(
+        cls, background: np.ndarray, person: tuple[float, float, float] | None, cfg: MotionConfig = MotionConfig()
+    ) -> "MotionBoxes":
+        """A detector with a known background (H, W) grey and person size (:meth:`state`)."""
+        self = cls.__new__(cls)
+        self._setup(np.asarray(background, dtype=np.int16).copy(), cfg)
+        self.person = None if person is None else tuple(float(v) for v in person)
+        return self
+
+    def state(self) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+        """(background (H, W) uint8, person size or None): what :meth:`from_state` takes."""
+        return np.clip(self.background, 0, 255).astype(np.uint8), self.person
+
+    def adapt(self, every: int = ADAPT_EVERY) -> "MotionBoxes":
+        """Keep the background current while streaming: every ``every`` frames, each pixel
+        of it moves one grey level towards the frame's (a running approximate median,
+        McFarlane and Schofield 1995). It follows light that changes over minutes and
+        takes in what stopped moving long ago, while a person walking through, who covers
+        a pixel for a few seconds, moves it by a few grey levels at most. Returns self."""
+        self.adapt_every = int(every)
+        return self
 
     def _foreground(self, g: np.ndarray) -> np.ndarray:
         fg = (np.abs(g.astype(np.int16) - self.background) > self.cfg.threshold).astype(np.uint8) * 255
@@ -142,7 +174,12 @@ class MotionBoxes:
         """(n, 4) float32 boxes ``x1, y1, x2, y2`` of the frame's moving regions (a region
         of several persons split, see the module's doc), ordered by their top edge, then
         left edge; n may be 0."""
-        labels, comps = self._components(self._grey_of(frame))
+        g = self._grey_of(frame)
+        labels, comps = self._components(g)
+        if self.adapt_every > 0:
+            self._seen += 1
+            if self._seen % self.adapt_every == 0:
+                self.background += np.sign(g.astype(np.int16) - self.background).astype(np.int16)
         boxes = []
         for x, y, w, h, area, label in comps:
             parts = 1 if self.person is None else n_persons(w, h, area, self.person, self.cfg)

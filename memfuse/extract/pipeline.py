@@ -207,58 +207,42 @@ def _init_worker(settings: ExtractSettings, threads: int, frames_done: Any = Non
 
 def _process_video(job: VideoJob) -> dict:
     """One video -> per-frame velocity (n_t, bins) and appearance (n_t, 512) float32 arrays
-    (+ repair counts, and poses (p_t, 34) with ``job.with_pose``). Frames are streamed;
-    without given boxes, a first pass samples the video for its background and each frame's
-    boxes are its moving regions (returned as ``boxes``)."""
-    from .frames import BoxRepairs, check_boxes, even_sample, iter_frames, to_grey
+    (+ repair counts, and poses (p_t, 34) with ``job.with_pose``), one frame at a time
+    through :class:`.stream.FrameExtractor`. Without given boxes, a first pass samples the
+    video for its background and each frame's boxes are its moving regions (returned as
+    ``boxes``)."""
+    from .frames import even_sample, iter_frames
     from .motion import MotionBoxes, MotionConfig
-    from .velocity import frame_velocity
+    from .stream import FrameExtractor
 
     video, boxes, flow_cfg, bins, with_pose, pose_every = job
     start = time.perf_counter()
     name = video.name
-    backbone = _WORKER["backbone"]
-    pose_model = _WORKER.get("pose") if with_pose else None
     tick = _WORKER.get("tick", lambda n: None)
     detect = None
     if boxes is None:
         cfg = MotionConfig()
         sample, _ = even_sample(iter_frames(video), cfg.background_frames)
         detect = MotionBoxes(sample, cfg)
-    rep = BoxRepairs()
+    step = FrameExtractor(
+        backbone=_WORKER["backbone"],
+        flow=flow_cfg,
+        bins=bins,
+        pose_model=_WORKER.get("pose") if with_pose else None,
+        pose_every=pose_every,
+        motion=detect,
+        where=video.where,
+    )
     vel, app, found, poses = [], [], [], []
-    frame_poses = None
-    prev = None
-    size = None
     for t, rgb in enumerate(iter_frames(video)):
-        h, w = rgb.shape[:2]
         where = f"{video.where}, frame {t}" if video.frames is None else f"video {name}, frame {video.frames[t].name}"
-        if size is None:
-            size = (w, h)
-        elif size != (w, h):
-            raise InputError(f"{where} is {w}x{h} but the video's first frame is {size[0]}x{size[1]}")
-        if detect is not None:
-            bx = detect(rgb)
-            found.append(bx)
-        else:
-            if t >= len(boxes):
-                raise InputError(f"{video.where}: more frames than the boxes file has for it ({len(boxes)})")
-            bx = boxes[t]
-        checked, r = check_boxes(bx, w, h, where=where)
-        rep.add(r)
-        grey = to_grey(rgb)
-        whole = np.full(len(checked), np.asarray(bx).size == 0)
-        v = frame_velocity(prev, grey, checked, flow_cfg, bins)
-        a = backbone(rgb, checked, whole)
-        if pose_model is not None:  # persons only: a whole-frame entry is not a detection
-            if t % pose_every == 0:  # between, a frame takes the poses of the last frame posed
-                frame_poses = pose_model(rgb, checked[~whole])
-            poses.append(frame_poses)
-        if a.shape != (len(checked), 512) or v.shape != (len(checked), bins):
-            raise AssertionError(f"video {name} frame {t}: shapes {v.shape} {a.shape} for {len(checked)} boxes")
-        vel.append(v.astype(np.float32))
-        app.append(np.asarray(a, dtype=np.float32))
-        prev = grey
+        if detect is None and t >= len(boxes):
+            raise InputError(f"{video.where}: more frames than the boxes file has for it ({len(boxes)})")
+        f = step(rgb, None if detect is not None else boxes[t], where=where)
+        found.append(f.found)
+        vel.append(f.vel)
+        app.append(f.app)
+        poses.append(f.pose)
         if (t + 1) % PROGRESS_EVERY == 0:
             tick(PROGRESS_EVERY)
     tick(len(vel) % PROGRESS_EVERY)
@@ -268,12 +252,13 @@ def _process_video(job: VideoJob) -> dict:
         "name": name,
         "vel": vel,
         "app": app,
-        "clipped": rep.clipped,
-        "grown": rep.grown,
-        "size": size,
+        "clipped": step.repairs.clipped,
+        "grown": step.repairs.grown,
+        "size": step.size,
         "frames": len(vel),
         "boxes": found if detect is not None else None,
-        "pose": poses if pose_model is not None else None,
+        "motion": detect.state() if detect is not None else None,
+        "pose": poses if with_pose else None,
         "seconds": time.perf_counter() - start,
     }
 
@@ -367,6 +352,20 @@ def _run_videos(
                 fresh.append(cache.put(res))
                 bar.set_postfix_str(_speed(res))
     return fresh
+
+
+def camera_background(states: list[tuple[np.ndarray, Any]]) -> tuple[np.ndarray, list[float] | None]:
+    """The camera's background (H, W) uint8 and person size from its videos' motion states
+    (:meth:`memfuse.extract.motion.MotionBoxes.state`): the per-pixel median of the videos'
+    median backgrounds, the median person size of those that found one (None: none did)."""
+    if not states:
+        raise ValueError("no video's motion background to make the camera's from")
+    sizes = {s[0].shape for s in states}
+    if len(sizes) > 1:
+        raise InputError(f"the train videos have different frame sizes {sorted(sizes)}: one camera's footage has one")
+    background = np.median(np.stack([s[0] for s in states]), axis=0).round().astype(np.uint8)
+    persons = [s[1] for s in states if s[1] is not None]
+    return background, (np.median(np.asarray(persons), axis=0).tolist() if persons else None)
 
 
 # ---- one split -------------------------------------------------------------------------------
@@ -483,6 +482,10 @@ def extract_split(
     frame_boxes = [b for r in results for b in r["boxes"]] if motion else [b for bb in boxes for b in bb]
     if motion:  # the boxes the features describe, in AI-VAD's format (a frame may have none)
         save_npy(Path(out_root) / dataset / f"{dataset}_bboxes_{split}.npy", _object_array(frame_boxes))
+    person = None
+    if motion and split == "train":  # the camera's background, for the detector's boxes on a stream
+        background, person = camera_background([r["motion"] for r in results if r.get("motion") is not None])
+        save_npy(out["vel"].parent / "background.npy", background)
     if with_pose:
         save_npy(feature_path(out_root, dataset, split, "pose"), _object_array([p for r in results for p in r["pose"]]))
     save_npy(out["vel"], _object_array(vel))
@@ -501,6 +504,8 @@ def extract_split(
         "boxes_grown": grown,
         "settings": key,
         "clip_weights": str(settings.clip_weights) if settings.appearance == "clip" else None,
+        "pose_model_path": str(settings.pose_model) if settings.pose_model else None,
+        "motion_person": person,
         "frame_size": results[0]["size"],
         "wall_s": time.perf_counter() - t0,
     }

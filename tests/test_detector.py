@@ -1,0 +1,191 @@
+"""The detector: fitted by run_all.py on video files, loaded with its checks, scoring as the
+batch path does, and detect.py on a file, a simulated stream and an interrupted run."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SCHEDULE = str(ROOT / "config" / "schedules" / "tiny.toml")
+SIZE = (128, 96)
+
+
+def run(args, **kw):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
+
+
+def write_video(path: Path, n: int, speed: int, seed: int) -> None:
+    """A grey background with one bright square crossing it at ``speed`` px a frame."""
+    rng = np.random.default_rng(seed)
+    bg = cv2.GaussianBlur(cv2.resize(rng.integers(0, 256, (24, 32)).astype(np.uint8), SIZE), (0, 0), 1.0)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, SIZE)
+    for t in range(n):
+        f = bg.copy()
+        x = (4 + speed * t) % 100
+        f[40:56, x : x + 16] = 255
+        out.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+    out.release()
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A detector fitted by run_all.py on two train videos (boxes from motion, given poses)."""
+    tmp = tmp_path_factory.mktemp("detector")
+    name = f"detcam{os.getpid()}"  # stage 0 writes into the project's data/NAME: removed at the end
+    base = tmp / name
+    rng = np.random.default_rng(0)
+    for split, folder in (("train", "training"), ("test", "testing")):
+        (base / folder / "videos").mkdir(parents=True)
+        for v in range(2):
+            speed = 8 if split == "test" and v == 1 else 2
+            write_video(base / folder / "videos" / f"{v + 1:02d}.avi", 30, speed, seed=0)
+        (base / "extracted_features" / split).mkdir(parents=True)
+        pose = np.empty(60, dtype=object)
+        pose[:] = [rng.normal(10, 3, (1, 34)).astype(np.float32) for _ in range(60)]
+        np.save(base / "extracted_features" / split / "pose.npy", pose, allow_pickle=True)
+    np.save(base / "frame_labels.npy", np.r_[np.zeros(30), np.ones(30)].astype(np.int64))
+    args = ["--dataset", name, "--data-root", str(tmp), "--checkpoint-root", str(tmp / "ckpt")]
+    args += ["--results-root", str(tmp / "res"), "--config", TINY_SCHEDULE, "--compare", "none", "--jobs", "1"]
+    out = run(["run_all.py", *args, "--memory-size", "16", "--fast-extract", "--no-annotate"])
+    try:
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        yield tmp, name, out
+    finally:
+        shutil.rmtree(ROOT / "data" / name, ignore_errors=True)
+
+
+def test_run_all_leaves_the_detector_and_records_it(fitted):
+    tmp, name, out = fitted
+    summary = json.loads((tmp / "res" / name / "summary.json").read_text())
+    folder = Path(summary["detector"])
+    assert folder == tmp / "ckpt" / name / "memfuse" / "detector"
+    assert str(folder) in out.stdout
+    meta = json.loads((folder / "detector.json").read_text())
+    assert meta["stage0"]["settings"]["flow"]["method"] == "dis_balanced"  # --fast-extract's
+    assert meta["stage0"]["frame_size"] == list(SIZE)
+    assert meta["threshold"]["value"] > 0 and meta["threshold"]["false_alarms_per_hour"] == 1.0
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert size < 2_000_000  # models and calibration, no training features
+
+
+def test_the_detector_scores_the_test_split_as_the_stages_did(fitted):
+    from memfuse.detector import load, load_test_split
+
+    tmp, name, _ = fitted
+    det = load(tmp / "ckpt" / name / "memfuse" / "detector")
+    scores = det.score(*load_test_split(ROOT / "data", name))
+    batch = np.load(tmp / "res" / name / "memfuse" / "scores_raw.npy")
+    np.testing.assert_allclose(scores.raw, batch, rtol=1e-4, atol=1e-4)
+
+
+def test_a_mismatched_or_incomplete_detector_is_refused_in_one_line(fitted, tmp_path):
+    from memfuse.detector import DetectorError, load
+
+    tmp, name, _ = fitted
+    src = tmp / "ckpt" / name / "memfuse" / "detector"
+    bad = tmp_path / "det"
+    shutil.copytree(src, bad)
+    meta = json.loads((bad / "detector.json").read_text())
+    meta["stage0"]["settings"]["boxes"]["threshold"] = 99
+    (bad / "detector.json").write_text(json.dumps(meta))
+    with pytest.raises(DetectorError, match="motion boxes threshold: detector 99"):
+        load(bad)
+    meta["version"] = 0
+    (bad / "detector.json").write_text(json.dumps(meta))
+    with pytest.raises(DetectorError, match="format version 0"):
+        load(bad)
+    (bad / "weights.pt").unlink()
+    with pytest.raises(DetectorError, match="missing weights.pt"):
+        load(bad)
+    out = run(["detect.py", str(bad), str(tmp / name / "testing" / "videos"), "--out", str(tmp_path / "o")])
+    assert out.returncode != 0 and out.stderr.strip().startswith("error:") and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_detect_on_a_file_writes_rows_video_and_events(fitted, tmp_path):
+    tmp, name, _ = fitted
+    clip = tmp_path / "fast.avi"
+    write_video(clip, 40, 8, seed=0)  # the camera's background, the square at the anomalous speed
+    det = tmp / "ckpt" / name / "memfuse" / "detector"
+    out = run(["detect.py", str(det), str(clip), "--out", str(tmp_path / "o"), "--false-alarms-per-hour", "50"])
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = list(csvreader(tmp_path / "o" / "fast.csv"))
+    assert [int(r["frame"]) for r in rows] == list(range(40))
+    assert {"score", "alarm", "raw_score", "app", "vel", "top_box"} <= set(rows[0])
+    assert int(rows[20]["objects"]) >= 1  # the motion background found the square
+    assert frames_of(tmp_path / "o" / "fast.mp4") == 40
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["sources"][0]["dropped"] == 0  # a file: none dropped
+    events = [json.loads(x) for x in (tmp_path / "o" / "events.jsonl").read_text().splitlines()]
+    for e in events:
+        assert e["source"] == "fast" and e["start_frame"] <= e["peak_frame"] <= e["end_frame"]
+        assert e["modality"] in ("classifier", "app", "pose", "vel")
+
+
+def test_a_stream_simulated_from_a_file_and_an_interrupted_run(fitted, tmp_path):
+    from memfuse.detection import SourceRun, make_extractor
+    from memfuse.detector import load
+    from memfuse.extract.appearance import make_backbone
+    from memfuse.sources import expand
+
+    tmp, name, _ = fitted
+    clip = tmp_path / "cam.avi"
+    write_video(clip, 30, 2, seed=0)
+    det = load(tmp / "ckpt" / name / "memfuse" / "detector")
+    (source,) = expand([str(clip)], live=True)
+    run_ = SourceRun(
+        det,
+        source,
+        tmp_path,
+        threshold=det.threshold,
+        extractor=make_extractor(det, pose_model=None, backbone=make_backbone("hog"), where="cam"),
+    )
+    r = run_.run()
+    assert r.frames + r.dropped == 30 and r.frames > 0  # every frame scored or counted as dropped
+    rows = list(csvreader(tmp_path / "cam.csv"))
+    assert len(rows) == r.frames
+
+    class Stops(type(source)):
+        def frames(self):
+            for t, rgb in super().frames():
+                if t == 12:
+                    raise KeyboardInterrupt
+                yield t, rgb
+
+    (plain,) = expand([str(clip)])
+    stops = Stops(plain.name, plain.kind, plain.target)
+    run_ = SourceRun(
+        det,
+        stops,
+        tmp_path / "cut",
+        threshold=det.threshold,
+        extractor=make_extractor(det, pose_model=None, backbone=make_backbone("hog"), where="cut"),
+        batch=5,
+    )
+    (tmp_path / "cut").mkdir()
+    r = run_.run()
+    assert r.interrupted and r.frames == 10  # two whole batches; the third was cut before it was scored
+    assert len(list(csvreader(tmp_path / "cut" / "cam.csv"))) == 10
+    assert frames_of(tmp_path / "cut" / "cam.mp4") == 10  # closed: it plays to its last frame
+
+
+def csvreader(path):
+    import csv
+
+    with open(path) as fh:
+        yield from csv.DictReader(fh)
+
+
+def frames_of(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n
