@@ -16,6 +16,7 @@ already comes as features: stage 0 has nothing to do for it.
     python extract_features.py --dataset ped2 --data-root ../shared/data
     python extract_features.py --dataset NAME --data-root DIR --pose-model data/models/pose_landmark_full.tflite \
         --fast-extract
+    python extract_features.py --dataset NAME --data-root DIR --pose-model ... --realtime-extract   # for detect.py live
 """
 
 from memfuse.extract.pipeline import (
@@ -23,6 +24,8 @@ from memfuse.extract.pipeline import (
     FAST_FLOW,
     FAST_POSE_EVERY,
     FLOW_CHOICES,
+    REALTIME_FLOW,
+    REALTIME_FLOW_SCALE,
     ExtractSettings,
     extract_dataset,
 )
@@ -41,6 +44,8 @@ POSE_MODEL = ""
 POSE_EVERY = 1
 PERSON_SHAPED = False
 FAST_EXTRACT = False
+REALTIME_EXTRACT = False
+MOTION_BACKGROUND = "video"
 WORKERS = 2
 CLIP_WEIGHTS = ""
 CLIP_INTERPOLATION = "bilinear"  # AI-VAD resizes crops with cv2.resize's default, bilinear
@@ -64,6 +69,10 @@ HELP = {
     "(memfuse/extract/pose.py: PERSON_MIN_HEIGHT)",
     "FAST_EXTRACT": f"speed profile for your own videos: --flow {FAST_FLOW} --pose-every {FAST_POSE_EVERY} "
     "--person-shaped; a --flow or --pose-every other than its default wins",
+    "REALTIME_EXTRACT": f"real-time profile for detect.py on a live camera: --fast-extract's poses, --flow "
+    f"{REALTIME_FLOW} --flow-scale {REALTIME_FLOW_SCALE} (a flow or scale set otherwise wins)",
+    "MOTION_BACKGROUND": "test boxes without a boxes file: against each video's median background (video) or the "
+    "camera's, learnt on the train split and kept current as detect.py keeps it (camera: no look-ahead)",
     "WORKERS": "processes, one video each (CLIP runs in the main process)",
     "CLIP_WEIGHTS": "CLIP ViT-B/16 weights file (OpenAI .pt, state dict or open_clip); nothing is downloaded",
     "CLIP_INTERPOLATION": "CLIP crop resize to 224x224: bilinear (AI-VAD) | bicubic | area",
@@ -91,8 +100,11 @@ def settings_of(g: dict) -> ExtractSettings:
         clip_interpolation=g["CLIP_INTERPOLATION"],
         clip_quick_gelu=g["CLIP_QUICK_GELU"],
         clip_bgr=g["CLIP_BGR"],
+        motion_background=g["MOTION_BACKGROUND"],
         workers=g["WORKERS"],
     )
+    if g["REALTIME_EXTRACT"]:
+        return settings.realtime()
     return settings.fast() if g["FAST_EXTRACT"] else settings
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ class Detector:
         self.fusion.eval()
         self.calibration = {t: Calibration(**c) for t, c in s["calibration"].items()}
         self.device = torch.device("cpu")
+        self._warned = False
 
     # -- what the detector was made with
     @property
@@ -143,7 +145,16 @@ class Detector:
 
         def padded(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             v = np.asarray(values, np.float32)
-            return pad(D.Ragged(v[:, None] if v.ndim == 1 else v, offsets), n)
+            over = np.diff(offsets) > n
+            if over.any() and not self._warned:  # the classifier's input size is the training data's
+                self._warned = True
+                print(
+                    f"[detector] a frame holds {int(np.diff(offsets).max())} objects, more than the training "
+                    f"footage's N_max {n}: the extra ones are not scored (said once)"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return pad(D.Ragged(v[:, None] if v.ndim == 1 else v, offsets), n)
 
         app_x, app_mask = padded(memorised["app"][0], layout_a)
         pose_x, pose_mask = padded(memorised["pose"][0], layout_p)

@@ -7,8 +7,9 @@ URL (``rtsp://...``, anything OpenCV's VideoCapture opens).
 
 :meth:`Source.frames` yields ``(index, rgb)``. A file is read frame by frame, none dropped.
 A live source (a camera, a stream, or a file with ``live=True``, which plays it at its own
-frame rate) is read by a thread that keeps only the newest frame: when scoring falls behind,
-older frames are dropped and counted (``dropped``), so the detector stays current. A live
+frame rate) is read by a thread into a buffer of :data:`LIVE_BUFFER` frames: a slow frame
+(one whose persons are posed) is absorbed, and when scoring falls behind for longer the
+oldest frames are dropped and counted (``dropped``), so the detector stays current. A live
 source that stops is reopened with back-off (:data:`RECONNECT_DELAYS_S`), then given up with
 one line.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +30,7 @@ from .extract.frames import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, list_videos, rea
 from .io import InputError
 
 RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits before each reopening of a stopped live source
+LIVE_BUFFER = 8  # frames a live source holds for the scorer: 0.3 s at 25 frames/s, the most it lags
 STALL_S = 10.0  # a live source with no new frame for this long counts as stopped
 
 
@@ -87,7 +90,7 @@ class Source:
 
     def _live(self) -> Iterator[tuple[int, np.ndarray]]:
         """The newest frame of a reader thread, older ones dropped (module doc)."""
-        slot: dict = {}
+        slot: deque = deque()
         ready = threading.Condition()
         done = threading.Event()
         error: list[BaseException] = []
@@ -112,9 +115,10 @@ class Source:
                         if wait > 0:
                             time.sleep(wait)
                     with ready:
-                        if "frame" in slot:
+                        if len(slot) >= LIVE_BUFFER:
+                            slot.popleft()
                             self.dropped += 1
-                        slot["frame"] = (t, bgr)
+                        slot.append((t, bgr))
                         ready.notify()
                     t += 1
                 cap.release()
@@ -131,10 +135,10 @@ class Source:
         try:
             while True:
                 with ready:
-                    while "frame" not in slot and not done.is_set():
-                        if not ready.wait(timeout=STALL_S) and "frame" not in slot and not done.is_set():
+                    while not slot and not done.is_set():
+                        if not ready.wait(timeout=STALL_S) and not slot and not done.is_set():
                             raise InputError(f"{self.describe()}: no frame for {STALL_S:g} s (stalled)")
-                    item = slot.pop("frame", None)
+                    item = slot.popleft() if slot else None
                 if item is None:
                     break
                 got += 1

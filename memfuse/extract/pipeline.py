@@ -57,6 +57,7 @@ SPLITS = ("train", "test")
 FLOW_CHOICES = ("dis_ultrafast", "dis_fast", "dis_medium", "dis_balanced", "dis_fine", "farneback")  # FLOW_METHODS
 APPEARANCE_CHOICES = ("hog", "pixels", "clip")  # appearance.APPEARANCE_OPTIONS
 CLIP_INTERPOLATIONS = ("bilinear", "bicubic", "area")  # clip_vit.INTERPOLATIONS
+MOTION_BACKGROUNDS = ("video", "camera")  # ExtractSettings.motion_background
 # The speed profile (ExtractSettings.fast) for your own videos. The flow keeps the default's
 # agreement with FlowNet2 on Ped2 train in half its time (velocity.DIS_TUNED); poses, the
 # costliest step (one model run per box), are made on one frame in six, the fewest posed
@@ -64,6 +65,11 @@ CLIP_INTERPOLATIONS = ("bilinear", "bicubic", "area")  # clip_vit.INTERPOLATIONS
 # (bench/stage0_video.py, docs/results.md), and only on person-shaped boxes (pose.person_shaped).
 FAST_FLOW = "dis_balanced"
 FAST_POSE_EVERY = 6
+# The real-time profile (ExtractSettings.realtime), for detect.py on a live camera: the speed
+# profile's flow on frames halved in each side (a quarter of the pixels), poses as the speed
+# profile's. DIS's "fast" preset there (5 ms a 640x360 frame) lost Ped2's velocity term
+# (97.5 -> 77.1 micro AUC): it starts at a coarse scale, and Ped2's persons are 17 px wide.
+REALTIME_FLOW, REALTIME_FLOW_SCALE = "dis_balanced", 0.5
 PROGRESS_EVERY = 10  # frames between a worker's progress reports
 
 
@@ -83,6 +89,10 @@ class ExtractSettings:
     clip_weights, clip_interpolation, clip_quick_gelu, clip_bgr: the CLIP backbone's weights
         file, crop resize (:data:`CLIP_INTERPOLATIONS`), QuickGELU (OpenAI weights) or exact
         GELU (open_clip LAION weights), and BGR input as AI-VAD's cv2.imread frames.
+    motion_background: boxes of the test split's moving regions against each video's own
+        median background ("video": it looks at the whole video) or against the camera's
+        learnt on the train split and kept current frame by frame ("camera": detect.py's
+        online boxes, no look-ahead). The train split always uses its videos' own.
     workers: processes, one video each (1 or fewer: this process; CLIP always runs here).
     """
 
@@ -98,6 +108,7 @@ class ExtractSettings:
     clip_interpolation: str = "bilinear"
     clip_quick_gelu: bool = True
     clip_bgr: bool = False
+    motion_background: str = "video"
     workers: int = 2
 
     def check(self) -> ExtractSettings:
@@ -114,6 +125,8 @@ class ExtractSettings:
             raise InputError(f"flow_scale must be > 0 (1 = native resolution), got {self.flow_scale}")
         if not self.flow_blur >= 0:
             raise InputError(f"flow_blur must be >= 0 (0 = none), got {self.flow_blur}")
+        if self.motion_background not in MOTION_BACKGROUNDS:
+            raise InputError(f"unknown motion background {self.motion_background!r}; choose from {MOTION_BACKGROUNDS}")
         if self.clip_interpolation not in CLIP_INTERPOLATIONS:
             raise InputError(
                 f"unknown CLIP interpolation {self.clip_interpolation!r}; choose from {CLIP_INTERPOLATIONS}"
@@ -130,6 +143,17 @@ class ExtractSettings:
             flow=FAST_FLOW if self.flow == default.flow else self.flow,
             pose_every=FAST_POSE_EVERY if self.pose_every == default.pose_every else self.pose_every,
             person_shaped=True,
+        )
+
+    def realtime(self) -> ExtractSettings:
+        """The real-time profile over these settings: :meth:`fast`'s poses, flow
+        :data:`REALTIME_FLOW` at scale :data:`REALTIME_FLOW_SCALE` (each unless set to other
+        than its default)."""
+        default = ExtractSettings()
+        return replace(
+            self.fast(),
+            flow=REALTIME_FLOW if self.flow == default.flow else self.flow,
+            flow_scale=REALTIME_FLOW_SCALE if self.flow_scale == default.flow_scale else self.flow_scale,
         )
 
     def for_dataset(self, dataset: str) -> ExtractSettings:
@@ -174,6 +198,7 @@ class VideoJob(NamedTuple):
     bins: int
     with_pose: bool
     pose_every: int
+    camera: tuple | None = None  # (background (H, W) uint8, person size): boxes against the camera's, kept current
 
 
 def _init_worker(settings: ExtractSettings, threads: int, frames_done: Any = None) -> None:
@@ -215,12 +240,14 @@ def _process_video(job: VideoJob) -> dict:
     from .motion import MotionBoxes, MotionConfig
     from .stream import FrameExtractor
 
-    video, boxes, flow_cfg, bins, with_pose, pose_every = job
+    video, boxes, flow_cfg, bins, with_pose, pose_every, _ = job
     start = time.perf_counter()
     name = video.name
     tick = _WORKER.get("tick", lambda n: None)
     detect = None
-    if boxes is None:
+    if boxes is None and job.camera is not None:  # as detect.py on a stream: no look-ahead
+        detect = MotionBoxes.from_state(*job.camera, MotionConfig()).adapt()
+    elif boxes is None:
         cfg = MotionConfig()
         sample, _ = even_sample(iter_frames(video), cfg.background_frames)
         detect = MotionBoxes(sample, cfg)
@@ -368,6 +395,17 @@ def camera_background(states: list[tuple[np.ndarray, Any]]) -> tuple[np.ndarray,
     return background, (np.median(np.asarray(persons), axis=0).tolist() if persons else None)
 
 
+def camera_state(out_root: Path | str, dataset: str) -> tuple[np.ndarray, list[float] | None]:
+    """The camera's background and person size the train split's extraction recorded."""
+    folder = split_outputs(out_root, dataset, "train")["vel"].parent
+    if not (folder / "background.npy").exists():
+        raise InputError(
+            f"--motion-background camera: no {folder / 'background.npy'}; extract the train split first "
+            "(its boxes from motion, with this code)"
+        )
+    return np.load(folder / "background.npy"), json.loads((folder / "extract_meta.json").read_text())["motion_person"]
+
+
 # ---- one split -------------------------------------------------------------------------------
 def split_outputs(out_root: Path | str, dataset: str, split: str) -> dict[str, Path]:
     """The files a split's extraction writes: velocity (``vel``), appearance (``app``) and meta."""
@@ -390,7 +428,7 @@ def prepare_split(dataset: str, data_root: Path | str, split: str) -> tuple[list
     return videos, split_boxes_by_video(load_boxes(boxes_path), videos, boxes_path)
 
 
-def split_settings(settings: ExtractSettings, *, motion: bool) -> dict:
+def split_settings(settings: ExtractSettings, *, motion: bool, split: str = "train") -> dict:
     """Every setting a split's features depend on, as JSON values: the key of the per-video
     cache, extract_meta.json's "settings", and what a rerun compares with the kept files.
     ``settings``: the split's, ``bins`` resolved and ``pose_model`` None when the split's
@@ -398,6 +436,8 @@ def split_settings(settings: ExtractSettings, *, motion: bool) -> dict:
     from .motion import MotionConfig
 
     s = settings
+    # the test split's boxes against the camera's background: a key of its own (the train split's never are)
+    camera = {"background": "camera"} if split == "test" and s.motion_background == "camera" else {}
     flow = {"method": s.flow, "scale": float(s.flow_scale), "blur": float(s.flow_blur)}
     pose = (
         {"model": Path(s.pose_model).name, "every": int(s.pose_every), "person_shaped": bool(s.person_shaped)}
@@ -408,7 +448,7 @@ def split_settings(settings: ExtractSettings, *, motion: bool) -> dict:
         "appearance": s.appearance,
         "flow": flow,
         "bins": int(s.bins),
-        "boxes": asdict(MotionConfig()) if motion else "given",
+        "boxes": (asdict(MotionConfig()) | camera) if motion else "given",
         "pose": pose,
         "clip": s.clip_kwargs if s.appearance == "clip" else None,
     }
@@ -438,12 +478,19 @@ def extract_split(
         for v, b in zip(videos, boxes)
     ]
     motion = boxes[0] is None
-    if motion:
+    if motion and split == "test" and settings.motion_background == "camera":
+        camera = camera_state(out_root, dataset)
+        jobs = [job._replace(camera=camera) for job in jobs]
+        print(
+            f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against the camera's "
+            "background learnt on the train split, kept current (as detect.py)"
+        )
+    elif motion:
         print(
             f"{dataset}/{split}: no {dataset}_bboxes_{split}.npy: boxes of what moves against each video's "
             "median background"
         )
-    key = split_settings(settings, motion=motion)
+    key = split_settings(settings, motion=motion, split=split)
     # Each finished video is kept in a cache beside the split's outputs, so an interrupted
     # extraction resumes per video; the cache is dropped once the split's files are written.
     cache = VideoCache(split_outputs(out_root, dataset, split)["vel"].parent / ".videos", key)
@@ -628,7 +675,7 @@ def extract_dataset(
         if not force and out["vel"].exists() and out["app"].exists():
             old = json.loads(out["meta"].read_text()) if out["meta"].exists() else {}
             kept = old.get("settings", {})
-            now = split_settings(split_cfg, motion=prepared[split][1][0] is None)
+            now = split_settings(split_cfg, motion=prepared[split][1][0] is None, split=split)
             diff = {k: (kept.get(k), v) for k, v in now.items() if kept.get(k) != v}
             if diff:
                 warnings.warn(
