@@ -212,13 +212,14 @@ def main(argv: list[str] | None = None) -> None:
     if no_auc:
         print(f"[attention_fusion] {no_auc}: scores are written, with no AUC")
     val = None
+    fit_ends = D.load_clip_lengths(root, dataset, "train", train.n_frames)  # the videos the fusion fits on
     if VAL_VIDEOS > 0:
-        train_ends = D.load_clip_lengths(root, dataset, "train", train.n_frames)
         try:
-            fit_frames, val_frames = holdout_videos(train_ends, VAL_VIDEOS)
+            fit_frames, val_frames = holdout_videos(fit_ends, VAL_VIDEOS)
         except ValueError as exc:
             raise InputError(f"--val-videos {VAL_VIDEOS}: {exc}") from exc
         train, val = take_frames(train, fit_frames), take_frames(train, val_frames)
+        fit_ends = fit_ends[:-VAL_VIDEOS]
         print(
             f"[attention_fusion] validation: the last {VAL_VIDEOS} train videos ({val.n_frames} frames) "
             "held out of the fusion"
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
         calibration=stats,
         reference=reference,
         terms=used,
-        train_ends=D.load_clip_lengths(root, dataset, "train", len(reference["classifier"])),
+        train_ends=fit_ends,
         vel_dir=test.vel_dir is not None,
         fps=FPS,
         per_hour=FALSE_ALARMS_PER_HOUR,
