@@ -17,6 +17,7 @@ already comes as features: stage 0 has nothing to do for it.
     python extract_features.py --dataset NAME --data-root DIR --pose-model data/models/pose_landmark_full.tflite \
         --fast-extract
     python extract_features.py --dataset NAME --data-root DIR --pose-model ... --realtime-extract   # for detect.py live
+    python extract_features.py --dataset NAME --data-root /shared/DIR --ray auto   # one task per video on a Ray cluster
 """
 
 from memfuse.extract.pipeline import (
@@ -47,6 +48,8 @@ FAST_EXTRACT = False
 REALTIME_EXTRACT = False
 MOTION_BACKGROUND = "video"
 WORKERS = 2
+RAY = ""  # run one task per video on a Ray cluster: local | auto | HOST:PORT (memfuse/distributed.py)
+RAY_GPUS_PER_TASK = 0.0
 CLIP_WEIGHTS = ""
 CLIP_INTERPOLATION = "bilinear"  # AI-VAD resizes crops with cv2.resize's default, bilinear
 CLIP_QUICK_GELU = True
@@ -73,7 +76,10 @@ HELP = {
     f"{REALTIME_FLOW} --flow-scale {REALTIME_FLOW_SCALE} (a flow or scale set otherwise wins)",
     "MOTION_BACKGROUND": "test boxes without a boxes file: against each video's median background (video) or the "
     "camera's, learnt on the train split and kept current as detect.py keeps it (camera: no look-ahead)",
-    "WORKERS": "processes, one video each (CLIP runs in the main process)",
+    "WORKERS": "processes, one video each (CLIP runs in the main process); with --ray local, the CPUs of Ray",
+    "RAY": "one Ray task per video on a cluster: local (Ray on this machine), auto (the cluster `ray start` "
+    "runs here) or HOST:PORT; data and project at the same path on every node (pip install -r requirements-ray.txt)",
+    "RAY_GPUS_PER_TASK": "with --ray: GPUs each video's task asks for (CLIP runs on it); 0: CPUs only",
     "CLIP_WEIGHTS": "CLIP ViT-B/16 weights file (OpenAI .pt, state dict or open_clip); nothing is downloaded",
     "CLIP_INTERPOLATION": "CLIP crop resize to 224x224: bilinear (AI-VAD) | bicubic | area",
     "CLIP_QUICK_GELU": "CLIP MLP activation: QuickGELU (OpenAI weights); --no-clip-quick-gelu: exact GELU "
@@ -102,6 +108,8 @@ def settings_of(g: dict) -> ExtractSettings:
         clip_bgr=g["CLIP_BGR"],
         motion_background=g["MOTION_BACKGROUND"],
         workers=g["WORKERS"],
+        ray=g["RAY"] or None,
+        ray_gpus=g["RAY_GPUS_PER_TASK"],
     )
     if g["REALTIME_EXTRACT"]:
         return settings.realtime()
@@ -116,6 +124,10 @@ def check_settings(g: dict) -> None:
             "to extract; give --dataset NAME of raw frames or videos in DATA_ROOT/NAME"
         )
     settings_of(g).check()
+    if g["RAY"]:
+        from memfuse.distributed import check_address
+
+        check_address(g["RAY"])
 
 
 def main(argv: list[str] | None = None) -> None:

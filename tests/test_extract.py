@@ -629,7 +629,7 @@ def test_pose_rows_are_coco_keypoints_relative_to_the_box():
 
 def test_an_interrupted_extraction_resumes_per_video_and_leaves_no_output(tmp_path, monkeypatch):
     make_dataset(tmp_path / "in")
-    real, seen = P._process_video, []
+    real, seen = P.process_video, []
 
     def dies_on_the_second_video(job):
         seen.append(job.video.name)
@@ -637,7 +637,7 @@ def test_an_interrupted_extraction_resumes_per_video_and_leaves_no_output(tmp_pa
             raise KeyboardInterrupt  # as a user's Ctrl-C
         return real(job)
 
-    monkeypatch.setattr(P, "_process_video", dies_on_the_second_video)
+    monkeypatch.setattr(P, "process_video", dies_on_the_second_video)
     train = dict(splits=("train",), progress=False)
     with pytest.raises(KeyboardInterrupt):
         extract_dataset("tiny", tmp_path / "in", tmp_path / "out", ULTRAFAST, **train)
@@ -645,7 +645,7 @@ def test_an_interrupted_extraction_resumes_per_video_and_leaves_no_output(tmp_pa
     # nothing a stage would trust
     assert not (out / "velocity.npy").exists() and not (out / "deep_features.npy").exists()
     seen.clear()
-    monkeypatch.setattr(P, "_process_video", lambda job: seen.append(job.video.name) or real(job))
+    monkeypatch.setattr(P, "process_video", lambda job: seen.append(job.video.name) or real(job))
     rep = extract_dataset("tiny", tmp_path / "in", tmp_path / "out", ULTRAFAST, **train)
     assert seen == ["02"] and rep["train"]["frames"] == 8  # video 01 was kept from the first run
     assert not (out / ".videos").exists()
@@ -717,9 +717,9 @@ def test_workers_report_every_frame_to_the_progress_bar(tmp_path):
     video = list_split_videos(base.parent)[0]
     assert P.expected_frames(video) == P.PROGRESS_EVERY * 2 + 3  # the header's count, for the bar's total
     reported = []
-    P._init_worker(ExtractSettings(appearance="hog"), threads=1, frames_done=reported.append)
+    P.init_worker(ExtractSettings(appearance="hog"), threads=1, frames_done=reported.append)
     job = P.VideoJob(video, boxes=None, flow=FlowConfig("dis_ultrafast"), bins=1, with_pose=False, pose_every=1)
-    res = P._process_video(job)
+    res = P.process_video(job)
     assert res["frames"] == sum(reported) == P.PROGRESS_EVERY * 2 + 3 and len(reported) == 3
     make_dataset(tmp_path / "f")
     assert P.expected_frames(list_videos(tmp_path / "f" / "tiny" / "training" / "frames")[0]) == 4

@@ -169,12 +169,13 @@ class Clip:
         interpolation: str = "bilinear",
         bgr: bool = False,
         batch_size: int = 64,
+        device: str = "cpu",
     ) -> None:
         import torch  # noqa: F401  (heavy import only when CLIP is used)
 
         from .clip_vit import load_clip_vision
 
-        self.model = load_clip_vision(weights, quick_gelu=quick_gelu)
+        self.model = load_clip_vision(weights, quick_gelu=quick_gelu).to(device)
         if self.model.output_dim != APPEARANCE_DIM:
             raise InputError(
                 f"CLIP weights give {self.model.output_dim}-d embeddings, expected {APPEARANCE_DIM} (ViT-B/16)"

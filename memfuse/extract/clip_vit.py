@@ -241,6 +241,8 @@ def preprocess_crops(
 
 @torch.no_grad()
 def encode(model: ClipVisionEncoder, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """(N, 3, R, R) preprocessed images -> (N, output_dim) float32 raw embeddings."""
-    outs = [model(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)]
+    """(N, 3, R, R) preprocessed images -> (N, output_dim) float32 raw embeddings, on the
+    model's device."""
+    device = next(model.parameters()).device
+    outs = [model(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(outs).numpy() if outs else np.zeros((0, model.output_dim), np.float32)

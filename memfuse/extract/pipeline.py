@@ -40,7 +40,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -94,6 +94,10 @@ class ExtractSettings:
         learnt on the train split and kept current frame by frame ("camera": detect.py's
         online boxes, no look-ahead). The train split always uses its videos' own.
     workers: processes, one video each (1 or fewer: this process; CLIP always runs here).
+    ray, ray_gpus: run one Ray task per video on the cluster at this address instead
+        (``local``, ``auto`` or ``HOST:PORT``; :mod:`memfuse.distributed`), each asking for
+        one CPU and ``ray_gpus`` GPUs (CLIP runs on a GPU it is given). Neither changes a
+        feature: they are not in :func:`split_settings`.
     """
 
     appearance: str = "hog"
@@ -110,6 +114,8 @@ class ExtractSettings:
     clip_bgr: bool = False
     motion_background: str = "video"
     workers: int = 2
+    ray: str | None = None
+    ray_gpus: float = 0.0
 
     def check(self) -> ExtractSettings:
         """``self``, or :class:`InputError` naming the first bad value (before any work)."""
@@ -125,6 +131,8 @@ class ExtractSettings:
             raise InputError(f"flow_scale must be > 0 (1 = native resolution), got {self.flow_scale}")
         if not self.flow_blur >= 0:
             raise InputError(f"flow_blur must be >= 0 (0 = none), got {self.flow_blur}")
+        if self.ray_gpus < 0 or (self.ray_gpus and not self.ray):
+            raise InputError(f"ray_gpus {self.ray_gpus}: GPUs per Ray task must be >= 0 and need --ray ADDRESS")
         if self.motion_background not in MOTION_BACKGROUNDS:
             raise InputError(f"unknown motion background {self.motion_background!r}; choose from {MOTION_BACKGROUNDS}")
         if self.clip_interpolation not in CLIP_INTERPOLATIONS:
@@ -201,7 +209,7 @@ class VideoJob(NamedTuple):
     camera: tuple | None = None  # (background (H, W) uint8, person size): boxes against the camera's, kept current
 
 
-def _init_worker(settings: ExtractSettings, threads: int, frames_done: Any = None) -> None:
+def init_worker(settings: ExtractSettings, threads: int, frames_done: Any = None) -> None:
     """Per-process state of stage 0: the backbone and (with ``settings.pose_model``) the pose
     model. ``threads``: OpenCV threads (-1: its default). ``frames_done``: a shared counter the
     worker adds its frames to as it goes (the parent's progress bar reads it), or a callable
@@ -212,6 +220,11 @@ def _init_worker(settings: ExtractSettings, threads: int, frames_done: Any = Non
 
     cv2.setNumThreads(threads)
     clip_kwargs = settings.clip_kwargs if settings.appearance == "clip" else {}
+    if settings.appearance == "clip" and settings.ray_gpus > 0:  # a Ray task given a GPU runs CLIP on it
+        import torch
+
+        clip_kwargs = clip_kwargs | {"device": "cuda" if torch.cuda.is_available() else "cpu"}
+    _WORKER["settings"] = settings
     _WORKER["backbone"] = make_backbone(settings.appearance, settings.clip_weights, **clip_kwargs)
     if settings.pose_model:
         from .pose import PoseModel
@@ -230,7 +243,17 @@ def _init_worker(settings: ExtractSettings, threads: int, frames_done: Any = Non
         _WORKER["tick"] = tick
 
 
-def _process_video(job: VideoJob) -> dict:
+def worker_settings() -> ExtractSettings | None:
+    """The settings this process's stage-0 state was made with (None: none yet)."""
+    return _WORKER.get("settings")
+
+
+def set_worker_tick(tick: Callable[[int], None]) -> None:
+    """Report this process's frames done to ``tick`` (frames since the last call)."""
+    _WORKER["tick"] = tick
+
+
+def process_video(job: VideoJob) -> dict:
     """One video -> per-frame velocity (n_t, bins) and appearance (n_t, 512) float32 arrays
     (+ repair counts, and poses (p_t, 34) with ``job.with_pose``), one frame at a time
     through :class:`.stream.FrameExtractor`. Without given boxes, a first pass samples the
@@ -354,10 +377,16 @@ def _run_videos(
     fresh: list[dict] = []
     if not todo:
         return fresh
+    if settings.ray:  # one Ray task per video over a cluster (memfuse/distributed.py)
+        from ..distributed import run_videos
+
+        return run_videos(
+            todo, settings, cache=cache, bar=bar, kept=kept, address=settings.ray, gpus_per_task=settings.ray_gpus
+        )
     if settings.appearance == "clip" or settings.workers <= 1 or len(todo) == 1:
-        _init_worker(settings, threads=-1, frames_done=bar.update)  # -1: OpenCV's default threading
+        init_worker(settings, threads=-1, frames_done=bar.update)  # -1: OpenCV's default threading
         for job in todo:
-            fresh.append(cache.put(_process_video(job)))
+            fresh.append(cache.put(process_video(job)))
             bar.set_postfix_str(_speed(fresh[-1]))
         return fresh
     from multiprocessing import TimeoutError as PoolTimeout
@@ -367,8 +396,8 @@ def _run_videos(
     # running can deadlock the children (seen in the tests after the CLIP tests).
     ctx = get_context("spawn")
     frames_done = ctx.Value("q", 0)
-    with ctx.Pool(settings.workers, initializer=_init_worker, initargs=(settings, 1, frames_done)) as pool:
-        results_in_order = pool.imap(_process_video, todo)  # ordered: video order is kept
+    with ctx.Pool(settings.workers, initializer=init_worker, initargs=(settings, 1, frames_done)) as pool:
+        results_in_order = pool.imap(process_video, todo)  # ordered: video order is kept
         while len(fresh) < len(todo):
             try:
                 res = results_in_order.next(timeout=1.0)
@@ -554,6 +583,7 @@ def extract_split(
         "pose_model_path": str(settings.pose_model) if settings.pose_model else None,
         "motion_person": person,
         "frame_size": results[0]["size"],
+        "ran_on": f"ray {settings.ray}" if settings.ray else f"{settings.workers} local processes",
         "wall_s": time.perf_counter() - t0,
     }
     save_json(out["meta"], info)
