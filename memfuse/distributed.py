@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -237,14 +236,3 @@ def _result(ray: Any, ref: Any, job: VideoJob) -> dict:
             f"--ray: the worker extracting {job.video.where} died {TASK_RETRIES + 1} times "
             f"({type(exc).__name__}); see the cluster's logs (ray logs) and rerun: finished videos are kept"
         ) from None
-
-
-def task_overhead(address: str, n: int = 200) -> float:
-    """Seconds a no-op task takes from submission to result on the cluster, the mean of
-    ``n`` submitted together (the scheduling cost each video's task pays once)."""
-    ray = connect(address)
-    noop = ray.remote(num_cpus=1)(lambda: None)
-    ray.get(noop.remote())  # a warm worker
-    start = time.perf_counter()
-    ray.get([noop.remote() for _ in range(n)])
-    return (time.perf_counter() - start) / n

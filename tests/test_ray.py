@@ -94,13 +94,13 @@ def test_the_fault_hook_really_kills_the_first_attempt(tmp_path, local_ray, monk
 
 def test_a_video_a_worker_cannot_read_is_named(tmp_path, local_ray):
     from memfuse.extract.frames import Video
-    from memfuse.extract.pipeline import ExtractSettings as S
     from memfuse.extract.pipeline import VideoCache, VideoJob
 
-    job = VideoJob(Video("07", None, tmp_path / "nowhere" / "07.avi"), None, S().flow_config(), 1, False, 1)
+    settings = ExtractSettings()
+    job = VideoJob(Video("07", None, tmp_path / "nowhere" / "07.avi"), None, settings.flow_config(), 1, False, 1)
     task = ray.remote(distributed.extract_video)
     with pytest.raises(ray.exceptions.RayTaskError) as err:
-        ray.get(task.remote(job, S(), str(tmp_path / "cache"), {}, None))
+        ray.get(task.remote(job, settings, str(tmp_path / "cache"), {}, None))
     assert isinstance(err.value.cause, InputError)
     assert "cannot read" in str(err.value.cause) and "shared file system" in str(err.value.cause)
     assert VideoCache(tmp_path / "cache", {}).get("07") is None
