@@ -13,7 +13,9 @@ models, one batch at a time, and DIR/<source>.csv, DIR/<source>.mp4 and DIR/even
 written as they go (memfuse/detection.py). A frame's score uses no later frame: the
 Gaussian smoothing of the evaluation, cut to its past half. Cameras and streams are read
 live: when scoring falls behind, frames are dropped (counted in the summary); files are
-read whole, none dropped (--live plays a file as a camera would).
+read whole, none dropped (--live plays a file as a camera would). With --ray ADDRESS the
+sources run in parallel on a Ray cluster, one actor (one CPU) each; each writes
+DIR/<source>.events.jsonl as it goes, gathered into DIR/events.jsonl as it ends.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ LIVE = False  # read files as live sources too (dropping frames when behind, at 
 BATCH = 16  # frames of a file scored together (a live source: one at a time)
 MAX_FRAMES = 0  # stop each source after this many frames (0: all)
 THREADS = 0  # torch and OpenCV threads (0: their defaults)
+RAY = ""  # a Ray cluster (local, auto or HOST:PORT): one actor per source, in parallel; empty: one after another here
 HELP = {
     "OUT": "output folder: <source>.csv, <source>.mp4, events.jsonl, summary.json",
     "FALSE_ALARMS_PER_HOUR": "alarm threshold for this many false alarms an hour on the normal training footage "
@@ -48,6 +51,8 @@ HELP = {
     "BATCH": "frames of a file scored together",
     "MAX_FRAMES": "at most this many frames per source (0: all)",
     "THREADS": "torch and OpenCV threads (0: their defaults)",
+    "RAY": "score the sources in parallel on a Ray cluster (local, auto or HOST:PORT; pip install -r "
+    "requirements-ray.txt), one actor per source with one CPU; sources and OUT on a path every node sees",
 }
 
 
@@ -68,26 +73,30 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def pose_model_of(detector, given: str, poses_given: bool):
-    """The pose model to run, or None (poses given, or the detector's came with its data)."""
-    from memfuse.extract.pose import PoseModel
+def given_slices(sources: list, given) -> list:
+    """Each source's own part of the boxes and poses files (for sources scored in parallel,
+    which do not take the files' frames in turn). Needs sources whose length is known."""
+    from memfuse.detection import Given
     from memfuse.io import InputError
 
-    pose = detector.stage0["settings"]["pose"]
-    if poses_given:
-        return None
-    if not isinstance(pose, dict):  # the training poses came with the data
-        if given:
-            return PoseModel(given)
-        print(
-            "[detect] the detector's training poses came with its data and no --pose-model or --poses is given: "
-            "no person is seen, the pose terms read 'nobody here'"
+    if given is None:
+        return [None] * len(sources)
+    out, at = [], 0
+    for src in sources:
+        n = src.frame_count()
+        if n is None:
+            raise InputError(
+                f"--boxes/--poses with --ray: {src.describe()} is not a frame folder, so where its frames start "
+                "in the files is unknown; give frame folders, or run without --ray"
+            )
+        out.append(
+            Given(
+                boxes=None if given.boxes is None else given.boxes[at : at + n],
+                poses=None if given.poses is None else given.poses[at : at + n],
+            )
         )
-        return None
-    path = Path(given or detector.stage0.get("pose_model_path") or "")
-    if path.name != pose["model"]:
-        raise InputError(f"--pose-model {path}: the detector's poses were made by {pose['model']}")
-    return PoseModel(path, person_shaped=bool(pose["person_shaped"]))
+        at += n
+    return out
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -95,21 +104,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import cv2
     import torch
 
-    from memfuse.detection import Given, SourceRun, make_extractor
-    from memfuse.detector import load
-    from memfuse.extract.appearance import make_backbone
-    from memfuse.io import InputError, load_object_npy, save_json
+    from memfuse.detection import DetectOptions, Given, Scorer, report_line
+    from memfuse.io import load_object_npy, save_json
     from memfuse.sources import expand
 
+    if args.RAY:
+        from memfuse import distributed
+
+        distributed.check_address(args.RAY)  # before any work
     if args.THREADS > 0:
         torch.set_num_threads(args.THREADS)
         cv2.setNumThreads(args.THREADS)
-    detector = load(args.model)
-    if detector.stage0 is None:
-        raise InputError(
-            f"{args.model}: this detector was fitted on features made elsewhere (no stage-0 settings): "
-            "it cannot read video; fit it on raw footage (run_all.py on frames or videos)"
-        )
+    options = DetectOptions(
+        model=str(args.model),
+        false_alarms_per_hour=args.FALSE_ALARMS_PER_HOUR,
+        pose_model=args.POSE_MODEL,
+        clip_weights=args.CLIP_WEIGHTS,
+        video=args.VIDEO,
+        batch=args.BATCH,
+        max_frames=args.MAX_FRAMES,
+        boxes_given=bool(args.BOXES),
+        poses_given=bool(args.POSES),
+    )
+    scorer = Scorer(options)  # the detector's checks, here, before any source is opened
     sources = expand(args.sources, live=True if args.LIVE else None)
     given = None
     if args.BOXES or args.POSES:
@@ -117,58 +134,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
             boxes=load_object_npy(args.BOXES, "an AI-VAD boxes file") if args.BOXES else None,
             poses=load_object_npy(args.POSES, "an AI-VAD pose file") if args.POSES else None,
         )
-    if (given is None or given.boxes is None) and detector.w.get("background") is None:
-        raise InputError(
-            f"{args.model}: the detector's training footage came with boxes, so it has no motion background: "
-            "give --boxes FILE, or fit it on footage without a boxes file"
-        )
-    st = detector.stage0["settings"]
-    clip_kwargs = st["clip"] if st["appearance"] == "clip" else {}
-    backbone = make_backbone(
-        st["appearance"], args.CLIP_WEIGHTS or detector.stage0.get("clip_weights") or None, **(clip_kwargs or {})
-    )
-    pose_model = pose_model_of(detector, args.POSE_MODEL, given is not None and given.poses is not None)
-    threshold = detector.threshold
-    if args.FALSE_ALARMS_PER_HOUR > 0:
-        threshold = detector.threshold_for(args.FALSE_ALARMS_PER_HOUR).value
     out = Path(args.OUT)
     out.mkdir(parents=True, exist_ok=True)
+    where = f" on the Ray cluster {args.RAY}, one actor per source" if args.RAY else ""
     print(
-        f"[detect] {args.model}: {detector.meta['dataset']} / {detector.meta['recipe']}, threshold {threshold:.4g} "
-        f"({args.FALSE_ALARMS_PER_HOUR or detector.meta['threshold']['false_alarms_per_hour']:g} false alarms an hour "
-        f"on its normal footage); {len(sources)} source(s) -> {out}"
+        f"[detect] {args.model}: {scorer.detector.meta['dataset']} / {scorer.detector.meta['recipe']}, threshold "
+        f"{scorer.threshold:.4g} ({scorer.false_alarms_per_hour:g} false alarms an hour on its normal footage); "
+        f"{len(sources)} source(s) -> {out}{where}"
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    reports = []
-    with open(out / "events.jsonl", "a") as events:
-        for source in sources:
-            extractor = make_extractor(detector, pose_model=pose_model, backbone=backbone, where=source.describe())
-            run = SourceRun(
-                detector,
-                source,
-                out,
-                threshold=threshold,
-                extractor=extractor,
-                given=given,
-                video=args.VIDEO,
-                batch=args.BATCH,
-                events_file=events,
-                max_frames=args.MAX_FRAMES or None,
-            )
-            try:
-                r = run.run()
-            except IndexError as exc:
-                raise InputError(f"{args.BOXES or args.POSES}: {exc}") from None
-            reports.append({**r.__dict__, "fps": round(r.fps, 2), "threshold": threshold})
-            steps = ", ".join(f"{k} {v:.1f}" for k, v in r.ms_per_frame.items())
-            print(
-                f"[detect] {r.name}: {r.frames} frames in {r.seconds:.1f} s ({r.fps:.1f} frames/s), "
-                f"{r.dropped} dropped, {r.events} alarm events; ms per frame: {steps}"
-            )
-            if r.interrupted:
-                print(f"[detect] interrupted: {r.csv} and {r.video} hold its first {r.frames} frames")
-                break
-    save_json(out / "summary.json", {"model": str(args.model), "threshold": threshold, "sources": reports})
+    if args.RAY:
+        reports = distributed.detect_sources(
+            sources, options, out, given=given_slices(sources, given), address=args.RAY
+        )
+    else:
+        reports = []
+        with open(out / "events.jsonl", "a") as events:
+            for source in sources:
+                r = scorer.run(source, out, given=given, events_file=events)
+                reports.append({**r.__dict__, "fps": round(r.fps, 2)})
+                print(report_line(r))
+                if r.interrupted:
+                    print(f"[detect] interrupted: {r.csv} and {r.video} hold its first {r.frames} frames")
+                    break
+    reports = [{**r, "threshold": scorer.threshold} for r in reports]
+    save_json(out / "summary.json", {"model": str(args.model), "threshold": scorer.threshold, "sources": reports})
     return reports
 
 

@@ -38,6 +38,7 @@ from .alarms import CausalSmoother, Event, EventTracker
 from .annotate import colour, draw
 from .detector import MERGE_GAP_S, Detector
 from .extract.stream import FrameExtractor, FrameFeatures
+from .io import InputError
 from .sources import Source
 
 FILE_BATCH = 16  # frames of a file scored together
@@ -53,6 +54,108 @@ class Given:
     boxes: np.ndarray | None = None  # object array (F,), each (n_i, 4)
     poses: np.ndarray | None = None  # object array (F,), each (p_i, 34)
     used: int = 0  # frames taken so far
+
+
+@dataclass
+class DetectOptions:
+    """detect.py's settings for its sources (plain values: a Ray actor rebuilds its
+    :class:`Scorer` from them on its node)."""
+
+    model: str
+    false_alarms_per_hour: float = 0.0  # 0: the detector's own threshold
+    pose_model: str = ""  # empty: the detector's, when it made its poses
+    clip_weights: str = ""  # empty: the recorded path
+    video: bool = True
+    batch: int = FILE_BATCH
+    max_frames: int = 0  # 0: all
+    boxes_given: bool = False
+    poses_given: bool = False
+
+
+def pose_model_of(detector: Detector, given: str, poses_given: bool) -> Any:
+    """The pose model to run, or None (poses given, or the detector's came with its data)."""
+    from .extract.pose import PoseModel
+
+    pose = detector.stage0["settings"]["pose"]
+    if poses_given:
+        return None
+    if not isinstance(pose, dict):  # the training poses came with the data
+        if given:
+            return PoseModel(given)
+        print(
+            "[detect] the detector's training poses came with its data and no --pose-model or --poses is given: "
+            "no person is seen, the pose terms read 'nobody here'"
+        )
+        return None
+    path = Path(given or detector.stage0.get("pose_model_path") or "")
+    if path.name != pose["model"]:
+        raise InputError(f"--pose-model {path}: the detector's poses were made by {pose['model']}")
+    return PoseModel(path, person_shaped=bool(pose["person_shaped"]))
+
+
+class Scorer:
+    """A loaded detector with what its sources share (the appearance backbone, the pose
+    model, the alarm threshold); :meth:`run` scores one source. Raises
+    :class:`InputError` (one line) for a detector that cannot read video."""
+
+    def __init__(self, options: DetectOptions):
+        from .detector import load
+        from .extract.appearance import make_backbone
+
+        self.options = options
+        self.detector = det = load(options.model)
+        if det.stage0 is None:
+            raise InputError(
+                f"{options.model}: this detector was fitted on features made elsewhere (no stage-0 settings): "
+                "it cannot read video; fit it on raw footage (run_all.py on frames or videos)"
+            )
+        if not options.boxes_given and det.w.get("background") is None:
+            raise InputError(
+                f"{options.model}: the detector's training footage came with boxes, so it has no motion "
+                "background: give --boxes FILE, or fit it on footage without a boxes file"
+            )
+        st = det.stage0["settings"]
+        clip_kwargs = st["clip"] if st["appearance"] == "clip" else {}
+        self.backbone = make_backbone(
+            st["appearance"], options.clip_weights or det.stage0.get("clip_weights") or None, **(clip_kwargs or {})
+        )
+        self.pose_model = pose_model_of(det, options.pose_model, options.poses_given)
+        self.threshold = det.threshold
+        self.false_alarms_per_hour = det.meta["threshold"]["false_alarms_per_hour"]
+        if options.false_alarms_per_hour > 0:
+            self.threshold = det.threshold_for(options.false_alarms_per_hour).value
+            self.false_alarms_per_hour = options.false_alarms_per_hour
+
+    def run(self, source: Source, out_dir: Path | str, *, given: Given | None, events_file: Any) -> SourceReport:
+        """Score ``source`` into ``out_dir`` (module doc); ``given``: its boxes and poses."""
+        o = self.options
+        run = SourceRun(
+            self.detector,
+            source,
+            Path(out_dir),
+            threshold=self.threshold,
+            extractor=make_extractor(
+                self.detector, pose_model=self.pose_model, backbone=self.backbone, where=source.describe()
+            ),
+            given=given,
+            video=o.video,
+            batch=o.batch,
+            events_file=events_file,
+            max_frames=o.max_frames or None,
+        )
+        try:
+            return run.run()
+        except IndexError as exc:  # given boxes or poses shorter than the sources
+            raise InputError(f"--boxes/--poses: {exc}") from None
+
+
+def report_line(r: SourceReport) -> str:
+    """One source's summary line: frames, frames/s, drops, events and ms per stage."""
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in r.ms_per_frame.items())
+    return (
+        f"[detect] {r.name}: {r.frames} frames in {r.seconds:.1f} s ({r.fps:.1f} frames/s), "
+        f"{r.dropped} dropped, {r.events} alarm events; ms per frame: {steps}"
+    )
 
 
 @dataclass
@@ -196,6 +299,7 @@ class SourceRun:
                 r.interrupted = True
                 self.source.stop()
             finally:
+                r.interrupted = r.interrupted or self.source.interrupted
                 self._finish_event(self.tracker.close())
                 fh.flush()
                 if self._writer is not None:

@@ -1,5 +1,13 @@
 """Stage 0 and detect.py on a Ray cluster (``--ray ADDRESS``).
 
+detect.py's unit of work is one source: a :class:`SourceWorker` actor (one CPU) loads the
+detector on its node and scores the source into the output folder, which every node must
+see as stage 0's data; its alarm events go to ``DIR/<source>.events.jsonl`` as they end,
+and the driver gathers them into ``DIR/events.jsonl`` when the source is done. An actor
+(rather than a task) because a camera's source lives as long as its stream, and Ctrl-C
+reaches it as :meth:`SourceWorker.stop`, which closes its CSV and video as a local run
+does.
+
 Stage 0's unit of work is one video: :func:`extract_remote` runs
 :func:`memfuse.extract.pipeline.process_video` on a worker and writes that video's
 features into the split's per-video cache (``.videos/NAME.pkl``, written atomically) on the
@@ -28,7 +36,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from .io import PROJECT_ROOT, InputError
 
 if TYPE_CHECKING:
+    from .detection import DetectOptions, Given
     from .extract.pipeline import ExtractSettings, VideoCache, VideoJob
+    from .sources import Source
 
 RAY_INSTALL = "pip install -r requirements-ray.txt"
 # How many times Ray reruns a task whose worker died (killed, out of memory, node lost).
@@ -235,4 +245,92 @@ def _result(ray: Any, ref: Any, job: VideoJob) -> dict:
         raise InputError(
             f"--ray: the worker extracting {job.video.where} died {TASK_RETRIES + 1} times "
             f"({type(exc).__name__}); see the cluster's logs (ray logs) and rerun: finished videos are kept"
+        ) from None
+
+
+class SourceWorker:
+    """One detect.py source on a Ray worker (module doc). A threaded actor
+    (``max_concurrency=2``), so :meth:`stop` is heard while :meth:`run` works."""
+
+    def __init__(self, options: DetectOptions, threads: int = 1) -> None:
+        import cv2
+        import torch
+
+        from .detection import Scorer
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+        self.scorer = Scorer(options)
+        self.source: Source | None = None
+
+    def run(self, source: Source, out_dir: str, given: Given | None) -> dict:
+        """Score ``source`` (its own part of any given boxes and poses); its report as a dict."""
+        self.source = source
+        out = Path(out_dir)
+        with open(out / f"{source.name}.events.jsonl", "w") as events:
+            r = self.scorer.run(source, out, given=given, events_file=events)
+        return {**r.__dict__, "fps": round(r.fps, 2), "node": socket.gethostname()}
+
+    def stop(self) -> None:
+        if self.source is not None:
+            self.source.interrupt()
+
+
+def detect_sources(
+    sources: list[Source],
+    options: DetectOptions,
+    out_dir: Path,
+    *,
+    given: list[Given | None],
+    address: str,
+) -> list[dict]:
+    """detect.py's sources scored in parallel, one :class:`SourceWorker` each, on the
+    cluster at ``address``; the reports in source order. Each source's events are appended
+    to ``out_dir/events.jsonl`` as it finishes. Ctrl-C stops every actor, which close their
+    files, and returns the reports so far."""
+    from .detection import SourceReport, report_line
+
+    ray = connect(address, local_cpus=min(len(sources), os.cpu_count() or 1))
+    actor = ray.remote(num_cpus=1, max_concurrency=2, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
+    workers = [actor(SourceWorker).remote(options) for _ in sources]
+    refs = [w.run.remote(src, str(out_dir), g) for w, src, g in zip(workers, sources, given)]
+    index = {ref: i for i, ref in enumerate(refs)}
+    reports: list[dict | None] = [None] * len(sources)
+    pending = list(refs)
+
+    def gather(ready: list) -> None:
+        for ref in ready:
+            i = index[ref]
+            r = _detect_result(ray, ref, sources[i])
+            reports[i] = r
+            print(report_line(SourceReport(**{k: v for k, v in r.items() if k not in ("fps", "node")})))
+            part = Path(out_dir) / f"{sources[i].name}.events.jsonl"
+            with open(Path(out_dir) / "events.jsonl", "a") as events:
+                events.write(part.read_text())
+
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=None)
+            gather(ready)
+    except KeyboardInterrupt:
+        print(f"[detect] interrupted: stopping {len(pending)} source(s); their files hold the frames scored")
+        for w in workers:
+            w.stop.remote()
+        ray.wait(pending, num_returns=len(pending))
+        gather(pending)
+    return [r for r in reports if r is not None]
+
+
+def _detect_result(ray: Any, ref: Any, source: Source) -> dict:
+    """A finished actor call's report; its error as one line."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, InputError):
+            raise exc.cause from None
+        raise
+    except ray.exceptions.RayActorError as exc:
+        raise InputError(
+            f"--ray: the actor scoring {source.describe()} died {TASK_RETRIES + 1} times ({type(exc).__name__}); "
+            "see the cluster's logs (ray logs)"
         ) from None

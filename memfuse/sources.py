@@ -45,7 +45,17 @@ class Source:
     fps: float | None = None  # the container's, when it gives one
     dropped: int = 0
     reconnects: int = 0
+    interrupted: bool = False  # stopped by :meth:`interrupt` before its end
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __getstate__(self) -> dict:  # a Ray actor gets the source, not its reader's event
+        state = self.__dict__.copy()
+        del state["_stop"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._stop = threading.Event()
 
     def open(self) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(self.target if isinstance(self.target, int) else str(self.target))
@@ -66,13 +76,15 @@ class Source:
         of the source, dropped ones included."""
         if self.kind == "frames":
             for t, path in enumerate(self.target):
+                if self._stop.is_set():
+                    return
                 yield t, read_frame(path, self.name)
             return
         if not self.live:
             cap = self.open()
             t = 0
             try:
-                while True:
+                while not self._stop.is_set():
                     ok, bgr = cap.read()
                     if not ok:
                         break
@@ -87,6 +99,17 @@ class Source:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def interrupt(self) -> None:
+        """Stop reading from another thread (a Ray actor told to stop): the run ends after
+        the frame in hand, as on Ctrl-C, and reports itself interrupted."""
+        self.interrupted = True
+        self._stop.set()
+
+    def frame_count(self) -> int | None:
+        """Frames of a frame folder, the only kind whose length is known before reading it
+        (None for the others)."""
+        return len(self.target) if self.kind == "frames" else None
 
     def _live(self) -> Iterator[tuple[int, np.ndarray]]:
         """The newest frame of a reader thread, older ones dropped (module doc)."""

@@ -189,3 +189,31 @@ def frames_of(path: Path) -> int:
         n += 1
     cap.release()
     return n
+
+
+def test_detect_on_ray_scores_each_source_as_the_local_run(fitted, tmp_path):
+    """--ray local: one actor per source, in parallel; the same rows as one after another,
+    each source's events gathered into events.jsonl."""
+    pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-ray.txt")
+    tmp, name, _ = fitted
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_video(clips / "a.avi", 24, 8, seed=0)
+    write_video(clips / "b.avi", 20, 2, seed=0)
+    det = str(tmp / "ckpt" / name / "memfuse" / "detector")
+    common = ["--no-video", "--false-alarms-per-hour", "50"]
+    local = run(["detect.py", det, str(clips), "--out", str(tmp_path / "local"), *common])
+    assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-2000:]
+    far = run(["detect.py", det, str(clips), "--out", str(tmp_path / "ray"), "--ray", "local", *common])
+    assert far.returncode == 0, far.stdout[-2000:] + far.stderr[-2000:]
+    assert "one actor per source" in far.stdout
+    for clip in ("a", "b"):
+        a, b = (list(csvreader(tmp_path / d / f"{clip}.csv")) for d in ("local", "ray"))
+        assert len(a) == len(b) > 0 and [r["score"] for r in a] == [r["score"] for r in b]
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert [s["name"] for s in summary["sources"]] == ["a", "b"] and all(s["node"] for s in summary["sources"])
+    lines = lambda d: sorted((tmp_path / d / "events.jsonl").read_text().splitlines())  # noqa: E731
+    assert lines("ray") == lines("local") and len(lines("local")) >= 1  # a's square is fast: an event
+    unreachable = run(["detect.py", det, str(clips), "--out", str(tmp_path / "x"), "--ray", "127.0.0.1:9"])
+    assert unreachable.returncode != 0 and "127.0.0.1:9" in unreachable.stderr
+    assert len(unreachable.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
