@@ -31,6 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 OVERHEAD_TASKS = 50  # empty tasks timed for the per-task overhead
+OBJECT_STORE_BYTES = 500_000_000  # per node: the tasks pass settings and summaries, not frames
+# `ray start --head` turns token authentication on and writes ~/.ray/auth_token; the worker
+# node and this driver find the token there once they are told the mode.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def ray_cli(*args: str) -> None:
@@ -41,6 +45,7 @@ def ray_cli(*args: str) -> None:
 
 def start_cluster(port: int) -> str:
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    common += ["--object-store-memory", str(OBJECT_STORE_BYTES)]
     ray_cli("start", "--head", "--port", str(port), "--include-dashboard=false", *common)
     ray_cli("start", "--address", f"127.0.0.1:{port}", *common)
     return f"127.0.0.1:{port}"
@@ -101,8 +106,8 @@ def main() -> None:
     t = time.perf_counter()
     extract_dataset(args.dataset, args.data_root, work / "local", settings, splits=(args.split,))
     runs["local_pool"] = time.perf_counter() - t
-    address = start_cluster(args.port)
     try:
+        address = start_cluster(args.port)
         distributed.connect(address)
         overhead = overhead_ms(ray)
         if args.kill:
