@@ -152,15 +152,15 @@ def box_velocity(flow: np.ndarray, boxes: np.ndarray, bins: int = 1) -> np.ndarr
         (n, B) float32: column i = sum of L1 magnitudes of the box pixels whose orientation
         is in bin i, divided by the box's pixel count (rows sum to the mean L1 magnitude).
     """
-    mag, idx = orientation_bins(flow, bins)
+    # over each crop, not integral images of the whole frame: a frame's boxes cover a small
+    # share of it, and B integral images of a 640x360 frame cost more than the flow's own
+    # resize (docs/results.md, "Where the detector's time goes")
     b = crop_bounds(boxes)
-    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    area = np.maximum((x1 - x0) * (y1 - y0), 1).astype(np.float64)
     out = np.empty((len(b), bins), dtype=np.float64)
-    for i in range(bins):
-        m = mag if bins == 1 else np.where(idx == i, mag, 0.0)
-        ii = cv2.integral(m, sdepth=cv2.CV_64F)  # (H+1, W+1)
-        out[:, i] = ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
+    for k, (x0, y0, x1, y1) in enumerate(b):
+        mag, idx = orientation_bins(flow[y0:y1, x0:x1], bins)
+        out[k] = np.bincount(idx.ravel(), weights=mag.ravel(), minlength=bins)
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1).astype(np.float64)
     return (out / area[:, None]).astype(np.float32)
 
 
