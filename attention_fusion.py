@@ -68,7 +68,9 @@ HIDDEN = 64  # the paper: 256; the pooled head sees one 204-d object row at a ti
 DROPOUT = 0.5
 HEAD = "pool"  # one MLP shared by every object row, max over real rows; the paper: "flatten" the N_max slots
 # Frame score: terms calibrated on normal frames their models never saw, combined (memfuse/scoring.py);
-# the paper: "classifier" alone. vel_dir needs orientation bins (B > 1): without them it is left out
+# the paper: "classifier" alone. vel_dir needs orientation bins (B > 1): without them it is left out.
+# vel_rel (speed relative to box height) is not a default: it helps with a detector's boxes and
+# hurts with motion boxes, whose heights are not the objects' (docs/results.md)
 SCORE_TERMS = "classifier,app,app_rec,pose,vel,vel_dir"
 SCORE_COMBINE = "z"  # z-scores, a source's mean, summed; "tail": summed -log tail probabilities (docs/results.md)
 MASKING = True  # reference: False (its mask test never matches, nothing is masked)
@@ -122,6 +124,8 @@ def load_padded(ckpt, split: str) -> PaddedSplit:
         if meta.get("heldout"):  # calibrate.py cross-fitted
             for name in HELDOUT_PADDED:
                 arrays[name] = load_output(ckpt, f"padded/train_{name}.npy", mmap=True)
+    if "vel_rel" in meta:  # padding_mask.py made the speed relative to box height
+        arrays["vel_rel"] = load_output(ckpt, f"padded/{split}_vel_rel.npy", mmap=True)
     if meta.get("vel_dir"):  # calibrate.py made the direction-aware velocity term
         arrays["vel_dir"] = load_output(ckpt, f"padded/{split}_vel_dir.npy", mmap=True)
     return PaddedSplit(**arrays)
@@ -232,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         f"velocity anomaly x{VELOCITY_ANOMALY_SCALE}, "
         f"modalities {','.join(modalities)}, head {HEAD}, score {' + '.join(terms)}, recipe {stage.recipe}"
     )
+    if "vel_rel" in terms and test.vel_rel is None:
+        raise InputError(f"{ckpt}/padded/ has no vel_rel (made by older code): rerun python padding_mask.py")
     heldout = train.app_dist_heldout is not None
     fixed = (memory_terms(train, heldout=heldout), memory_terms(test))
     print(
@@ -334,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         }
     per_object = object_scores(
         {"app": test.app_dist, "app_rec": test.app_rec, "vel": test.vel}
+        | ({} if test.vel_rel is None else {"vel_rel": test.vel_rel})
         | ({} if test.vel_dir is None else {"vel_dir": test.vel_dir}),
         np.asarray(test.app_mask),
         stats,
@@ -353,6 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         terms=used,
         train_ends=fit_ends,
         vel_dir=test.vel_dir is not None,
+        height_reference=meta.get("vel_rel", {}).get("height_reference"),
         fps=FPS,
         per_hour=FALSE_ALARMS_PER_HOUR,
     )

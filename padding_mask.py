@@ -6,7 +6,7 @@ row, unmasked ("nobody here"), as the reference's re-inserted zero rows. Velocit
 object is the mean over its orientation bins (the fusion repeats it to 34 columns).
 
 Reads  CKPT/pseudo_{app,pose}_*.npy (stage 4), app_*_recon.npy
-       (stage 1), heldout_* (stage 4c) and velocity.npy
+       (stage 1), heldout_* (stage 4c), velocity.npy and NAME_bboxes_{split}.npy
 Writes CKPT/padded/{split}_{name}.npy, memory-mappable:
          train_app, train_app_anomaly, train_pose, train_pose_anomaly, test_app, test_pose
                                               (F, N_max, 34) float32
@@ -19,9 +19,13 @@ Writes CKPT/padded/{split}_{name}.npy, memory-mappable:
                                               (velocity shares the appearance mask)
          train_{app_dist,app_rec,pose_dist}_heldout (F, N_max) float32, the out-of-fold
                                               values (calibrate.py), when it cross-fitted
+         {split}_vel_rel                      (F, N_max) float32, each object's speed relative
+                                              to its box height (memfuse/scoring.py vel_rel;
+                                              the plain speed without a boxes file)
          {split}_vel_dir                      (F, N_max) float32, the direction-aware
                                               velocity term (calibrate.py), with orientation bins
-       CKPT/padded/meta.json   N_max, frame and object counts (written last)
+       CKPT/padded/meta.json   N_max, frame and object counts, vel_rel's reference box
+                               height (written last)
 where CKPT = checkpoints/DATASET/RECIPE/.
 
     python padding_mask.py --dataset ped2 --data-root ../shared/data
@@ -35,6 +39,7 @@ from memfuse.io import InputError, require, save_json
 from memfuse.padding import n_max_of, save_padded, velocity_per_object
 from memfuse.pipeline import begin, run
 from memfuse.registry import made_by
+from memfuse.scoring import height_reference, relative_speed
 from memfuse.stages import load_output
 
 PAD_CHUNK = 16384  # frames padded per step, bounds memory on large datasets
@@ -89,6 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     n_max = n_max_of(*(r.vel for r in layouts.values()), *(r.pose for r in layouts.values()))
     print(f"[padding_mask] {dataset}: N_max = {n_max}")
     meta = {"n_max": n_max}
+    heights = {split: D.box_heights(stage.data_root, dataset, split, raw.vel) for split, raw in layouts.items()}
+    reference = height_reference(heights["train"][0]) if heights["test"][0] is not None else None
+    meta["vel_rel"] = {"height_reference": reference, "boxes": {split: why for split, (_, why) in heights.items()}}
+    if reference is None:
+        print(f"[padding_mask] vel_rel is the plain speed: {heights['train'][1]}; {heights['test'][1]}")
     for split, raw in layouts.items():
         app_layout, pose_layout = raw.vel, raw.pose
         names = ["normal", "anomaly"] if split == "train" else ["normal"]
@@ -98,7 +108,12 @@ def main(argv: list[str] | None = None) -> None:
                 suffix = "" if kind == "normal" else "_anomaly"
                 mask_path = out / f"{split}_{modality}_mask.npy" if kind == "normal" else None
                 save_padded(values, n_max, out / f"{split}_{modality}{suffix}.npy", mask_path, PAD_CHUNK)
-        save_padded(velocity_per_object(app_layout), n_max, out / f"{split}_vel.npy", None, PAD_CHUNK, squeeze=True)
+        speed = velocity_per_object(app_layout)
+        save_padded(speed, n_max, out / f"{split}_vel.npy", None, PAD_CHUNK, squeeze=True)
+        rel = relative_speed(speed.values[:, 0], heights[split][0], reference)
+        save_padded(
+            app_layout.with_values(rel[:, None]), n_max, out / f"{split}_vel_rel.npy", None, PAD_CHUNK, squeeze=True
+        )
         for modality, layout in (("app", app_layout), ("pose", pose_layout)):
             dist = per_object(ckpt, f"pseudo_{modality}_{split}_distance.npy", layout, "stage 4")
             save_padded(dist, n_max, out / f"{split}_{modality}_dist.npy", None, PAD_CHUNK, squeeze=True)

@@ -74,6 +74,9 @@ TERM_SETS = {
     "app+app_rec+pose+vel": ("app", "app_rec", "pose", "vel"),
     "classifier+app+app_rec+pose+vel": ("classifier", "app", "app_rec", "pose", "vel"),
     "vel+vel_dir": ("vel", "vel_dir"),
+    # the default with the speed relative to box height (vel_rel) for the plain speed
+    "default with vel_rel": ("classifier", "app", "app_rec", "pose", "vel_rel", "vel_dir"),
+    "classifier+vel_rel": ("classifier", "vel_rel"),
 }
 
 

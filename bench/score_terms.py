@@ -9,7 +9,8 @@ memory distances and reconstruction errors. Prints, per term: its micro AUC and 
 z-score on normal and on anomalous test frames, calibrated on the train frames themselves
 ("in-sample", this project's calibration before calibrate.py) and on the reference frames
 the run used (out-of-fold for the memorised terms). Then the frame score's micro AUC for
-every combination of memfuse/scoring.py, and the old one (in-sample z-scores, summed), and
+every combination of memfuse/scoring.py, the old one (in-sample z-scores, summed), the
+run's with the other speed term (``vel_rel`` for ``vel``, or back), and
 per anomaly kind where the dataset names one per test video (anomaly_kinds.npy).
 Test labels are read to report, never to choose.
 """
@@ -86,6 +87,12 @@ def main() -> None:
     used = tuple(metrics["score_terms"])
     scores = {"before: in-sample z, summed": S.combine(before, test, used, "z")[0]}
     scores |= {f"held-out, {how}": S.combine(after, test, used, how)[0] for how in S.COMBINES}
+    swap = {"vel": "vel_rel", "vel_rel": "vel"}  # the run's score with the other speed term
+    for a, b in swap.items():
+        if a in used and b in terms and b not in used:
+            other = tuple(t for t in S.TERMS if t in (set(used) - {a}) | {b})
+            how = st.get("SCORE_COMBINE", "z")
+            scores[f"held-out, {how}, {b} for {a}"] = S.combine(after, test, other, how)[0]
     scores |= {f"term {t}": S.Calibration.fit(after[t]).z(test[t]) for t in terms}
     smooth = {k: smoothed(v) for k, v in scores.items()}
     out["scores"] = {k: micro_auc(v, labels) for k, v in smooth.items()}

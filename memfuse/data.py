@@ -101,6 +101,38 @@ def resolve_data_root(dataset: str, data_root: Path | str) -> Path:
     return data_root
 
 
+def boxes_path(root: Path | str, dataset: str, split: str) -> Path:
+    """``NAME_bboxes_SPLIT.npy`` beside the features (AI-VAD's name; stage 0 copies or writes it)."""
+    return Path(root) / dataset / f"{dataset}_bboxes_{split}.npy"
+
+
+def box_heights(root: Path | str, dataset: str, split: str, layout: Ragged) -> tuple[np.ndarray | None, str]:
+    """Each object's box height, (N,) float32 aligned with ``layout`` (the split's velocity
+    rows; NaN for a frame's whole-frame entry), and where it came from; ``(None, why)`` when
+    there is no boxes file beside the features or its boxes do not match the rows (a frame
+    of n boxes has n rows, a frame of none one whole-frame row). Optional: only ``vel_rel``
+    uses it, and falls back to the plain speed."""
+    path = boxes_path(root, dataset, split)
+    if not path.exists():
+        return None, f"no {path.name} beside the features"
+    try:
+        frames = load_object_npy(path, f"no {path}")
+    except InputError as exc:
+        return None, str(exc)
+    if len(frames) != layout.n_frames:
+        return None, f"{path}: {len(frames)} frames, the features {layout.n_frames}"
+    boxes = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in frames]
+    counts = np.fromiter((len(b) for b in boxes), dtype=np.int64, count=len(boxes))
+    rows = np.where(counts == 0, 1, counts)
+    if not np.array_equal(rows, layout.counts):
+        bad = int(np.flatnonzero(rows != layout.counts)[0])
+        return None, f"{path}: frame {bad} has {counts[bad]} boxes and {layout.counts[bad]} velocity rows"
+    heights = np.full(int(layout.offsets[-1]), np.nan, dtype=np.float32)
+    if counts.any():  # every row of a frame with boxes is a box, in order; the others are whole-frame
+        heights[np.repeat(counts > 0, layout.counts)] = np.concatenate([b[:, 3] - b[:, 1] for b in boxes if len(b)])
+    return heights, path.name
+
+
 def load_object_array(path: Path, width: int | None, allow_empty_frames: bool, what: str) -> Ragged:
     """Read one AI-VAD object array and check it: 2-D per frame, width, finite values.
 

@@ -331,7 +331,12 @@ class SourceRun:
         app = D.Ragged.from_frames([f.app for f in frames], 512)
         vel = D.Ragged.from_frames([f.vel for f in frames], frames[0].vel.shape[1])
         pose = D.Ragged.from_frames([p[3] for p in pending], 34)
-        scores = self.det.score(app, pose, vel)
+        # the boxes as given or found, as the boxes file the batch path reads (a frame of
+        # none: its whole-frame entry, NaN)
+        heights = np.concatenate(
+            [f.found[:, 3] - f.found[:, 1] if len(f.found) else np.full(len(f.boxes), np.nan) for f in frames]
+        )
+        scores = self.det.score(app, pose, vel, heights=heights)
         self.seconds["models"] += clock() - t0
         for i, (t, rgb, feats, _) in enumerate(pending):
             score = self.smoother(scores.raw[i])

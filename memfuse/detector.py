@@ -42,7 +42,7 @@ from .models import AttentionFusion, AutoEncoder
 from .padding import pad
 from .pipeline import provenance_path
 from .pseudo import generate
-from .scoring import Calibration, combine_values, object_scores, source_values, term_values
+from .scoring import Calibration, combine_values, object_scores, relative_speed, source_values, term_values
 from .stages import load_checkpoint, load_memory_items, reconstruction_error
 
 DETECTOR_VERSION = 1
@@ -114,10 +114,12 @@ class Detector:
 
     # -- scoring
     @torch.no_grad()
-    def score(self, app: D.Ragged, pose: D.Ragged, vel: D.Ragged) -> FrameScores:
+    def score(self, app: D.Ragged, pose: D.Ragged, vel: D.Ragged, heights: np.ndarray | None = None) -> FrameScores:
         """Scores of F frames: ``app`` (N, 512) appearance and ``vel`` (N, B) velocity of their
         objects, ``pose`` (P, 34) of their persons, each a :class:`memfuse.data.Ragged` over
-        the same F frames (app and vel share a layout). Stages 1-6's test-split path."""
+        the same F frames (app and vel share a layout); ``heights`` (N,) the objects' box
+        heights (NaN: a whole-frame entry; None: no boxes, ``vel_rel`` is the plain speed).
+        Stages 1-6's test-split path."""
         s = self.meta["scoring"]
         if app.n_frames != pose.n_frames or not np.array_equal(app.offsets, vel.offsets):
             raise ValueError("app, pose and vel must cover the same frames (app and vel the same objects)")
@@ -162,10 +164,13 @@ class Detector:
         vel_dir = None
         if self.w.get("vel_reference") is not None:
             vel_dir = squeeze(knn_distance(vel.values, self.w["vel_reference"]), layout_a)
+        speed = vel.values.mean(axis=1)
+        vel_rel = relative_speed(speed, heights, s.get("height_reference"))
         split = PaddedSplit(
             app=app_x,
             pose=pose_x,
-            vel=squeeze(vel.values.mean(axis=1), layout_a),
+            vel=squeeze(speed, layout_a),
+            vel_rel=squeeze(vel_rel, layout_a),
             app_mask=app_mask,
             pose_mask=pose_mask,
             app_dist=squeeze(memorised["app"][1], layout_a),
@@ -183,7 +188,7 @@ class Detector:
         else:
             raw = combine_values(values, terms, s["combine"])
         per_object = object_scores(
-            {"app": split.app_dist, "app_rec": split.app_rec, "vel": split.vel}
+            {"app": split.app_dist, "app_rec": split.app_rec, "vel": split.vel, "vel_rel": split.vel_rel}
             | ({} if vel_dir is None else {"vel_dir": vel_dir}),
             app_mask,
             s["calibration"],
@@ -221,6 +226,7 @@ def build(
     terms: tuple[str, ...],
     train_ends: np.ndarray,
     vel_dir: bool,
+    height_reference: float | None,
     fps: float,
     per_hour: float = DEFAULT_FALSE_ALARMS_PER_HOUR,
 ) -> Path:
@@ -230,7 +236,8 @@ def build(
     dicts); ``terms``: those the frame score combines; ``reference``: the raw reference
     terms of the train frames ({term: (F_train,)}, out-of-fold where calibrate.py
     cross-fitted), from which the normal frames' causal scores and the alarm threshold
-    come; ``vel_dir``: the direction term is scored."""
+    come; ``vel_dir``: the direction term is scored; ``height_reference``: ``vel_rel``'s
+    reference box height (None: it is the plain speed)."""
     g = stage_settings
     ae = load_checkpoint(ckpt, "autoencoder.pt")
     pseudo = json.loads((ckpt / "pseudo_app_meta.json").read_text())
@@ -285,6 +292,7 @@ def build(
             "combine": combine,
             "calibration": {t: calibration[t] for t in available},
             "smooth_sigma": g["SMOOTH_SIGMA"],
+            "height_reference": height_reference,
         },
         "threshold": {**asdict(threshold), "fps": fps, "merge_gap_frames": merge_gap},
         "reference": {"frames": int(len(ref)), "videos": int(len(train_ends))},
@@ -355,7 +363,9 @@ def load(folder: Path | str) -> Detector:
         raise DetectorError(f"{folder / WEIGHTS}: unreadable or not this detector's weights ({exc})") from None
 
 
-def load_test_split(data_root: Path, dataset: str, split: str = "test") -> tuple[D.Ragged, D.Ragged, D.Ragged]:
-    """A dataset split's (app, pose, vel) as :meth:`Detector.score` takes them."""
+def load_test_split(
+    data_root: Path, dataset: str, split: str = "test"
+) -> tuple[D.Ragged, D.Ragged, D.Ragged, np.ndarray | None]:
+    """A dataset split's (app, pose, vel, box heights) as :meth:`Detector.score` takes them."""
     sp = D.load_split(data_root, dataset, split)
-    return sp.app, sp.pose, sp.vel
+    return sp.app, sp.pose, sp.vel, D.box_heights(data_root, dataset, split, sp.vel)[0]

@@ -86,6 +86,7 @@ class PaddedSplit:
     app_dist_heldout: np.ndarray | None = None
     app_rec_heldout: np.ndarray | None = None
     pose_dist_heldout: np.ndarray | None = None
+    vel_rel: np.ndarray | None = None  # (F, N) speed relative to box height (memfuse.scoring.relative_speed)
     vel_dir: np.ndarray | None = None  # (F, N) direction-aware velocity term (calibrate.py, B > 1); train: out-of-fold
 
     @property
@@ -363,7 +364,7 @@ def memory_terms(split: PaddedSplit, heldout: bool = False) -> dict[str, np.ndar
     """The training-free frame terms of :mod:`memfuse.scoring` (each (F,)): ``app`` and
     ``pose``, the largest nearest-memory-item distance of the frame's objects; ``app_rec``,
     the largest autoencoder reconstruction error; ``vel``, the largest object velocity;
-    ``vel_dir`` where the split has it.
+    ``vel_rel`` and ``vel_dir`` where the split has them.
     Needs the split's ``*_dist`` and ``app_rec`` arrays; ``heldout`` takes the out-of-fold
     ones (``*_heldout``, the train split's after calibrate.py) instead."""
     suffix = "_heldout" if heldout else ""
@@ -376,5 +377,6 @@ def memory_terms(split: PaddedSplit, heldout: bool = False) -> dict[str, np.ndar
         "app_rec": masked_frame_max(app_rec, split.app_mask),
         "pose": masked_frame_max(pose_dist, split.pose_mask),
         "vel": masked_frame_max(split.vel, split.app_mask),
+        **({} if split.vel_rel is None else {"vel_rel": masked_frame_max(split.vel_rel, split.app_mask)}),
         **({} if split.vel_dir is None else {"vel_dir": masked_frame_max(split.vel_dir, split.app_mask)}),
     }

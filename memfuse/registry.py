@@ -138,7 +138,7 @@ STAGES: tuple[Stage, ...] = (
         "stage 5: padded object sets and masks",
         ("Pseudo_generators.py", "Pseudo_generators_pose.py", "AE_encoder.py", "calibrate.py"),
         tuple((s, m) for s in ("train", "test") for m in ("vel", "pose")),
-        ("padded/meta.json",),
+        ("padded/meta.json", "padded/test_vel_rel.npy"),
         ("CHECKPOINT_ROOT",),
     ),
     Stage(

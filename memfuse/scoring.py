@@ -8,6 +8,13 @@ The terms of a frame (each (F,), higher = more anomalous):
   familiar object lies from everything the memory learnt as normal.
 - ``app_rec``: the largest autoencoder reconstruction error of the frame's objects.
 - ``vel``: the frame's largest object speed (its velocity's mean over orientation bins).
+- ``vel_rel``: the frame's largest object speed relative to its box's height (speed x
+  ``h_ref / h``, ``h_ref`` the median train box height): a person far from the camera
+  moves fewer pixels than one close up, and both look as tall as they are far, so the ratio
+  means the same speed at every distance (AI-VAD divides by box height on ShanghaiTech).
+  Without boxes beside the features (AI-VAD-format data without its box files), or for a
+  frame's whole-frame entry, it is the plain speed. Not in the default: with motion boxes,
+  whose heights are the moving region's rather than the object's, it hurt (docs/results.md).
 - ``vel_dir``: with orientation bins (B > 1), the largest distance of an object's B-bin
   velocity to its nearest train object's: motion in a direction, or at a speed along a
   direction, that training never showed. Speed alone cannot see a person walking the
@@ -44,17 +51,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-TERMS = ("classifier", "app", "app_rec", "pose", "vel", "vel_dir")
+TERMS = ("classifier", "app", "app_rec", "pose", "vel", "vel_rel", "vel_dir")
 GROUP = {  # term -> source of evidence
     "classifier": "classifier",
     "app": "app",
     "app_rec": "app",
     "pose": "pose",
     "vel": "vel",
+    "vel_rel": "vel",
     "vel_dir": "vel",
 }
 COMBINES = ("tail", "z", "tail_max")
 TAIL_QUANTILE = 0.9  # above this reference quantile the tail is exponential (peaks over threshold)
+# A box shorter than this share of h_ref counts as this tall in vel_rel: a motion box a few
+# pixels high says little about how fast its object moves, and dividing by it would make
+# every such flicker an alarm.
+MIN_HEIGHT_SHARE = 0.25
 QUANTILE_GRID = 1001  # reference quantiles kept (0, 0.001, ..., 1): the empirical distribution, small
 
 
@@ -66,6 +78,27 @@ def parse_terms(text: str) -> tuple[str, ...]:
     if unknown or not names:
         raise ValueError(f"score terms must be a non-empty subset of {', '.join(TERMS)}, got {text!r}")
     return tuple(t for t in TERMS if t in names)
+
+
+def height_reference(heights: np.ndarray | None) -> float | None:
+    """``h_ref`` of ``vel_rel``: the median of the (N,) train box heights (NaN: whole-frame
+    entries, left out); None without heights."""
+    if heights is None or not np.isfinite(heights).any():
+        return None
+    return float(np.nanmedian(heights))
+
+
+def relative_speed(speed: np.ndarray, heights: np.ndarray | None, reference: float | None) -> np.ndarray:
+    """The ``vel_rel`` of each object, (N,) float32: ``speed`` (N,) x ``reference / h``, ``h``
+    its box height (``heights`` (N,), NaN for a whole-frame entry, which keeps its speed)
+    raised to at least :data:`MIN_HEIGHT_SHARE` x ``reference``. Without ``heights`` or
+    ``reference``: ``speed`` itself."""
+    speed = np.asarray(speed, dtype=np.float32)
+    if heights is None or reference is None:
+        return speed
+    h = np.asarray(heights, dtype=np.float64)
+    h = np.where(np.isfinite(h), np.maximum(h, MIN_HEIGHT_SHARE * reference), reference)
+    return (speed * (reference / h)).astype(np.float32)
 
 
 def masked_frame_max(values: np.ndarray, padded: np.ndarray) -> np.ndarray:
@@ -170,7 +203,13 @@ def combine(
     return combine_values(values, terms, how), values, {t: asdict(c) for t, c in calibration.items()}
 
 
-OBJECT_TERMS = ("app", "app_rec", "vel", "vel_dir")  # measured on each object (box); pose rows are not matched to boxes
+OBJECT_TERMS = (
+    "app",
+    "app_rec",
+    "vel",
+    "vel_rel",
+    "vel_dir",
+)  # measured on each object (box); pose rows are not matched to boxes
 
 
 def object_scores(

@@ -154,3 +154,23 @@ def test_zscore_is_fitted_on_train_and_survives_constant_features():
     x = np.array([[1.0, 5.0], [3.0, 5.0]], dtype=np.float32)
     mean, std = zscore_fit(x)
     np.testing.assert_allclose(zscore(x, mean, std), [[-1.0, 0.0], [1.0, 0.0]])
+
+
+def test_box_heights_follow_the_velocity_rows_with_nan_for_whole_frame_entries(tmp_path):
+    boxes = np.empty(3, dtype=object)
+    boxes[:] = [
+        np.array([[0, 10, 5, 40], [1, 0, 2, 7]], np.float32),
+        np.zeros((0, 4), np.float32),
+        np.array([[0, 5, 9, 25]]),
+    ]
+    (tmp_path / "cam").mkdir()
+    np.save(tmp_path / "cam" / "cam_bboxes_train.npy", boxes, allow_pickle=True)
+    layout = D.Ragged(np.zeros((4, 1), np.float32), np.array([0, 2, 3, 4]))
+    heights, where = D.box_heights(tmp_path, "cam", "train", layout)
+    np.testing.assert_array_equal(heights, [30.0, 7.0, np.nan, 20.0])
+    assert where == "cam_bboxes_train.npy"
+    # boxes that are not the rows' (another count in frame 0): no heights, and why
+    other = D.Ragged(np.zeros((3, 1), np.float32), np.array([0, 1, 2, 3]))
+    heights, why = D.box_heights(tmp_path, "cam", "train", other)
+    assert heights is None and "frame 0 has 2 boxes and 1 velocity rows" in why
+    assert D.box_heights(tmp_path, "cam", "test", layout) == (None, "no cam_bboxes_test.npy beside the features")

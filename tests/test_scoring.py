@@ -7,6 +7,7 @@ import torch
 
 from memfuse.calibration import FitSettings, cross_fit, direction_distance, object_folds, video_folds
 from memfuse.scoring import (
+    MIN_HEIGHT_SHARE,
     TAIL_QUANTILE,
     Calibration,
     combine,
@@ -14,6 +15,7 @@ from memfuse.scoring import (
     masked_frame_max,
     object_scores,
     parse_terms,
+    relative_speed,
 )
 
 
@@ -22,6 +24,17 @@ def test_masked_frame_max_ignores_padding_and_marks_empty_frames():
     padded = np.array([[False, False, True], [False, True, True], [True, True, True]])
     out = masked_frame_max(values, padded)
     assert out[0] == 5.0 and out[1] == 2.0 and np.isnan(out[2])
+
+
+def test_relative_speed_is_the_speed_at_the_reference_height():
+    speed = np.array([2.0, 2.0, 2.0, 2.0, 3.0], np.float32)
+    heights = np.array([100.0, 50.0, 200.0, 1.0, np.nan])  # near, far, very near, a flicker, whole frame
+    out = relative_speed(speed, heights, reference=100.0)
+    # a far person's 2 px a frame is a near one's 4; a whole-frame entry keeps its speed
+    np.testing.assert_allclose(out, [2.0, 4.0, 1.0, 2.0 / MIN_HEIGHT_SHARE, 3.0], rtol=1e-6)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(relative_speed(speed, None, 100.0), speed)  # no boxes: the plain speed
+    np.testing.assert_array_equal(relative_speed(speed, heights, None), speed)
 
 
 def test_calibration_z_uses_reference_frames_only_and_fills_empty_frames_with_the_minimum():

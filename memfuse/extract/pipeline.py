@@ -12,7 +12,7 @@ its command line)::
            OUT/NAME/extracted_features/{train,test}/pose.npy           (p_i, 34) float32 per frame: copied or made
            OUT/NAME/extracted_features/{train,test}/extract_meta.json  settings, counts, wall time
            OUT/NAME/{train,test}_clip_lengths.npy, label files          copied (clip lengths computed when absent)
-           OUT/NAME/NAME_bboxes_{train,test}.npy                        for a split without boxes: those of what moves
+           OUT/NAME/NAME_bboxes_{train,test}.npy                        copied where given, else those of what moves
 
 Object i of a frame is box i of the boxes file (order never changes); a frame without boxes
 gets one whole-frame entry [0, 0, W, H], as AI-VAD does. Boxes reaching outside the frame
@@ -616,7 +616,7 @@ def _copy(src: Path, dst: Path) -> bool:
 def copy_dataset_files(
     dataset: str, data_root: Path | str, out_root: Path | str, frame_counts: dict[str, list[int]]
 ) -> list[str]:
-    """Copy pose, clip lengths and label files into OUT/NAME so it is a complete dataset;
+    """Copy pose, boxes, clip lengths and label files into OUT/NAME so it is a complete dataset;
     returns the copied paths, relative to it.
 
     Clip lengths missing from DATA are computed from ``frame_counts`` (split -> frames per
@@ -641,7 +641,14 @@ def copy_dataset_files(
         else:
             save_npy(dst / name, ends)
         copied.append(name)
-    for rel in (f"frame_labels_{dataset}.npy", "frame_labels.npy", f"{dataset}.mat", f"testing/UCSD{dataset}.m"):
+    boxes = [f"{dataset}_bboxes_{split}.npy" for split in SPLITS]  # given boxes, for vel_rel's box heights
+    for rel in (
+        *boxes,
+        f"frame_labels_{dataset}.npy",
+        "frame_labels.npy",
+        f"{dataset}.mat",
+        f"testing/UCSD{dataset}.m",
+    ):
         if _copy(src / rel, dst / rel):
             copied.append(rel)
     mask_dir = src / "testing" / "test_frame_mask"
