@@ -17,7 +17,8 @@ it goes:
 Rows are flushed every batch, so an interrupted run leaves complete rows; the video is
 closed on an interruption (Ctrl-C or SIGTERM), so it plays up to its last frame. Frames of a
 file are scored in batches of ``batch`` (faster; a frame's score still uses no later
-frame); frames of a live source one at a time, as they come.
+frame); frames of a live source one at a time, as they come, or, when it fell behind and
+frames wait in its buffer, up to :data:`LIVE_BATCH` of them together.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .io import InputError
 from .sources import Source
 
 FILE_BATCH = 16  # frames of a file scored together
+LIVE_BATCH = 8  # at most this many frames of a live source that fell behind scored together
 BAR_THRESHOLD_AT = 2 / 3  # the threshold's place on the annotated score bar
 SOURCES_OF_EVIDENCE = ("classifier", "app", "pose", "vel")
 
@@ -221,7 +223,10 @@ class SourceRun:
     ):
         self.det, self.source, self.out = detector, source, Path(out_dir)
         self.threshold, self.extractor, self.given = threshold, extractor, given
-        self.batch = 1 if source.live else max(1, int(batch))
+        # a live frame is scored at once while the scorer keeps up; when frames wait, up to
+        # LIVE_BATCH of them are scored together (the models' cost per call, 5 ms, is then
+        # shared: docs/results.md), so the scorer catches up instead of dropping more
+        self.batch = LIVE_BATCH if source.live else max(1, int(batch))
         self.want_video, self.events_file, self.max_frames = video, events_file, max_frames
         self.smoother = CausalSmoother(detector.smooth_sigma)
         self.fps = source.fps or detector.fps
@@ -286,7 +291,7 @@ class SourceRun:
                     if poses is not None:
                         feats = feats._replace(pose=poses)
                     pending.append((t, rgb, feats, feats.pose if feats.pose is not None else np.zeros((0, 34))))
-                    if len(pending) >= self.batch:
+                    if len(pending) >= self.batch or (self.source.live and not self.source.waiting):
                         self._score(pending)
                         pending = []
                     if self.max_frames and r.frames + len(pending) >= self.max_frames:

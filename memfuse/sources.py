@@ -45,6 +45,7 @@ class Source:
     fps: float | None = None  # the container's, when it gives one
     dropped: int = 0
     reconnects: int = 0
+    waiting: int = 0  # live: frames read and not yet taken (0: the consumer is keeping up)
     interrupted: bool = False  # stopped by :meth:`interrupt` before its end
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -162,6 +163,7 @@ class Source:
                         if not ready.wait(timeout=STALL_S) and not slot and not done.is_set():
                             raise InputError(f"{self.describe()}: no frame for {STALL_S:g} s (stalled)")
                     item = slot.popleft() if slot else None
+                    self.waiting = len(slot)
                 if item is None:
                     break
                 got += 1
