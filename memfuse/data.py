@@ -17,6 +17,7 @@ vectorised and chunked computation possible.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,12 +110,17 @@ def boxes_path(root: Path | str, dataset: str, split: str) -> Path:
 def box_heights(root: Path | str, dataset: str, split: str, layout: Ragged) -> tuple[np.ndarray | None, str]:
     """Each object's box height, (N,) float32 aligned with ``layout`` (the split's velocity
     rows; NaN for a frame's whole-frame entry), and where it came from; ``(None, why)`` when
-    there is no boxes file beside the features or its boxes do not match the rows (a frame
-    of n boxes has n rows, a frame of none one whole-frame row). Optional: only ``vel_rel``
-    uses it, and falls back to the plain speed."""
+    there is no boxes file beside the features, its boxes are stage 0's motion boxes (whose
+    heights are the moving regions', not the objects'), or they do not match the rows (a
+    frame of n boxes has n rows, a frame of none one whole-frame row). Optional: only
+    ``vel_rel`` uses it, and falls back to the plain speed."""
     path = boxes_path(root, dataset, split)
     if not path.exists():
         return None, f"no {path.name} beside the features"
+    meta = feature_path(root, dataset, split, "vel").parent / "extract_meta.json"
+    if meta.exists() and json.loads(meta.read_text()).get("boxes") == "motion":
+        # a motion box is a moving region, cut or merged: its height is not its object's
+        return None, f"{path.name} holds motion boxes"
     try:
         frames = load_object_npy(path, f"no {path}")
     except InputError as exc:

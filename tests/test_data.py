@@ -174,3 +174,8 @@ def test_box_heights_follow_the_velocity_rows_with_nan_for_whole_frame_entries(t
     heights, why = D.box_heights(tmp_path, "cam", "train", other)
     assert heights is None and "frame 0 has 2 boxes and 1 velocity rows" in why
     assert D.box_heights(tmp_path, "cam", "test", layout) == (None, "no cam_bboxes_test.npy beside the features")
+    # stage 0's motion boxes are moving regions: their heights are not taken
+    meta = D.feature_path(tmp_path, "cam", "train", "vel").parent / "extract_meta.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text('{"boxes": "motion"}')
+    assert D.box_heights(tmp_path, "cam", "train", layout) == (None, "cam_bboxes_train.npy holds motion boxes")

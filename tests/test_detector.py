@@ -175,6 +175,48 @@ def test_a_stream_simulated_from_a_file_and_an_interrupted_run(fitted, tmp_path)
     assert frames_of(tmp_path / "cut" / "cam.mp4") == 10  # closed: it plays to its last frame
 
 
+def test_a_live_source_behind_scores_its_waiting_frames_together_as_one_at_a_time(fitted, tmp_path):
+    from memfuse.detection import LIVE_BATCH, SourceRun, make_extractor
+    from memfuse.detector import load
+    from memfuse.extract.appearance import make_backbone
+    from memfuse.sources import expand
+
+    tmp, name, _ = fitted
+    clip = tmp_path / "cam.avi"
+    write_video(clip, 20, 2, seed=1)
+    det = load(tmp / "ckpt" / name / "memfuse" / "detector")
+    (plain,) = expand([str(clip)])
+    calls = []
+
+    class Behind(type(plain)):  # a camera that fell behind: frames 0-10 find others waiting
+        def frames(self):
+            (reader,) = expand([str(clip)])  # the file read in this thread: no frame dropped
+            for t, rgb in reader.frames():
+                self.waiting = 3 if t <= 10 else 0
+                yield t, rgb
+
+    def scores(source, out: Path) -> list[str]:
+        out.mkdir()
+        run_ = SourceRun(
+            det,
+            source,
+            out,
+            threshold=det.threshold,
+            extractor=make_extractor(det, pose_model=None, backbone=make_backbone("hog"), where="cam"),
+            batch=1,
+        )
+        run_._score = lambda pending, f=run_._score: (calls.append(len(pending)), f(pending))
+        run_.run()
+        return [row["raw_score"] for row in csvreader(out / "cam.csv")]
+
+    one_by_one = scores(plain, tmp_path / "plain")
+    assert calls == [1] * 20
+    calls.clear()
+    behind = Behind(plain.name, plain.kind, plain.target, live=True)
+    assert scores(behind, tmp_path / "behind") == one_by_one  # the same scores, in fewer model calls
+    assert calls == [LIVE_BATCH, 4] + [1] * 8  # frames 0-7, then 8-11 (11 finds none waiting), then one each
+
+
 def csvreader(path):
     import csv
 
