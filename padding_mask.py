@@ -21,7 +21,7 @@ Writes CKPT/padded/{split}_{name}.npy, memory-mappable:
                                               values (calibrate.py), when it cross-fitted
          {split}_vel_rel                      (F, N_max) float32, each object's speed relative
                                               to its box height (memfuse/scoring.py vel_rel;
-                                              the plain speed without a boxes file)
+                                              the plain speed without a detector's boxes)
          {split}_vel_dir                      (F, N_max) float32, the direction-aware
                                               velocity term (calibrate.py), with orientation bins
        CKPT/padded/meta.json   N_max, frame and object counts, vel_rel's reference box
