@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--jobs", type=int, default=2, help="recipes run side by side (1: one after the other, on the terminal)"
     )
     given, rest = p.parse_known_args(argv)
+    for name in ("CHECKPOINT_ROOT", "RESULTS_ROOT"):  # a stage records its folders: one spelling of each
+        setattr(given, name, str(Path(getattr(given, name)).resolve()))
     return argparse.Namespace(**{k.lower(): v for k, v in vars(given).items()}, stage_flags=route_flags(rest))
 
 

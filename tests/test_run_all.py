@@ -461,3 +461,15 @@ def test_video_files_with_poses_but_no_boxes_run_end_to_end(tmp_path):
         assert np.load(tmp_path / "res" / name / "memfuse" / "object_scores.npy").shape[0] == 60
     finally:
         shutil.rmtree(ROOT / "data" / name, ignore_errors=True)
+
+
+def test_run_all_gives_its_stages_one_spelling_of_each_folder(tmp_path, monkeypatch):
+    import run_all
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x").mkdir()
+    relative = run_all.parse_args(["--checkpoint-root", "x", "--results-root", "x/../r"])
+    absolute = run_all.parse_args(["--checkpoint-root", str(tmp_path / "x"), "--results-root", str(tmp_path / "r")])
+    # a stage records the folder it was given: the same folder spelt otherwise must not rerun it
+    assert relative.checkpoint_root == absolute.checkpoint_root == str((tmp_path / "x").resolve())
+    assert relative.results_root == absolute.results_root
