@@ -69,8 +69,8 @@ DROPOUT = 0.5
 HEAD = "pool"  # one MLP shared by every object row, max over real rows; the paper: "flatten" the N_max slots
 # Frame score: terms calibrated on normal frames their models never saw, combined (memfuse/scoring.py);
 # the paper: "classifier" alone. vel_dir needs orientation bins (B > 1): without them it is left out.
-# vel_rel (speed relative to box height) is not a default: it helps with a detector's boxes and
-# hurts with motion boxes, whose heights are not the objects' (docs/results.md)
+# vel_rel (speed relative to box height) is not a default: on Ped2 it lifted the micro AUC but
+# lost macro AUC and on the one-modality set (docs/results.md)
 SCORE_TERMS = "classifier,app,app_rec,pose,vel,vel_dir"
 SCORE_COMBINE = "z"  # z-scores, a source's mean, summed; "tail": summed -log tail probabilities (docs/results.md)
 MASKING = True  # reference: False (its mask test never matches, nothing is masked)

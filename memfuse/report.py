@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .data import boxes_path
 from .io import save_json, save_npy, save_npz, save_video_scores
 from .metrics import micro_auc, video_slices, why_no_auc
 from .plots import plot_history, plot_roc, plot_validation, plot_videos
@@ -120,8 +121,8 @@ def annotate(out: Path, dataset: str, recipe: str, raw_root: Path, data_root: Pa
     from .annotate import write_annotated_videos
     from .extract.frames import list_split_videos, load_boxes
 
-    name = f"{dataset}_bboxes_test.npy"
-    boxes_file = next((r / dataset / name for r in (data_root, raw_root) if (r / dataset / name).exists()), None)
+    found = (boxes_path(r, dataset, "test") for r in (data_root, raw_root))
+    boxes_file = next((p for p in found if p.exists()), None)
     if boxes_file is None or not any((raw_root / dataset / "testing" / sub).is_dir() for sub in ("frames", "videos")):
         return "none: no raw test frames or boxes"
     object_file = out / recipe / "object_scores.npy"

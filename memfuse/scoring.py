@@ -12,9 +12,10 @@ The terms of a frame (each (F,), higher = more anomalous):
   ``h_ref / h``, ``h_ref`` the median train box height): a person far from the camera
   moves fewer pixels than one close up, and both look as tall as they are far, so the ratio
   means the same speed at every distance (AI-VAD divides by box height on ShanghaiTech).
-  Without boxes beside the features (AI-VAD-format data without its box files), or for a
-  frame's whole-frame entry, it is the plain speed. Not in the default: with motion boxes,
-  whose heights are the moving region's rather than the object's, it hurt (docs/results.md).
+  Without an object detector's boxes beside the features (AI-VAD-format data without its
+  box files, or stage 0's motion boxes, whose heights are moving regions'), or for a
+  frame's whole-frame entry, it is the plain speed. Not in the default: on Ped2 it lifted
+  the micro AUC but lost macro AUC and on the one-modality set (docs/results.md).
 - ``vel_dir``: with orientation bins (B > 1), the largest distance of an object's B-bin
   velocity to its nearest train object's: motion in a direction, or at a speed along a
   direction, that training never showed. Speed alone cannot see a person walking the
@@ -63,9 +64,9 @@ GROUP = {  # term -> source of evidence
 }
 COMBINES = ("tail", "z", "tail_max")
 TAIL_QUANTILE = 0.9  # above this reference quantile the tail is exponential (peaks over threshold)
-# A box shorter than this share of h_ref counts as this tall in vel_rel: a motion box a few
-# pixels high says little about how fast its object moves, and dividing by it would make
-# every such flicker an alarm.
+# A box shorter than this share of h_ref counts as this tall in vel_rel: a box a few pixels
+# high (a detector's partial or far detection) says little about how fast its object moves,
+# and dividing by it would make every such box an alarm.
 MIN_HEIGHT_SHARE = 0.25
 QUANTILE_GRID = 1001  # reference quantiles kept (0, 0.001, ..., 1): the empirical distribution, small
 

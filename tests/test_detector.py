@@ -128,10 +128,17 @@ def test_detect_on_a_file_writes_rows_video_and_events(fitted, tmp_path):
         assert e["modality"] in ("classifier", "app", "pose", "vel")
 
 
-def test_a_stream_simulated_from_a_file_and_an_interrupted_run(fitted, tmp_path):
+def source_run(det, source, out: Path, where: str, **kw):
+    """detect.py's run of one source with the HOG backbone and no pose model."""
     from memfuse.detection import SourceRun, make_extractor
-    from memfuse.detector import load
     from memfuse.extract.appearance import make_backbone
+
+    extractor = make_extractor(det, pose_model=None, backbone=make_backbone("hog"), where=where)
+    return SourceRun(det, source, out, threshold=det.threshold, extractor=extractor, **kw)
+
+
+def test_a_stream_simulated_from_a_file_and_an_interrupted_run(fitted, tmp_path):
+    from memfuse.detector import load
     from memfuse.sources import expand
 
     tmp, name, _ = fitted
@@ -139,14 +146,7 @@ def test_a_stream_simulated_from_a_file_and_an_interrupted_run(fitted, tmp_path)
     write_video(clip, 30, 2, seed=0)
     det = load(tmp / "ckpt" / name / "memfuse" / "detector")
     (source,) = expand([str(clip)], live=True)
-    run_ = SourceRun(
-        det,
-        source,
-        tmp_path,
-        threshold=det.threshold,
-        extractor=make_extractor(det, pose_model=None, backbone=make_backbone("hog"), where="cam"),
-    )
-    r = run_.run()
+    r = source_run(det, source, tmp_path, "cam").run()
     assert r.frames + r.dropped == 30 and r.frames > 0  # every frame scored or counted as dropped
     rows = list(csvreader(tmp_path / "cam.csv"))
     assert len(rows) == r.frames
@@ -160,14 +160,7 @@ def test_a_stream_simulated_from_a_file_and_an_interrupted_run(fitted, tmp_path)
 
     (plain,) = expand([str(clip)])
     stops = Stops(plain.name, plain.kind, plain.target)
-    run_ = SourceRun(
-        det,
-        stops,
-        tmp_path / "cut",
-        threshold=det.threshold,
-        extractor=make_extractor(det, pose_model=None, backbone=make_backbone("hog"), where="cut"),
-        batch=5,
-    )
+    run_ = source_run(det, stops, tmp_path / "cut", "cut", batch=5)
     (tmp_path / "cut").mkdir()
     r = run_.run()
     assert r.interrupted and r.frames == 10  # two whole batches; the third was cut before it was scored
@@ -176,9 +169,8 @@ def test_a_stream_simulated_from_a_file_and_an_interrupted_run(fitted, tmp_path)
 
 
 def test_a_live_source_behind_scores_its_waiting_frames_together_as_one_at_a_time(fitted, tmp_path):
-    from memfuse.detection import LIVE_BATCH, SourceRun, make_extractor
+    from memfuse.detection import LIVE_BATCH
     from memfuse.detector import load
-    from memfuse.extract.appearance import make_backbone
     from memfuse.sources import expand
 
     tmp, name, _ = fitted
@@ -197,14 +189,7 @@ def test_a_live_source_behind_scores_its_waiting_frames_together_as_one_at_a_tim
 
     def scores(source, out: Path) -> list[str]:
         out.mkdir()
-        run_ = SourceRun(
-            det,
-            source,
-            out,
-            threshold=det.threshold,
-            extractor=make_extractor(det, pose_model=None, backbone=make_backbone("hog"), where="cam"),
-            batch=1,
-        )
+        run_ = source_run(det, source, out, "cam", batch=1)
         run_._score = lambda pending, f=run_._score: (calls.append(len(pending)), f(pending))
         run_.run()
         return [row["raw_score"] for row in csvreader(out / "cam.csv")]

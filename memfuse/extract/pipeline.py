@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 
-from ..data import feature_path
+from ..data import boxes_path, feature_path
 from ..io import InputError, atomic_path, save_json, save_npy
 
 if TYPE_CHECKING:  # these import OpenCV
@@ -451,10 +451,10 @@ def prepare_split(dataset: str, data_root: Path | str, split: str) -> tuple[list
 
     base = Path(data_root) / dataset
     videos = list_split_videos(base / SPLIT_FOLDERS[split])
-    boxes_path = base / f"{dataset}_bboxes_{split}.npy"
-    if not boxes_path.exists():
+    given = boxes_path(data_root, dataset, split)
+    if not given.exists():
         return videos, [None] * len(videos)
-    return videos, split_boxes_by_video(load_boxes(boxes_path), videos, boxes_path)
+    return videos, split_boxes_by_video(load_boxes(given), videos, given)
 
 
 def split_settings(settings: ExtractSettings, *, motion: bool, split: str = "train") -> dict:
@@ -557,7 +557,7 @@ def extract_split(
     out = split_outputs(out_root, dataset, split)
     frame_boxes = [b for r in results for b in r["boxes"]] if motion else [b for bb in boxes for b in bb]
     if motion:  # the boxes the features describe, in AI-VAD's format (a frame may have none)
-        save_npy(Path(out_root) / dataset / f"{dataset}_bboxes_{split}.npy", _object_array(frame_boxes))
+        save_npy(boxes_path(out_root, dataset, split), _object_array(frame_boxes))
     person = None
     if motion and split == "train":  # the camera's background, for the detector's boxes on a stream
         background, person = camera_background([r["motion"] for r in results if r.get("motion") is not None])
@@ -641,7 +641,7 @@ def copy_dataset_files(
         else:
             save_npy(dst / name, ends)
         copied.append(name)
-    boxes = [f"{dataset}_bboxes_{split}.npy" for split in SPLITS]  # given boxes, for vel_rel's box heights
+    boxes = [boxes_path(data_root, dataset, split).name for split in SPLITS]  # given boxes, for vel_rel's heights
     for rel in (
         *boxes,
         f"frame_labels_{dataset}.npy",
