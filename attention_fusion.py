@@ -68,10 +68,12 @@ HIDDEN = 64  # the paper: 256; the pooled head sees one 204-d object row at a ti
 DROPOUT = 0.5
 HEAD = "pool"  # one MLP shared by every object row, max over real rows; the paper: "flatten" the N_max slots
 # Frame score: terms calibrated on normal frames their models never saw, combined (memfuse/scoring.py);
-# the paper: "classifier" alone. vel_dir needs orientation bins (B > 1): without them it is left out.
+# the paper: "classifier" alone. vel_dir needs orientation bins (B > 1), app_knn and vel_dir need calibrate.py's
+# cross-fitting: without them they are left out. app_knn stands in for app (the nearest memory item): it scored
+# above app alone on every dataset measured and lifted the sum on all but Ped2 from motion boxes (docs/results.md).
 # vel_rel (speed relative to box height) is not a default: on Ped2 it lifted the micro AUC but
 # lost macro AUC and on the one-modality set (docs/results.md)
-SCORE_TERMS = "classifier,app,app_rec,pose,vel,vel_dir"
+SCORE_TERMS = "classifier,app_knn,app_rec,pose,vel,vel_dir"
 SCORE_COMBINE = "z"  # z-scores, a source's mean, summed; "tail": summed -log tail probabilities (docs/results.md)
 MASKING = True  # reference: False (its mask test never matches, nothing is masked)
 U2_KEY = "k2"  # reference: "k3" (u2 = softmax(q1 k3^T + q3 k2^T) v2)
@@ -92,7 +94,7 @@ HELP = {
     "DROPOUT": "dropout after alignment and in the classifier",
     "HEAD": f"classifier head: {' or '.join(HEADS)} (see memfuse.models.AttentionFusion)",
     "SCORE_TERMS": "frame score: classifier alone (its sigmoid, the paper) or the calibrated terms listed, "
-    "combined (classifier, app, app_rec, pose, vel, vel_dir; see memfuse/scoring.py)",
+    "combined (classifier, app, app_rec, app_knn, pose, vel, vel_rel, vel_dir; see memfuse/scoring.py)",
     "SCORE_COMBINE": "how calibrated terms combine: z (summed z-scores, each source's mean), tail (summed -log "
     "tail probabilities, each source's strongest term), tail_max (the largest evidence)",
     "MASKING": "padded keys take no attention weight (--no-masking: the reference)",
@@ -126,8 +128,9 @@ def load_padded(ckpt, split: str) -> PaddedSplit:
                 arrays[name] = load_output(ckpt, f"padded/train_{name}.npy", mmap=True)
     if "vel_rel" in meta:  # padding_mask.py made the speed relative to box height
         arrays["vel_rel"] = load_output(ckpt, f"padded/{split}_vel_rel.npy", mmap=True)
-    if meta.get("vel_dir"):  # calibrate.py made the direction-aware velocity term
-        arrays["vel_dir"] = load_output(ckpt, f"padded/{split}_vel_dir.npy", mmap=True)
+    for term in ("vel_dir", "app_knn"):  # calibrate.py's nearest-train-object terms, where it made them
+        if meta.get(term):
+            arrays[term] = load_output(ckpt, f"padded/{split}_{term}.npy", mmap=True)
     return PaddedSplit(**arrays)
 
 
@@ -244,8 +247,10 @@ def main(argv: list[str] | None = None) -> None:
         "[attention_fusion] memorised terms calibrated on "
         + ("out-of-fold train videos (calibrate.py)" if heldout else "the train objects themselves (no calibrate.py)")
         + ("" if "vel_dir" not in terms or test.vel_dir is not None else "; vel_dir left out: no orientation bins")
+        + ("" if "app_knn" not in terms or test.app_knn is not None else "; app_knn left out: no cross-fitting")
     )
-    terms = tuple(t for t in terms if t != "vel_dir" or test.vel_dir is not None)
+    missing = {"vel_dir": test.vel_dir is None, "app_knn": test.app_knn is None}
+    terms = tuple(t for t in terms if not missing.get(t, False))
 
     def smoothed(raw: np.ndarray) -> np.ndarray:
         return smooth_scores(raw, ends, stage["SMOOTH_SIGMA"], stage["SMOOTH_PER_VIDEO"])
@@ -341,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     per_object = object_scores(
         {"app": test.app_dist, "app_rec": test.app_rec, "vel": test.vel}
         | ({} if test.vel_rel is None else {"vel_rel": test.vel_rel})
-        | ({} if test.vel_dir is None else {"vel_dir": test.vel_dir}),
+        | ({} if test.vel_dir is None else {"vel_dir": test.vel_dir})
+        | ({} if test.app_knn is None else {"app_knn": test.app_knn}),
         np.asarray(test.app_mask),
         stats,
         terms,
@@ -360,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         terms=used,
         train_ends=fit_ends,
         vel_dir=test.vel_dir is not None,
+        app_knn=test.app_knn is not None,
         height_reference=meta.get("vel_rel", {}).get("height_reference"),
         fps=FPS,
         per_hour=FALSE_ALARMS_PER_HOUR,

@@ -16,9 +16,11 @@ Writes CKPT/heldout_app_train_distance.npy (N_train,) float32, each object's dis
        CKPT/heldout_app_train_recon.npy    (N_train,) float32, its reconstruction error by an
             autoencoder fitted without its video
        CKPT/heldout_pose_train_distance.npy (P_train,) float32, as the first, for pose
-       CKPT/vel_dir_{train,test}.npy       (N,) float32, with orientation bins (B > 1): each
-            object's velocity distance to the nearest train object of another fold (train)
-            or of the train split (test), the direction-aware velocity term
+       CKPT/app_knn_{train,test}.npy       (N,) float32, each object's distance, in L2-normalised
+            appearance features, to the nearest train object of another fold (train) or of
+            the train split (test): the appearance term of the frame score
+       CKPT/vel_dir_{train,test}.npy       (N,) float32, with orientation bins (B > 1): the same
+            in velocity, the direction-aware velocity term
        CKPT/heldout_meta.json              folds, videos per fold, settings, seconds (written last)
 where CKPT = checkpoints/DATASET/RECIPE/. With CALIBRATION_FOLDS = 0 it writes only the meta
 file, and the terms are standardised by the train objects' own values (before this stage).
@@ -32,14 +34,15 @@ import numpy as np
 
 from memfuse import data as D
 from memfuse.calibration import (
-    DIRECTION_FILE,
     HELDOUT_FILES,
+    NEAREST_FILES,
     FitSettings,
     cross_fit,
-    direction_distance,
+    nearest_train_distance,
     object_folds,
     video_folds,
 )
+from memfuse.baseline import l2_normalise
 from memfuse.io import InputError, save_json, save_npy
 from memfuse.pipeline import begin, run, upstream_settings
 from memfuse.stages import load_checkpoint, load_output, train_queries
@@ -83,7 +86,7 @@ def fit_settings(ckpt, seed: int) -> FitSettings:
 def main(argv: list[str] | None = None) -> None:
     stage = begin(globals(), "calibrate.py", argv)
     ckpt, dataset = stage.ckpt, stage.dataset
-    for name in (*HELDOUT_FILES.values(), *(DIRECTION_FILE.format(split=s) for s in D.SPLITS)):
+    for name in (*HELDOUT_FILES.values(), *(f.format(split=s) for f in NEAREST_FILES.values() for s in D.SPLITS)):
         (ckpt / name).unlink(missing_ok=True)  # outputs of an earlier run would be read as this run's
     meta = {"folds": CALIBRATION_FOLDS}
     if CALIBRATION_FOLDS <= 0:
@@ -126,11 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     for key, name in HELDOUT_FILES.items():
         save_npy(ckpt / name, out[key])
     bins = split.vel.values.shape[1]
+    test = D.load_split(stage.data_root, dataset, "test", ("app", "vel"))
+    fold = object_folds(frame_fold, split.app.offsets)  # app and vel share objects
+    nearest = {"app_knn": (l2_normalise(split.app.values), l2_normalise(test.app.values))}
     if bins > 1:  # direction is observable
-        test_vel = D.load_split(stage.data_root, dataset, "test", ("vel",)).vel.values
-        dirs = direction_distance(split.vel.values, object_folds(frame_fold, split.vel.offsets), test_vel, stage.device)
-        for name, values in zip(D.SPLITS, dirs):
-            save_npy(ckpt / DIRECTION_FILE.format(split=name), values)
+        nearest["vel_dir"] = (split.vel.values, test.vel.values)
+    for term, (train_x, test_x) in nearest.items():
+        for name, values in zip(D.SPLITS, nearest_train_distance(train_x, fold, test_x, stage.device)):
+            save_npy(ckpt / NEAREST_FILES[term].format(split=name), values)
     meta.update(
         {
             "folds": folds,

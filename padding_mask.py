@@ -24,6 +24,8 @@ Writes CKPT/padded/{split}_{name}.npy, memory-mappable:
                                               the plain speed without a detector's boxes)
          {split}_vel_dir                      (F, N_max) float32, the direction-aware
                                               velocity term (calibrate.py), with orientation bins
+         {split}_app_knn                      (F, N_max) float32, the distance to the nearest
+                                              train object's appearance (calibrate.py)
        CKPT/padded/meta.json   N_max, frame and object counts, vel_rel's reference box
                                height (written last)
 where CKPT = checkpoints/DATASET/RECIPE/.
@@ -34,7 +36,7 @@ where CKPT = checkpoints/DATASET/RECIPE/.
 import json
 
 from memfuse import data as D
-from memfuse.calibration import DIRECTION_FILE, HELDOUT_FILES, HELDOUT_PADDED
+from memfuse.calibration import HELDOUT_FILES, HELDOUT_PADDED, NEAREST_FILES
 from memfuse.io import InputError, require, save_json
 from memfuse.padding import n_max_of, save_padded, velocity_per_object
 from memfuse.pipeline import begin, run
@@ -69,13 +71,14 @@ def pad_heldout(ckpt, out, n_max: int, app_layout: D.Ragged, pose_layout: D.Ragg
     return True
 
 
-def pad_direction(ckpt, out, n_max: int, split: str, app_layout: D.Ragged) -> bool:
-    """Pad calibrate.py's vel_dir term of ``split`` when it made one (orientation bins)."""
-    target = out / f"{split}_vel_dir.npy"
+def pad_nearest(ckpt, out, n_max: int, split: str, app_layout: D.Ragged, term: str) -> bool:
+    """Pad calibrate.py's nearest-train-object ``term`` (app_knn, vel_dir) of ``split`` when
+    it made one (not without cross-fitting; vel_dir not without orientation bins)."""
+    target = out / f"{split}_{term}.npy"
     target.unlink(missing_ok=True)
-    if not (ckpt / DIRECTION_FILE.format(split=split)).exists():
+    if not (ckpt / NEAREST_FILES[term].format(split=split)).exists():
         return False
-    values = per_object(ckpt, DIRECTION_FILE.format(split=split), app_layout, "python calibrate.py")
+    values = per_object(ckpt, NEAREST_FILES[term].format(split=split), app_layout, "python calibrate.py")
     save_padded(values, n_max, target, None, PAD_CHUNK, squeeze=True)
     return True
 
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         save_padded(recon, n_max, out / f"{split}_app_rec.npy", None, PAD_CHUNK, squeeze=True)
         if split == "train":
             meta["heldout"] = pad_heldout(ckpt, out, n_max, app_layout, pose_layout)
-        meta["vel_dir"] = pad_direction(ckpt, out, n_max, split, app_layout)
+        for term in NEAREST_FILES:
+            meta[term] = pad_nearest(ckpt, out, n_max, split, app_layout, term)
         meta[split] = {
             "frames": raw.vel.n_frames,
             "objects": int(app_layout.offsets[-1]),

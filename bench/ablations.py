@@ -74,8 +74,11 @@ TERM_SETS = {
     "app+app_rec+pose+vel": ("app", "app_rec", "pose", "vel"),
     "classifier+app+app_rec+pose+vel": ("classifier", "app", "app_rec", "pose", "vel"),
     "vel+vel_dir": ("vel", "vel_dir"),
+    # the default before app_knn: the nearest memory item's distance as the appearance term
+    "default with app for app_knn": ("classifier", "app", "app_rec", "pose", "vel", "vel_dir"),
+    "default with app and app_knn": ("classifier", "app", "app_rec", "app_knn", "pose", "vel", "vel_dir"),
     # the default with the speed relative to box height (vel_rel) for the plain speed
-    "default with vel_rel": ("classifier", "app", "app_rec", "pose", "vel_rel", "vel_dir"),
+    "default with vel_rel": ("classifier", "app_rec", "app_knn", "pose", "vel_rel", "vel_dir"),
     "classifier+vel_rel": ("classifier", "vel_rel"),
 }
 

@@ -10,7 +10,8 @@ z-score on normal and on anomalous test frames, calibrated on the train frames t
 ("in-sample", this project's calibration before calibrate.py) and on the reference frames
 the run used (out-of-fold for the memorised terms). Then the frame score's micro AUC for
 every combination of memfuse/scoring.py, the old one (in-sample z-scores, summed), the
-run's with the other speed term (``vel_rel`` for ``vel``, or back), and
+run's with the other speed term (``vel_rel`` for ``vel``, or back) or appearance distance
+(``app`` for ``app_knn``, or back), and
 per anomaly kind where the dataset names one per test video (anomaly_kinds.npy).
 Test labels are read to report, never to choose.
 """
@@ -87,7 +88,8 @@ def main() -> None:
     used = tuple(metrics["score_terms"])
     scores = {"before: in-sample z, summed": S.combine(before, test, used, "z")[0]}
     scores |= {f"held-out, {how}": S.combine(after, test, used, how)[0] for how in S.COMBINES}
-    swap = {"vel": "vel_rel", "vel_rel": "vel"}  # the run's score with the other speed term
+    # the run's score with the other speed term, and with the other appearance-distance term
+    swap = {"vel": "vel_rel", "vel_rel": "vel", "app_knn": "app", "app": "app_knn"}
     for a, b in swap.items():
         if a in used and b in terms and b not in used:
             other = tuple(t for t in S.TERMS if t in (set(used) - {a}) | {b})

@@ -31,7 +31,9 @@ HELDOUT_FILES = {
     "pose_dist": "heldout_pose_train_distance.npy",
 }
 HELDOUT_PADDED = tuple(f"{key}_heldout" for key in HELDOUT_FILES)  # padding_mask.py's padded/train_<name>.npy
-DIRECTION_FILE = "vel_dir_{split}.npy"  # calibrate.py's vel_dir term per object, train out-of-fold
+# calibrate.py's nearest-train-object terms per object ({split}: train out-of-fold, test): the
+# direction-aware velocity (with orientation bins) and the appearance's nearest train object
+NEAREST_FILES = {"vel_dir": "vel_dir_{split}.npy", "app_knn": "app_knn_{split}.npy"}
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,15 @@ def object_folds(frame_fold: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.repeat(frame_fold, np.diff(offsets))
 
 
-def direction_distance(
+def nearest_train_distance(
     train: np.ndarray, train_fold: np.ndarray, test: np.ndarray, device: torch.device | str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``vel_dir`` term of every object: the distance of its B-bin velocity to the
-    nearest train object's, for the train objects (N, B) to the train objects of the other
-    folds (``train_fold`` (N,)), for the test objects (M, B) to all train objects. Returns
-    ((N,), (M,)) float32."""
+    """A nearest-train-object term of every object (``vel_dir``: B-bin velocities;
+    ``app_knn``: L2-normalised appearance features): the distance of each train object
+    (N, d) to the nearest train object of the other folds (``train_fold`` (N,)), and of
+    each test object (M, d) to the nearest of all train objects. Returns ((N,), (M,))
+    float32. The train objects' values are out-of-fold, as the memorised terms' are: a
+    train object's nearest neighbour in its own video is all but itself."""
     train = np.ascontiguousarray(train, dtype=np.float32)
     heldout = np.full(len(train), np.nan, np.float32)
     for k in np.unique(train_fold):

@@ -35,7 +35,7 @@ from scipy.special import expit
 
 from . import data as D
 from .alarms import Threshold, causal_smooth, threshold_for_rate
-from .baseline import knn_distance
+from .baseline import knn_distance, l2_normalise
 from .fusion import PaddedSplit, frame_logits, memory_terms
 from .io import InputError, atomic_path, save_json
 from .models import AttentionFusion, AutoEncoder
@@ -161,9 +161,11 @@ class Detector:
         app_x, app_mask = padded(memorised["app"][0], layout_a)
         pose_x, pose_mask = padded(memorised["pose"][0], layout_p)
         squeeze = lambda values, offsets: padded(values, offsets)[0][..., 0]  # noqa: E731
-        vel_dir = None
+        vel_dir = app_knn = None
         if self.w.get("vel_reference") is not None:
             vel_dir = squeeze(knn_distance(vel.values, self.w["vel_reference"]), layout_a)
+        if self.w.get("app_reference") is not None:
+            app_knn = squeeze(knn_distance(l2_normalise(app.values), self.w["app_reference"]), layout_a)
         speed = vel.values.mean(axis=1)
         vel_rel = relative_speed(speed, heights, s.get("height_reference"))
         split = PaddedSplit(
@@ -177,6 +179,7 @@ class Detector:
             pose_dist=squeeze(memorised["pose"][1], layout_p),
             app_rec=squeeze(app_rec, layout_a),
             vel_dir=vel_dir,
+            app_knn=app_knn,
         )
         logits = frame_logits(self.fusion, split, self.device, s["masking"], modalities=tuple(s["modalities"]))
         terms = tuple(s["terms"])
@@ -189,7 +192,8 @@ class Detector:
             raw = combine_values(values, terms, s["combine"])
         per_object = object_scores(
             {"app": split.app_dist, "app_rec": split.app_rec, "vel": split.vel, "vel_rel": split.vel_rel}
-            | ({} if vel_dir is None else {"vel_dir": vel_dir}),
+            | ({} if vel_dir is None else {"vel_dir": vel_dir})
+            | ({} if app_knn is None else {"app_knn": app_knn}),
             app_mask,
             s["calibration"],
             terms,
@@ -226,6 +230,7 @@ def build(
     terms: tuple[str, ...],
     train_ends: np.ndarray,
     vel_dir: bool,
+    app_knn: bool,
     height_reference: float | None,
     fps: float,
     per_hour: float = DEFAULT_FALSE_ALARMS_PER_HOUR,
@@ -236,7 +241,8 @@ def build(
     dicts); ``terms``: those the frame score combines; ``reference``: the raw reference
     terms of the train frames ({term: (F_train,)}, out-of-fold where calibrate.py
     cross-fitted), from which the normal frames' causal scores and the alarm threshold
-    come; ``vel_dir``: the direction term is scored; ``height_reference``: ``vel_rel``'s
+    come; ``vel_dir``, ``app_knn``: those terms are scored (the detector keeps the train
+    objects' velocities, L2-normalised appearance features, to score them); ``height_reference``: ``vel_rel``'s
     reference box height (None: it is the plain speed)."""
     g = stage_settings
     ae = load_checkpoint(ckpt, "autoencoder.pt")
@@ -263,6 +269,9 @@ def build(
         "pose_std": pose_std,
         "fusion": {k: v.detach().cpu() for k, v in fusion.state_dict().items()},
         "vel_reference": D.load_split(data_root, dataset, "train", ("vel",)).vel.values if vel_dir else None,
+        "app_reference": l2_normalise(D.load_split(data_root, dataset, "train", ("app",)).app.values)
+        if app_knn
+        else None,
         "background": background,
         "reference_scores": ref_causal,
         "reference_ends": np.asarray(train_ends, np.int64),

@@ -88,6 +88,9 @@ class PaddedSplit:
     pose_dist_heldout: np.ndarray | None = None
     vel_rel: np.ndarray | None = None  # (F, N) speed relative to box height (memfuse.scoring.relative_speed)
     vel_dir: np.ndarray | None = None  # (F, N) direction-aware velocity term (calibrate.py, B > 1); train: out-of-fold
+    app_knn: np.ndarray | None = (
+        None  # (F, N) distance to the nearest train object's appearance (calibrate.py); train: out-of-fold
+    )
 
     @property
     def n_frames(self) -> int:
@@ -364,7 +367,7 @@ def memory_terms(split: PaddedSplit, heldout: bool = False) -> dict[str, np.ndar
     """The training-free frame terms of :mod:`memfuse.scoring` (each (F,)): ``app`` and
     ``pose``, the largest nearest-memory-item distance of the frame's objects; ``app_rec``,
     the largest autoencoder reconstruction error; ``vel``, the largest object velocity;
-    ``vel_rel`` and ``vel_dir`` where the split has them.
+    ``app_knn``, ``vel_rel`` and ``vel_dir`` where the split has them.
     Needs the split's ``*_dist`` and ``app_rec`` arrays; ``heldout`` takes the out-of-fold
     ones (``*_heldout``, the train split's after calibrate.py) instead."""
     suffix = "_heldout" if heldout else ""
@@ -379,4 +382,5 @@ def memory_terms(split: PaddedSplit, heldout: bool = False) -> dict[str, np.ndar
         "vel": masked_frame_max(split.vel, split.app_mask),
         **({} if split.vel_rel is None else {"vel_rel": masked_frame_max(split.vel_rel, split.app_mask)}),
         **({} if split.vel_dir is None else {"vel_dir": masked_frame_max(split.vel_dir, split.app_mask)}),
+        **({} if split.app_knn is None else {"app_knn": masked_frame_max(split.app_knn, split.app_mask)}),
     }

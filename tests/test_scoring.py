@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from memfuse.calibration import FitSettings, cross_fit, direction_distance, object_folds, video_folds
+from memfuse.calibration import FitSettings, cross_fit, nearest_train_distance, object_folds, video_folds
 from memfuse.scoring import (
     MIN_HEIGHT_SHARE,
     TAIL_QUANTILE,
@@ -130,7 +130,7 @@ def test_video_folds_deal_whole_videos_round_robin():
         video_folds(ends, 1)
 
 
-def test_direction_distance_sees_an_unseen_direction_at_a_normal_speed():
+def test_nearest_train_distance_sees_an_unseen_direction_at_a_normal_speed():
     rng = np.random.default_rng(0)
     bins = 8
     train = np.zeros((400, bins), np.float32)
@@ -139,7 +139,7 @@ def test_direction_distance_sees_an_unseen_direction_at_a_normal_speed():
     fold = np.arange(400) % 4
     test = np.zeros((2, bins), np.float32)
     test[0, 0], test[1, 2] = 1.5, 1.5  # right (seen), up (never seen): the same speed
-    heldout, scores = direction_distance(train, fold, test)
+    heldout, scores = nearest_train_distance(train, fold, test)
     assert heldout.shape == (400,) and np.isfinite(heldout).all() and heldout.max() < 0.2
     assert scores[1] > 1.0 > 0.2 > scores[0]
 
