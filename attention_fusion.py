@@ -116,9 +116,14 @@ HELP = {
 PADDED_NAMES = ("app", "pose", "vel", "app_mask", "pose_mask", "app_dist", "pose_dist", "app_rec")
 
 
+def padded_meta(ckpt) -> dict:
+    """padding_mask.py's padded/meta.json."""
+    return json.loads(require(ckpt / "padded" / "meta.json", made_by("padded/meta.json")).read_text())
+
+
 def load_padded(ckpt, split: str) -> PaddedSplit:
     """Memory-map one split's padded arrays (only mini-batches are ever copied)."""
-    meta = json.loads(require(ckpt / "padded" / "meta.json", made_by("padded/meta.json")).read_text())
+    meta = padded_meta(ckpt)
     arrays = {n: load_output(ckpt, f"padded/{split}_{n}.npy", mmap=True) for n in PADDED_NAMES}
     if split == "train":
         arrays["app_anomaly"] = load_output(ckpt, "padded/train_app_anomaly.npy", mmap=True)
@@ -241,6 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if "vel_rel" in terms and test.vel_rel is None:
         raise InputError(f"{ckpt}/padded/ has no vel_rel (made by older code): rerun python padding_mask.py")
+    if "app_knn" in terms and "app_knn" not in padded_meta(ckpt):
+        raise InputError(
+            f"{ckpt}/padded/ has no app_knn (made by older code): rerun python calibrate.py, then padding_mask.py"
+        )
     heldout = train.app_dist_heldout is not None
     fixed = (memory_terms(train, heldout=heldout), memory_terms(test))
     print(

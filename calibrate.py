@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from memfuse import data as D
+from memfuse.baseline import l2_normalise
 from memfuse.calibration import (
     HELDOUT_FILES,
     NEAREST_FILES,
@@ -42,7 +43,6 @@ from memfuse.calibration import (
     object_folds,
     video_folds,
 )
-from memfuse.baseline import l2_normalise
 from memfuse.io import InputError, save_json, save_npy
 from memfuse.pipeline import begin, run, upstream_settings
 from memfuse.stages import load_checkpoint, load_output, train_queries

@@ -28,8 +28,9 @@ The terms of a frame (each (F,), higher = more anomalous):
 
 Each term is calibrated on reference frames of normal video (:class:`Calibration`): the
 classifier and the speed on the train frames; the memorised terms (``app``, ``app_rec``,
-``pose``) and the nearest-train-object terms (``app_knn``, ``vel_dir``) on train videos their models never saw (calibrate.py's
-cross-fitting), because on their own train objects they come out small, and every unseen
+``pose``) and the nearest-train-object terms (``app_knn``, ``vel_dir``) on train videos
+their models never saw (calibrate.py's cross-fitting), because on their own train objects they
+come out small, and every unseen
 normal video would then look anomalous on them.
 
 How calibrated terms combine (``COMBINES``; attention_fusion.py's SCORE_COMBINE picks one):

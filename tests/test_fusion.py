@@ -272,3 +272,15 @@ def test_memory_terms_are_frame_maxima_over_real_rows():
         ("vel", split.vel, split.app_mask),
     ):
         np.testing.assert_allclose(t[name], [v[~m].max() for v, m in zip(values, mask)], rtol=1e-6)
+
+
+def test_memory_terms_take_the_nearest_train_object_terms_where_the_split_has_them():
+    split = scored_split(4, 3, seed=2)
+    rng = np.random.default_rng(0)
+    split.app_knn = rng.random(split.app_mask.shape).astype(np.float32)
+    split.vel_dir = rng.random(split.app_mask.shape).astype(np.float32)
+    t = memory_terms(split)
+    assert {"app_knn", "vel_dir"} <= set(t)
+    for name in ("app_knn", "vel_dir"):
+        values = getattr(split, name)
+        np.testing.assert_allclose(t[name], [v[~m].max() for v, m in zip(values, split.app_mask)], rtol=1e-6)
