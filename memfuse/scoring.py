@@ -10,8 +10,9 @@ The terms of a frame (each (F,), higher = more anomalous):
 - ``app_knn``: the largest distance, over the frame's objects, of an object's appearance
   feature (L2-normalised, as AI-VAD's kNN) to its nearest train object's: a density
   estimate at the resolution of the data, where ``app`` measures how far an object lies
-  from the nearest of 500 cluster centres. It scored above ``app`` alone on every dataset
-  measured (docs/results.md) and stands in for it in the default.
+  from the nearest of 500 cluster centres. Alone it scored above ``app`` on every dataset
+  measured but Ped2 from motion boxes, where both are poor (docs/results.md); it stands
+  in for ``app`` in the default.
 - ``vel``: the frame's largest object speed (its velocity's mean over orientation bins).
 - ``vel_rel``: the frame's largest object speed relative to its box's height (speed x
   ``h_ref / h``, ``h_ref`` the median train box height): a person far from the camera
