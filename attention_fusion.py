@@ -46,6 +46,7 @@ from memfuse.fusion import (
     frame_logits,
     holdout_videos,
     memory_terms,
+    object_values,
     passes,
     pseudo_label_validation,
     take_frames,
@@ -354,10 +355,7 @@ def main(argv: list[str] | None = None) -> None:
             **validation_diagnostics(history, keeper.best_epoch),
         }
     per_object = object_scores(
-        {"app": test.app_dist, "app_rec": test.app_rec, "vel": test.vel}
-        | ({} if test.vel_rel is None else {"vel_rel": test.vel_rel})
-        | ({} if test.vel_dir is None else {"vel_dir": test.vel_dir})
-        | ({} if test.app_knn is None else {"app_knn": test.app_knn}),
+        object_values(test),
         np.asarray(test.app_mask),
         stats,
         terms,

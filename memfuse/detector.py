@@ -36,7 +36,7 @@ from scipy.special import expit
 from . import data as D
 from .alarms import Threshold, causal_smooth, threshold_for_rate
 from .baseline import knn_distance, l2_normalise
-from .fusion import PaddedSplit, frame_logits, memory_terms
+from .fusion import PaddedSplit, frame_logits, memory_terms, object_values
 from .io import InputError, atomic_path, save_json
 from .models import AttentionFusion, AutoEncoder
 from .padding import pad
@@ -191,9 +191,7 @@ class Detector:
         else:
             raw = combine_values(values, terms, s["combine"])
         per_object = object_scores(
-            {"app": split.app_dist, "app_rec": split.app_rec, "vel": split.vel, "vel_rel": split.vel_rel}
-            | ({} if vel_dir is None else {"vel_dir": vel_dir})
-            | ({} if app_knn is None else {"app_knn": app_knn}),
+            object_values(split),
             app_mask,
             s["calibration"],
             terms,

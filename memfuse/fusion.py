@@ -88,9 +88,7 @@ class PaddedSplit:
     pose_dist_heldout: np.ndarray | None = None
     vel_rel: np.ndarray | None = None  # (F, N) speed relative to box height (memfuse.scoring.relative_speed)
     vel_dir: np.ndarray | None = None  # (F, N) direction-aware velocity term (calibrate.py, B > 1); train: out-of-fold
-    app_knn: np.ndarray | None = (
-        None  # (F, N) distance to the nearest train object's appearance (calibrate.py); train: out-of-fold
-    )
+    app_knn: np.ndarray | None = None  # (F, N) nearest train appearance distance (calibrate.py); train: out-of-fold
 
     @property
     def n_frames(self) -> int:
@@ -361,6 +359,15 @@ def score(
     """Anomaly score in [0, 1] per frame (F,): the sigmoid of :func:`frame_logits`."""
     # expit: no overflow for large negative logits
     return expit(frame_logits(model, split, device, masking, batch_size, modalities))
+
+
+def object_values(split: PaddedSplit) -> dict[str, np.ndarray]:
+    """The per-object values (F, N) of the box terms (memfuse.scoring.OBJECT_TERMS) the split
+    has: ``app`` (its memory distances), ``app_rec``, ``vel``, and ``vel_rel``, ``vel_dir``,
+    ``app_knn`` where present. Each object's share of the frame score is scored from these."""
+    values = {"app": split.app_dist, "app_rec": split.app_rec, "vel": split.vel}
+    optional = {"vel_rel": split.vel_rel, "vel_dir": split.vel_dir, "app_knn": split.app_knn}
+    return values | {t: v for t, v in optional.items() if v is not None}
 
 
 def memory_terms(split: PaddedSplit, heldout: bool = False) -> dict[str, np.ndarray]:
