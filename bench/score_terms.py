@@ -11,7 +11,8 @@ z-score on normal and on anomalous test frames, calibrated on the train frames t
 the run used (out-of-fold for the memorised terms). Then the frame score's micro AUC for
 every combination of memfuse/scoring.py, the old one (in-sample z-scores, summed), the
 run's with the other speed term (``vel_rel`` for ``vel``, or back) or appearance distance
-(``app`` for ``app_knn``, or back), and
+(``app`` for ``app_knn``, or back), the box terms' sources summed per object before the
+largest object is taken (an ablation of the frame max), and
 per anomaly kind where the dataset names one per test video (anomaly_kinds.npy).
 Test labels are read to report, never to choose.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from memfuse import data as D  # noqa: E402
 from memfuse import scoring as S  # noqa: E402
-from memfuse.fusion import memory_terms  # noqa: E402
+from memfuse.fusion import memory_terms, object_values  # noqa: E402
 from memfuse.io import checkpoint_dir, save_json  # noqa: E402
 from memfuse.metrics import micro_auc, smooth_scores  # noqa: E402
 from memfuse.report import per_kind  # noqa: E402
@@ -44,6 +46,28 @@ def in_sample_reference(ckpt: Path, reference: dict[str, np.ndarray]) -> dict[st
 
     own = memory_terms(attention_fusion.load_padded(ckpt, "train"))
     return {t: (own[t] if t in MEMORISED else v) for t, v in reference.items()}
+
+
+def per_object_frame_score(
+    reference: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    objects: dict[str, np.ndarray],
+    padded: np.ndarray,
+    terms: tuple[str, ...],
+    how: str = "z",
+) -> np.ndarray:
+    """The frame score (F,) with the box terms' sources summed *per object*, then the largest
+    object taken (the detector's per-object share, memfuse.scoring.object_scores), instead
+    of each source's largest object summed: evidence counts only where one object carries
+    it in several sources. ``reference`` and ``test``: each term's frame values ({term:
+    (F_ref,)}, {term: (F,)}); ``objects``: the box terms' per-object test values ({term:
+    (F, N)}); ``padded``: (F, N) bool, True = padding. The terms not measured on boxes (the
+    classifier, pose) are added as in the frame score. An ablation, not a setting."""
+    calibration = S.calibrate(reference, terms)
+    per_object = S.object_scores(objects, padded, {t: asdict(c) for t, c in calibration.items()}, terms, how)
+    rest = tuple(t for t in terms if t not in S.OBJECT_TERMS)
+    frame_rest = S.combine_values(S.term_values(calibration, test, how), rest, how) if rest else 0.0
+    return frame_rest + S.masked_frame_max(per_object, padded)
 
 
 def main() -> None:
@@ -95,6 +119,14 @@ def main() -> None:
             other = tuple(t for t in S.TERMS if t in (set(used) - {a}) | {b})
             how = st.get("SCORE_COMBINE", "z")
             scores[f"held-out, {how}, {b} for {a}"] = S.combine(after, test, other, how)[0]
+    how = st.get("SCORE_COMBINE", "z")
+    if any(t in S.OBJECT_TERMS for t in used) and how != "tail_max":
+        import attention_fusion  # a stage script: its loader of the padded arrays
+
+        split = attention_fusion.load_padded(ckpt, "test")
+        scores[f"held-out, {how}, box sources summed per object"] = per_object_frame_score(
+            after, test, object_values(split), np.asarray(split.app_mask), used, how
+        )
     scores |= {f"term {t}": S.Calibration.fit(after[t]).z(test[t]) for t in terms}
     smooth = {k: smoothed(v) for k, v in scores.items()}
     out["scores"] = {k: micro_auc(v, labels) for k, v in smooth.items()}

@@ -116,3 +116,28 @@ def test_cuda_check_without_cuda_exits_cleanly_and_dry_run_passes(tmp_path):
     assert cuda_check.main(["--allow-cpu", "--epochs", "1", "--threads", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["failed"] == [] and report["agreement"]["fusion_score_max_abs"]["ok"]
+
+
+def test_per_object_ablation_is_the_frame_score_for_one_object_and_lower_when_sources_split():
+    from bench.score_terms import per_object_frame_score
+    from memfuse import scoring as S
+
+    rng = np.random.default_rng(0)
+    terms = ("classifier", "app_knn", "app_rec", "pose", "vel")
+    box = ("app_knn", "app_rec", "vel")
+    reference = {t: rng.gamma(2.0, 1.0, 400) for t in terms}
+    objects = {t: rng.gamma(2.0, 1.0, (60, 3)) for t in box}
+    padded = np.zeros((60, 3), bool)
+    padded[:, 1:] = True  # one object a frame: its values are the frame's
+    test = {t: objects[t][:, 0] for t in box} | {t: rng.gamma(2.0, 1.0, 60) for t in ("classifier", "pose")}
+    for how in ("z", "tail"):
+        np.testing.assert_allclose(
+            per_object_frame_score(reference, test, objects, padded, terms, how),
+            S.combine(reference, test, terms, how)[0],
+            atol=1e-5,  # object_scores are float32
+        )
+    # two objects: the odd-looking one is slow, the fast one looks ordinary
+    objects = {"app_knn": np.array([[9.0, 1.0]]), "app_rec": np.array([[9.0, 1.0]]), "vel": np.array([[1.0, 9.0]])}
+    frame = {t: objects[t].max(axis=1) for t in box} | {"classifier": np.array([2.0]), "pose": np.array([2.0])}
+    split = per_object_frame_score(reference, frame, objects, np.zeros((1, 2), bool), terms)
+    assert split[0] < S.combine(reference, frame, terms, "z")[0]
