@@ -114,12 +114,11 @@ def main() -> None:
     scores |= {f"held-out, {how}": S.combine(after, test, used, how)[0] for how in S.COMBINES}
     # the run's score with the other speed term, and with the other appearance-distance term
     swap = {"vel": "vel_rel", "vel_rel": "vel", "app_knn": "app", "app": "app_knn"}
+    how = st.get("SCORE_COMBINE", "z")
     for a, b in swap.items():
         if a in used and b in terms and b not in used:
             other = tuple(t for t in S.TERMS if t in (set(used) - {a}) | {b})
-            how = st.get("SCORE_COMBINE", "z")
             scores[f"held-out, {how}, {b} for {a}"] = S.combine(after, test, other, how)[0]
-    how = st.get("SCORE_COMBINE", "z")
     if any(t in S.OBJECT_TERMS for t in used) and how != "tail_max":
         import attention_fusion  # a stage script: its loader of the padded arrays
 
