@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +62,10 @@ def per_object_frame_score(
     (F_ref,)}, {term: (F,)}); ``objects``: the box terms' per-object test values ({term:
     (F, N)}); ``padded``: (F, N) bool, True = padding. The terms not measured on boxes (the
     classifier, pose) are added as in the frame score. An ablation, not a setting."""
-    calibration = S.calibrate(reference, terms)
-    per_object = S.object_scores(objects, padded, {t: asdict(c) for t, c in calibration.items()}, terms, how)
+    _, values, calibration = S.combine(reference, test, terms, how)
+    per_object = S.object_scores(objects, padded, calibration, terms, how)
     rest = tuple(t for t in terms if t not in S.OBJECT_TERMS)
-    frame_rest = S.combine_values(S.term_values(calibration, test, how), rest, how) if rest else 0.0
+    frame_rest = S.combine_values(values, rest, how) if rest else 0.0
     return frame_rest + S.masked_frame_max(per_object, padded)
 
 
