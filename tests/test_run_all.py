@@ -236,6 +236,29 @@ def test_fusion_with_label_free_validation_selects_and_reports_the_epoch(pipelin
     assert bad.returncode != 0 and "--val-videos" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_fusion_seeds_retrains_the_runs_own_head_and_scores_others_beside_it(pipeline, tmp_path):
+    """bench/fusion_seeds.py at the run's own seed retrains the run's classifier: the same
+    figures as the run (same settings, seed and threads); another seed gives a head of its own."""
+    tmp, _, _ = pipeline
+    threads = str(max(1, (os.cpu_count() or 1) // 2))  # as run_all ran its two recipes
+    out = run(
+        ["bench/fusion_seeds.py", str(tmp / "results" / "synthetic" / "memfuse"), "--seeds", "0,7"]
+        + ["--threads", threads, "--json", str(tmp_path / "seeds.json")],
+        OMP_NUM_THREADS=threads,
+        MKL_NUM_THREADS=threads,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads((tmp_path / "seeds.json").read_text())["rows"]
+    metrics = json.loads((tmp / "results" / "synthetic" / "memfuse" / "metrics.json").read_text())
+    own, other = rows["head seed 0"], rows["head seed 7"]
+    assert own["frame_score"] == pytest.approx(metrics["micro_auc"], abs=1e-9)
+    assert own["classifier"] == pytest.approx(rows["the run (seed 0)"]["classifier"], abs=1e-9)
+    assert other["classifier"] != own["classifier"]
+    assert set(rows) == {"the run (seed 0)", "head seed 0", "head seed 7", "ensemble of the 3 (mean logit)"}
+    missing = run(["bench/fusion_seeds.py", str(tmp_path / "nowhere")])
+    assert missing.returncode != 0 and "run_all.py" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_validation_diagnostics_report_the_rule_against_the_test_curve():
     from attention_fusion import validation_diagnostics
 
