@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def head_figures(
     test: dict[str, np.ndarray],
     used: tuple[str, ...],
     how: str,
-    auc,
+    auc: Callable[[np.ndarray], float],
 ) -> dict[str, float]:
     """A head's classifier alone (its z-score on its own train logits) and the frame score
     with it, as micro AUCs; ``auc`` maps unsmoothed frame scores (F_test,) to a micro AUC."""
