@@ -11,7 +11,8 @@ classifier alone, and the frame score with this head's classifier term in place 
 run's (every other term is the run's, read from its score_terms.npz). Then the heads and
 the run's own classifier as one ensemble (their frame logits averaged). The run's own seed
 among ``--seeds`` retrains the run's head: its figures are the run's, up to the order of
-floating-point sums (torch threads).
+floating-point sums (torch threads); it is counted once, as the run, in the ensemble and the
+spread.
 
 Test labels are read to report, never to choose. Each head costs what stage 6 costs
 without its diagnostics (results/NAME/RECIPE/metrics.json: fusion_train_seconds).
@@ -144,7 +145,8 @@ def main() -> None:
     for seed in seeds:
         start = time.perf_counter()
         ref_logits, test_logits = train_head(train, test_split, n_max=n_max, settings=st, seed=seed)
-        heads.append((ref_logits, test_logits))
+        if seed != st["SEED"]:  # the run's own seed reproduces the run's head: counted once
+            heads.append((ref_logits, test_logits))
         rows[f"head seed {seed}"] = head_figures(
             with_classifier(reference, ref_logits), with_classifier(test, test_logits), used, how, auc
         ) | {"seconds": time.perf_counter() - start}
@@ -152,7 +154,8 @@ def main() -> None:
     rows[f"ensemble of the {len(heads)} (mean logit)"] = head_figures(
         with_classifier(reference, ensemble[0]), with_classifier(test, ensemble[1]), used, how, auc
     )
-    single = [r for k, r in rows.items() if not k.startswith("ensemble")]
+    own = f"head seed {st['SEED']}"
+    single = [r for k, r in rows.items() if not k.startswith("ensemble") and k != own]
     print(f"\n{st['DATASET']}, upstream stages of seed {st['SEED']}, {st['FUSION_EPOCHS']} fusion epochs")
     print("| classifier | alone, micro AUC | frame score, micro AUC |\n|---|---|---|")
     for name, r in rows.items():

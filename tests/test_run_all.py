@@ -254,7 +254,7 @@ def test_fusion_seeds_retrains_the_runs_own_head_and_scores_others_beside_it(pip
     assert own["frame_score"] == pytest.approx(metrics["micro_auc"], abs=1e-9)
     assert own["classifier"] == pytest.approx(rows["the run (seed 0)"]["classifier"], abs=1e-9)
     assert other["classifier"] != own["classifier"]
-    assert set(rows) == {"the run (seed 0)", "head seed 0", "head seed 7", "ensemble of the 3 (mean logit)"}
+    assert set(rows) == {"the run (seed 0)", "head seed 0", "head seed 7", "ensemble of the 2 (mean logit)"}
     missing = run(["bench/fusion_seeds.py", str(tmp_path / "nowhere")])
     assert missing.returncode != 0 and "run_all.py" in missing.stderr and "Traceback" not in missing.stderr
 
