@@ -21,7 +21,6 @@ without its diagnostics (results/NAME/RECIPE/metrics.json: fusion_train_seconds)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -34,11 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import attention_fusion as AF  # noqa: E402  (a stage script: its padded-array loader and settings check)
-from memfuse import data as D  # noqa: E402
+from bench.score_terms import load_run  # noqa: E402
 from memfuse import scoring as S  # noqa: E402
 from memfuse.fusion import PaddedSplit, frame_logits, train_fusion  # noqa: E402
-from memfuse.io import InputError, checkpoint_dir, save_json  # noqa: E402
-from memfuse.metrics import micro_auc, smooth_scores  # noqa: E402
+from memfuse.io import InputError, save_json  # noqa: E402
+from memfuse.metrics import micro_auc  # noqa: E402
 from memfuse.models import AttentionFusion  # noqa: E402
 from memfuse.pipeline import seed_everything  # noqa: E402
 
@@ -112,25 +111,17 @@ def main() -> None:
         raise SystemExit("--seeds: give at least one seed")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    try:
-        metrics = json.loads((args.run / "metrics.json").read_text())
-        saved = np.load(args.run / "score_terms.npz")
-    except FileNotFoundError as exc:
-        raise SystemExit(f"{exc.filename}: not found; run python attention_fusion.py (or run_all.py) first") from None
-    st = metrics["settings"]
+    finished = load_run(args.run, args.checkpoint)
+    metrics, st, ckpt, saved = finished.metrics, finished.settings, finished.ckpt, finished.saved
     if "classifier" not in metrics["score_terms"]:
         raise SystemExit(f"{args.run}: its frame score has no classifier term; nothing to retrain")
-    ckpt = args.checkpoint or checkpoint_dir(st["DATASET"], st["CHECKPOINT_ROOT"], st["RECIPE"])
     used = tuple(metrics["score_terms"])
     how = st.get("SCORE_COMBINE", "z")
     reference = {t: saved[f"reference_{t}"] for t in used}
     test = {t: saved[f"test_{t}"] for t in used}
-    root = D.resolve_data_root(st["DATASET"], st["DATA_ROOT"])
-    ends = D.load_clip_lengths(root, st["DATASET"], "test", len(test["classifier"]))
-    labels = D.load_labels(root, st["DATASET"], ends)
 
     def auc(raw: np.ndarray) -> float:
-        return micro_auc(smooth_scores(raw, ends, st["SMOOTH_SIGMA"], st["SMOOTH_PER_VIDEO"]), labels)
+        return micro_auc(finished.smoothed(raw), finished.labels)
 
     try:
         train, test_split = AF.load_padded(ckpt, "train"), AF.load_padded(ckpt, "test")

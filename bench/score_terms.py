@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,6 +38,40 @@ from memfuse.metrics import micro_auc, smooth_scores  # noqa: E402
 from memfuse.report import per_kind  # noqa: E402
 
 MEMORISED = ("app", "app_rec", "pose")
+
+
+class FinishedRun(NamedTuple):
+    """What a finished run left: its metrics.json, recorded settings, checkpoint folder,
+    score_terms.npz (every term's raw test and reference values), data folder, test clip
+    ends and test frame labels (F_test,)."""
+
+    metrics: dict
+    settings: dict
+    ckpt: Path
+    saved: dict[str, np.ndarray]
+    root: Path
+    ends: np.ndarray
+    labels: np.ndarray
+
+    def smoothed(self, scores: np.ndarray) -> np.ndarray:
+        """Frame scores (F_test,) smoothed as the run smoothed its own."""
+        return smooth_scores(scores, self.ends, self.settings["SMOOTH_SIGMA"], self.settings["SMOOTH_PER_VIDEO"])
+
+
+def load_run(run: Path, checkpoint: Path | None = None) -> FinishedRun:
+    """The :class:`FinishedRun` in results folder ``run`` (results/NAME/RECIPE); its
+    checkpoint folder from its settings unless ``checkpoint`` is given. A missing file
+    exits naming it and the stage that writes it."""
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+        saved = dict(np.load(run / "score_terms.npz"))
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc.filename}: not found; run python attention_fusion.py (or run_all.py) first") from None
+    st = metrics["settings"]
+    ckpt = checkpoint or checkpoint_dir(st["DATASET"], st["CHECKPOINT_ROOT"], st["RECIPE"])
+    root = D.resolve_data_root(st["DATASET"], st["DATA_ROOT"])
+    ends = D.load_clip_lengths(root, st["DATASET"], "test", metrics["n_test_frames"])
+    return FinishedRun(metrics, st, ckpt, saved, root, ends, D.load_labels(root, st["DATASET"], ends))
 
 
 def in_sample_reference(ckpt: Path, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -75,22 +110,15 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, help="its checkpoint folder (default: from its settings)")
     ap.add_argument("--json", type=Path, help="also write every figure here")
     args = ap.parse_args()
-    metrics = json.loads((args.run / "metrics.json").read_text())
-    st = metrics["settings"]
-    ckpt = args.checkpoint or checkpoint_dir(st["DATASET"], st["CHECKPOINT_ROOT"], st["RECIPE"])
-    saved = np.load(args.run / "score_terms.npz")
+    finished = load_run(args.run, args.checkpoint)
+    metrics, st, ckpt, saved, root, ends, labels = finished
     terms = tuple(t for t in S.TERMS if f"test_{t}" in saved)
     test = {t: saved[f"test_{t}"] for t in terms}
     after = {t: saved[f"reference_{t}"] for t in terms}
     before = in_sample_reference(ckpt, after)
-    root = D.resolve_data_root(st["DATASET"], st["DATA_ROOT"])
-    ends = D.load_clip_lengths(root, st["DATASET"], "test", metrics["n_test_frames"])
-    labels = D.load_labels(root, st["DATASET"], ends)
     kinds_file = root / st["DATASET"] / "anomaly_kinds.npy"
     kinds = np.load(kinds_file, allow_pickle=True) if kinds_file.exists() else None
-
-    def smoothed(s: np.ndarray) -> np.ndarray:
-        return smooth_scores(s, ends, st["SMOOTH_SIGMA"], st["SMOOTH_PER_VIDEO"])
+    smoothed = finished.smoothed
 
     out: dict = {"run": str(args.run), "dataset": st["DATASET"], "seed": st["SEED"], "terms": {}, "scores": {}}
     print(f"{st['DATASET']}, seed {st['SEED']}: {len(labels)} test frames, {int(labels.sum())} anomalous")
