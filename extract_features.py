@@ -25,6 +25,7 @@ from memfuse.extract.pipeline import (
     FAST_FLOW,
     FAST_POSE_EVERY,
     FLOW_CHOICES,
+    FLOW_FRAME_CHOICES,
     REALTIME_FLOW,
     REALTIME_FLOW_SCALE,
     ExtractSettings,
@@ -40,6 +41,7 @@ APPEARANCE = "hog"
 FLOW = "dis_fine"  # closest to AI-VAD's FlowNet2 velocity on Ped2 train (bench/velocity_agreement.py)
 FLOW_SCALE = 1.0
 FLOW_BLUR = 0.0
+FLOW_FRAME = "current"  # the flow on the pixels of the frame whose boxes it is read in (AI-VAD's: previous)
 VELOCITY_BINS = 8  # AI-VAD's; config/datasets/NAME.toml sets a dataset's own (1 on Ped2)
 POSE_MODEL = ""
 POSE_EVERY = 1
@@ -64,6 +66,8 @@ HELP = {
     "FLOW": f"optical flow: {' | '.join(FLOW_CHOICES)}",
     "FLOW_SCALE": "upsample frames by this factor before the flow",
     "FLOW_BLUR": "Gaussian sigma (native px) on frames before the flow, 0 = none",
+    "FLOW_FRAME": f"{' | '.join(FLOW_FRAME_CHOICES)}: a frame's flow on its own pixels, where its boxes are "
+    "(the flow back to the frame before, reversed), or on the frame before's (AI-VAD's)",
     "VELOCITY_BINS": "velocity orientation bins (config/datasets/DATASET.toml sets a dataset's own: 1 on Ped2)",
     "POSE_MODEL": "BlazePose pose_landmark_full.tflite: makes pose.npy for a split without one "
     "(memfuse/extract/pose.py says how to get it); empty: none",
@@ -98,6 +102,7 @@ def settings_of(g: dict) -> ExtractSettings:
         flow=g["FLOW"],
         flow_scale=g["FLOW_SCALE"],
         flow_blur=g["FLOW_BLUR"],
+        flow_frame=g["FLOW_FRAME"],
         bins=g["VELOCITY_BINS"] or None,
         pose_model=g["POSE_MODEL"] or None,
         pose_every=g["POSE_EVERY"],

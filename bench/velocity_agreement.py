@@ -26,12 +26,16 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from memfuse.extract.frames import check_boxes, list_videos, load_boxes, read_frame, split_boxes_by_video  # noqa: E402
-from memfuse.extract.velocity import FlowConfig, box_velocity, box_velocity_resized, compute_flow  # noqa: E402
+from memfuse.extract.velocity import FlowConfig, box_velocity, box_velocity_resized, frame_flow  # noqa: E402
 from memfuse.io import RESULTS_ROOT, save_json  # noqa: E402
 
 SUBSAMPLE_EVERY = 4  # subsample: videos 0, 4, 8, 12 (~640 frames)
-# (config, run on full train?)  full=True for the fast ones.
+# (config, run on full train?)  full=True for the fast ones. Each flow is on the boxes' frame
+# (FlowConfig.frame "current", the default) unless it says "on previous" (AI-VAD's).
 SETTINGS = [
+    (FlowConfig("dis_fine", 1, frame="previous"), False),
+    (FlowConfig("dis_balanced", 1), False),
+    (FlowConfig("dis_balanced", 1, frame="previous"), False),
     (FlowConfig("dis_ultrafast", 1), True),
     (FlowConfig("dis_fast", 1), True),
     (FlowConfig("dis_medium", 1), True),
@@ -69,7 +73,7 @@ def _video_job(args):
     t0 = time.perf_counter()
     for t in range(len(frames)):
         prev = frames[t - 1] if t else frames[t]
-        flow = compute_flow(prev, frames[t], cfg) if t else np.zeros(frames[t].shape + (2,), np.float32)
+        flow = frame_flow(prev, frames[t], cfg) if t else np.zeros(frames[t].shape + (2,), np.float32)
         out["plain"].append(box_velocity(flow, boxes[t], 1))
         if extra:
             fu = flow * np.asarray(FLOWNET_UNITS, np.float32)
@@ -172,6 +176,7 @@ def main() -> None:
                 "method": cfg.method,
                 "scale": cfg.scale,
                 "blur": cfg.blur,
+                "frame": cfg.frame,
                 "videos": "all" if full else f"every {SUBSAMPLE_EVERY}th",
                 **agreement(ours, ref_for(vs)),
                 **tm,
@@ -193,7 +198,7 @@ def main() -> None:
         # Extra checks of the velocity definition, on the subsample: FlowNet2's anisotropic
         # units, and AI-VAD's literal crop -> 224x224 -> mean vs our exact box mean.
         best = max((r for r in rows if r["videos"] == "all"), key=lambda r: r["per_object_spearman"])
-        cfg = FlowConfig(best["method"], best["scale"], best["blur"])
+        cfg = FlowConfig(best["method"], best["scale"], best["blur"], best["frame"])
         res, _ = run(cfg, sub_v, pool, extra=True)
         checks = {}
         for k in ("plain", "flownet_units", "resized224"):

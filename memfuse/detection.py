@@ -195,7 +195,7 @@ def make_extractor(detector: Detector, *, pose_model: Any, backbone: Any, where:
     pose = st["pose"]
     return FrameExtractor(
         backbone=backbone,
-        flow=FlowConfig(st["flow"]["method"], float(st["flow"]["scale"]), float(st["flow"]["blur"])),
+        flow=FlowConfig.from_settings(st["flow"]),
         bins=int(st["bins"]),
         pose_model=pose_model,
         pose_every=int(pose["every"]) if isinstance(pose, dict) else 1,

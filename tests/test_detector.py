@@ -198,7 +198,11 @@ def test_a_live_source_behind_scores_its_waiting_frames_together_as_one_at_a_tim
     assert calls == [1] * 20
     calls.clear()
     behind = Behind(plain.name, plain.kind, plain.target, live=True)
-    assert scores(behind, tmp_path / "behind") == one_by_one  # the same scores, in fewer model calls
+    # the same scores, in fewer model calls: equal up to the order of a batch's float sums,
+    # which can move a score written with 3 decimals by one in its last place
+    np.testing.assert_allclose(
+        np.asarray(scores(behind, tmp_path / "behind"), float), np.asarray(one_by_one, float), rtol=0, atol=2e-3
+    )
     assert calls == [LIVE_BATCH, 4] + [1] * 8  # frames 0-7, then 8-11 (11 finds none waiting), then one each
 
 

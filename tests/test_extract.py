@@ -27,7 +27,7 @@ from memfuse.extract.frames import (
     read_frame,
     split_boxes_by_video,
 )
-from memfuse.extract.velocity import FlowConfig, box_velocity, compute_flow, video_velocity
+from memfuse.extract.velocity import FLOW_FRAMES, FlowConfig, box_velocity, compute_flow, frame_flow, video_velocity
 from memfuse.io import InputError
 from memfuse.pipeline import run
 
@@ -73,6 +73,40 @@ def test_velocity_known_shift(dx, dy, expected_bin):
     assert int(np.argmax(v8[0])) == expected_bin
     assert v8.sum() == pytest.approx(v1[0, 0], rel=1e-5)  # bins split the mean magnitude
     assert v8[0, expected_bin] > 0.8 * v8.sum()
+
+
+def moving_block(shift: int, size: int = 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two 120x160 frames: a textured block on a still textured background, moved ``shift``
+    px right from the first to the second; and the block's box in the second (the boxes' frame)."""
+    block = textured(size, size, seed=1)
+    prev, cur = textured(seed=2), textured(seed=2)
+    prev[48 : 48 + size, 50 : 50 + size] = block
+    cur[48 : 48 + size, 50 + shift : 50 + shift + size] = block
+    return prev, cur, np.array([[50 + shift, 48, 50 + shift + size, 48 + size]], np.float32)
+
+
+def test_flow_on_the_boxes_frame_is_the_flow_back_reversed_and_points_along_the_motion():
+    """``current``: the flow from t back to t-1, on frame t's pixels where the boxes are,
+    negated; ``previous``: AI-VAD's flow from t-1 to t. Both see the block move right by its
+    shift (bin 0 or 7 of 8, the 0-degree edge), so direction bins mean the same in both."""
+    shift = 6
+    prev, cur, box = moving_block(shift)
+    cfg = FlowConfig("dis_medium", frame="current")
+    np.testing.assert_array_equal(frame_flow(prev, cur, cfg), -compute_flow(cur, prev, cfg))
+    np.testing.assert_array_equal(frame_flow(prev, cur, replace(cfg, frame="previous")), compute_flow(prev, cur, cfg))
+    for frame in FLOW_FRAMES:
+        v = box_velocity(frame_flow(prev, cur, replace(cfg, frame=frame)), box, bins=8)
+        assert v[0, [0, 7]].sum() > 0.9 * v.sum(), frame
+        assert v.sum() == pytest.approx(shift, rel=0.2), frame
+    with pytest.raises(ValueError, match="unknown flow frame 'next'"):
+        frame_flow(prev, cur, replace(cfg, frame="next"))
+
+
+def test_flow_settings_recorded_before_the_frame_setting_read_as_the_previous_frame():
+    assert FlowConfig.from_settings({"method": "dis_fine", "scale": 1, "blur": 0}).frame == "previous"
+    assert FlowConfig.from_settings({"method": "dis_fine", "scale": 1, "blur": 0, "frame": "current"}) == FlowConfig(
+        "dis_fine", 1.0, 0.0, "current"
+    )
 
 
 def test_velocity_bins_definition_exact():
@@ -396,6 +430,7 @@ def test_cli_errors_are_one_line_before_any_work(tmp_path):
         ({"bins": -1}, "bins must be >= 1"),
         ({"flow_scale": 0.0}, "flow_scale must be > 0"),
         ({"flow_blur": -1.0}, "flow_blur must be >= 0"),
+        ({"flow_frame": "next"}, "unknown flow frame 'next'"),
         ({"clip_interpolation": "nearest"}, "unknown CLIP interpolation 'nearest'"),
     ],
 )
@@ -693,9 +728,10 @@ def test_option_lists_of_the_settings_are_the_libraries_own():
     """The settings are checked, and --help lists them, against copies that need no OpenCV."""
     from memfuse.extract.appearance import APPEARANCE_OPTIONS
     from memfuse.extract.clip_vit import INTERPOLATIONS
-    from memfuse.extract.velocity import FLOW_METHODS
+    from memfuse.extract.velocity import FLOW_FRAMES, FLOW_METHODS
 
     assert P.FLOW_CHOICES == FLOW_METHODS
+    assert P.FLOW_FRAME_CHOICES == FLOW_FRAMES
     assert P.APPEARANCE_CHOICES == APPEARANCE_OPTIONS
     assert P.CLIP_INTERPOLATIONS == tuple(INTERPOLATIONS)
 

@@ -55,6 +55,7 @@ SPLITS = ("train", "test")
 # Copies of memfuse.extract's option lists (tests/test_extract.py checks they agree), here so
 # that settings are checked, and --help lists them, without importing OpenCV.
 FLOW_CHOICES = ("dis_ultrafast", "dis_fast", "dis_medium", "dis_balanced", "dis_fine", "farneback")  # FLOW_METHODS
+FLOW_FRAME_CHOICES = ("current", "previous")  # velocity.FLOW_FRAMES
 APPEARANCE_CHOICES = ("hog", "pixels", "clip")  # appearance.APPEARANCE_OPTIONS
 CLIP_INTERPOLATIONS = ("bilinear", "bicubic", "area")  # clip_vit.INTERPOLATIONS
 MOTION_BACKGROUNDS = ("video", "camera")  # ExtractSettings.motion_background
@@ -78,9 +79,11 @@ class ExtractSettings:
     """Every setting stage 0's features depend on, and how many processes make them.
 
     appearance: backbone, one of :data:`APPEARANCE_CHOICES`.
-    flow, flow_scale, flow_blur: the optical flow (:class:`memfuse.extract.velocity.FlowConfig`):
-        a :data:`FLOW_CHOICES` method, frames upsampled by ``flow_scale`` and blurred by a
-        Gaussian of sigma ``flow_blur`` native px (0 = none) before it.
+    flow, flow_scale, flow_blur, flow_frame: the optical flow
+        (:class:`memfuse.extract.velocity.FlowConfig`): a :data:`FLOW_CHOICES` method, frames
+        upsampled by ``flow_scale`` and blurred by a Gaussian of sigma ``flow_blur`` native px
+        (0 = none) before it, defined on the pixels of the boxes' frame (``current``) or of
+        the frame before (``previous``, AI-VAD's), :data:`FLOW_FRAME_CHOICES`.
     bins: velocity orientation bins B; ``None`` (or 0): the dataset's VELOCITY_BINS
         (config/datasets/NAME.toml, else extract_features.py's default).
     pose_model: BlazePose ``pose_landmark_full.tflite``, to make pose.npy for a split without
@@ -104,6 +107,7 @@ class ExtractSettings:
     flow: str = "dis_fine"
     flow_scale: float = 1.0
     flow_blur: float = 0.0
+    flow_frame: str = "current"
     bins: int | None = None
     pose_model: Path | str | None = None
     pose_every: int = 1
@@ -123,6 +127,8 @@ class ExtractSettings:
             raise InputError(f"unknown appearance backbone {self.appearance!r}; choose from {APPEARANCE_CHOICES}")
         if self.flow not in FLOW_CHOICES:
             raise InputError(f"unknown flow {self.flow!r}; choose from {FLOW_CHOICES}")
+        if self.flow_frame not in FLOW_FRAME_CHOICES:
+            raise InputError(f"unknown flow frame {self.flow_frame!r}; choose from {FLOW_FRAME_CHOICES}")
         if int(self.pose_every) < 1:
             raise InputError(f"pose_every must be >= 1, got {self.pose_every}")
         if self.bins is not None and self.bins < 0:
@@ -172,7 +178,7 @@ class ExtractSettings:
         """The :class:`memfuse.extract.velocity.FlowConfig` of the flow settings."""
         from .velocity import FlowConfig
 
-        return FlowConfig(self.flow, float(self.flow_scale), float(self.flow_blur))
+        return FlowConfig(self.flow, float(self.flow_scale), float(self.flow_blur), self.flow_frame)
 
     @property
     def clip_kwargs(self) -> dict[str, Any]:
@@ -467,7 +473,7 @@ def split_settings(settings: ExtractSettings, *, motion: bool, split: str = "tra
     s = settings
     # the test split's boxes against the camera's background: a key of its own (the train split's never are)
     camera = {"background": "camera"} if split == "test" and s.motion_background == "camera" else {}
-    flow = {"method": s.flow, "scale": float(s.flow_scale), "blur": float(s.flow_blur)}
+    flow = {"method": s.flow, "scale": float(s.flow_scale), "blur": float(s.flow_blur), "frame": s.flow_frame}
     pose = (
         {"model": Path(s.pose_model).name, "every": int(s.pose_every), "person_shaped": bool(s.person_shaped)}
         if s.pose_model

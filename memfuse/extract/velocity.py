@@ -22,6 +22,16 @@ estimators resolve them) and optionally Gaussian-blurred first (JPEG noise). The
 returned in native-resolution pixels per frame (values divided by ``scale``). The choice of
 default is made by agreement with AI-VAD's FlowNet2 velocity on Ped2 train
 (``bench/velocity_agreement.py``), never by a test score.
+
+Which frame's pixels the flow lives on (:data:`FLOW_FRAMES`): the flow from t-1 to t is
+defined on frame t-1's pixels (OpenCV's and FlowNet2's convention), where each object
+*was*, while the boxes are frame t's, where it *is*: a box drawn tight around an object
+that moved d px since t-1 averages the flow over a strip of background d px wide and
+misses the object's trailing strip. The default, ``current``, takes the flow from t back
+to t-1, defined on frame t's pixels, and negates it so that it points along the motion (the
+orientation bins keep AI-VAD's meaning); ``previous`` is AI-VAD's literal t-1 -> t. Both
+cost one flow a frame. On Ped2 train (AI-VAD's boxes) ``current`` agrees a little better
+with AI-VAD's own FlowNet2 velocity (docs/results.md, "Velocity on the boxes' frame").
 """
 
 from __future__ import annotations
@@ -49,6 +59,9 @@ DIS_TUNED = {
     "dis_balanced": (6, 4, 16, 5),
 }
 FLOW_METHODS = ("dis_ultrafast", "dis_fast", "dis_medium", "dis_balanced", "dis_fine", "farneback")
+# the frame whose pixels a frame's flow is defined on (the module's doc): this one, where its
+# boxes are drawn (flow t -> t-1, negated), or the previous one (AI-VAD's flow t-1 -> t)
+FLOW_FRAMES = ("current", "previous")
 
 
 @dataclass(frozen=True)
@@ -59,15 +72,26 @@ class FlowConfig:
         medium preset at full resolution with a 6 px patch (:data:`DIS_TUNED`).
     scale: upsampling factor applied to both frames before the flow (1 = native).
     blur: Gaussian sigma (native pixels) applied to both frames first; 0 = none.
+    frame: the frame whose pixels the flow of frame t is defined on (:data:`FLOW_FRAMES`):
+        ``current`` (t, where the boxes are) or ``previous`` (t-1, AI-VAD's).
     """
 
     method: str = "dis_medium"
     scale: float = 1.0
     blur: float = 0.0
+    frame: str = "current"
 
     def label(self) -> str:
         s = f"{self.method} x{self.scale:g}"
-        return s + (f" blur{self.blur:g}" if self.blur else "")
+        s += f" blur{self.blur:g}" if self.blur else ""
+        return s + (" on previous" if self.frame == "previous" else "")
+
+    @classmethod
+    def from_settings(cls, flow: dict) -> "FlowConfig":
+        """The flow of stage 0's recorded settings (extract_meta.json's ``settings["flow"]``:
+        method, scale, blur, frame). Features recorded before ``frame`` was a setting were
+        made on the previous frame's pixels."""
+        return cls(flow["method"], float(flow["scale"]), float(flow["blur"]), flow.get("frame", "previous"))
 
 
 @lru_cache(maxsize=8)
@@ -118,6 +142,25 @@ def compute_flow(prev: np.ndarray, cur: np.ndarray, cfg: FlowConfig = FlowConfig
     if cfg.scale != 1:
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA) / cfg.scale
     return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+def frame_flow(prev: np.ndarray, cur: np.ndarray, cfg: FlowConfig = FlowConfig()) -> np.ndarray:
+    """The motion from ``prev`` to ``cur`` on the pixels of ``cfg.frame`` (:data:`FLOW_FRAMES`).
+
+    Args:
+        prev, cur: consecutive frames, as :func:`compute_flow` takes them.
+        cfg: flow setting; ``cfg.frame`` ``current``: the flow from ``cur`` back to
+            ``prev``, negated (where each pixel of ``cur`` came from, as a displacement
+            forwards); ``previous``: :func:`compute_flow` ``(prev, cur)``.
+
+    Returns:
+        (H, W, 2) float32 (dx, dy) in native pixels per frame, pointing along the motion.
+    """
+    if cfg.frame == "previous":
+        return compute_flow(prev, cur, cfg)
+    if cfg.frame != "current":
+        raise ValueError(f"unknown flow frame {cfg.frame!r}; choose from {FLOW_FRAMES}")
+    return np.negative(compute_flow(cur, prev, cfg))
 
 
 def orientation_bins(flow: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +235,7 @@ def frame_velocity(
     """
     if prev is None:
         return np.zeros((len(boxes), bins), dtype=np.float32)
-    return box_velocity(compute_flow(prev, frame, cfg), boxes, bins).astype(np.float32)
+    return box_velocity(frame_flow(prev, frame, cfg), boxes, bins).astype(np.float32)
 
 
 def video_velocity(
