@@ -198,7 +198,7 @@ def main() -> None:
         # Extra checks of the velocity definition, on the subsample: FlowNet2's anisotropic
         # units, and AI-VAD's literal crop -> 224x224 -> mean vs our exact box mean.
         best = max((r for r in rows if r["videos"] == "all"), key=lambda r: r["per_object_spearman"])
-        cfg = FlowConfig(best["method"], best["scale"], best["blur"], best["frame"])
+        cfg = FlowConfig.from_settings(best)
         res, _ = run(cfg, sub_v, pool, extra=True)
         checks = {}
         for k in ("plain", "flownet_units", "resized224"):
