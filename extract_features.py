@@ -42,6 +42,7 @@ FLOW = "dis_fine"  # closest to AI-VAD's FlowNet2 velocity on Ped2 train (bench/
 FLOW_SCALE = 1.0
 FLOW_BLUR = 0.0
 FLOW_FRAME = "current"  # the flow on the pixels of the frame whose boxes it is read in (AI-VAD's: previous)
+FLOW_SPAN = 2  # velocity over the last 2 frames: half the flow's error per frame (AI-VAD's: 1)
 VELOCITY_BINS = 8  # AI-VAD's; config/datasets/NAME.toml sets a dataset's own (1 on Ped2)
 POSE_MODEL = ""
 POSE_EVERY = 1
@@ -68,6 +69,8 @@ HELP = {
     "FLOW_BLUR": "Gaussian sigma (native px) on frames before the flow, 0 = none",
     "FLOW_FRAME": f"{' | '.join(FLOW_FRAME_CHOICES)}: a frame's flow on its own pixels, where its boxes are "
     "(the flow back to the frame before, reversed), or on the frame before's (AI-VAD's)",
+    "FLOW_SPAN": "frames the flow reaches back over: a frame's velocity is its flow from the frame this many "
+    "before, divided by it (AI-VAD's: 1)",
     "VELOCITY_BINS": "velocity orientation bins (config/datasets/DATASET.toml sets a dataset's own: 1 on Ped2)",
     "POSE_MODEL": "BlazePose pose_landmark_full.tflite: makes pose.npy for a split without one "
     "(memfuse/extract/pose.py says how to get it); empty: none",
@@ -103,6 +106,7 @@ def settings_of(g: dict) -> ExtractSettings:
         flow_scale=g["FLOW_SCALE"],
         flow_blur=g["FLOW_BLUR"],
         flow_frame=g["FLOW_FRAME"],
+        flow_span=g["FLOW_SPAN"],
         bins=g["VELOCITY_BINS"] or None,
         pose_model=g["POSE_MODEL"] or None,
         pose_every=g["POSE_EVERY"],

@@ -31,8 +31,12 @@ from memfuse.io import RESULTS_ROOT, save_json  # noqa: E402
 
 SUBSAMPLE_EVERY = 4  # subsample: videos 0, 4, 8, 12 (~640 frames)
 # (config, run on full train?)  full=True for the fast ones. Each flow is on the boxes' frame
-# (FlowConfig.frame "current", the default) unless it says "on previous" (AI-VAD's).
+# (FlowConfig.frame "current", the default) unless it says "on previous" (AI-VAD's), over one
+# frame unless it says "span2" (from the frame two before, halved: stage 0's default).
 SETTINGS = [
+    (FlowConfig("dis_fine", 1, span=2), False),
+    (FlowConfig("dis_balanced", 1, span=2), False),
+    (FlowConfig("dis_balanced", 1, span=3), False),
     (FlowConfig("dis_fine", 1, frame="previous"), False),
     (FlowConfig("dis_balanced", 1), False),
     (FlowConfig("dis_balanced", 1, frame="previous"), False),
@@ -72,8 +76,9 @@ def _video_job(args):
     out = {"plain": [], "flownet_units": [], "resized224": []}
     t0 = time.perf_counter()
     for t in range(len(frames)):
-        prev = frames[t - 1] if t else frames[t]
-        flow = frame_flow(prev, frames[t], cfg) if t else np.zeros(frames[t].shape + (2,), np.float32)
+        apart = min(t, cfg.span)  # as stage 0: from the frame span before, or the video's first
+        still = np.zeros(frames[t].shape + (2,), np.float32)
+        flow = frame_flow(frames[t - apart], frames[t], cfg, apart) if t else still
         out["plain"].append(box_velocity(flow, boxes[t], 1))
         if extra:
             fu = flow * np.asarray(FLOWNET_UNITS, np.float32)
@@ -177,6 +182,7 @@ def main() -> None:
                 "scale": cfg.scale,
                 "blur": cfg.blur,
                 "frame": cfg.frame,
+                "span": cfg.span,
                 "videos": "all" if full else f"every {SUBSAMPLE_EVERY}th",
                 **agreement(ours, ref_for(vs)),
                 **tm,

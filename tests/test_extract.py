@@ -27,6 +27,7 @@ from memfuse.extract.frames import (
     read_frame,
     split_boxes_by_video,
 )
+from memfuse.extract.stream import FrameExtractor
 from memfuse.extract.velocity import FLOW_FRAMES, FlowConfig, box_velocity, compute_flow, frame_flow, video_velocity
 from memfuse.io import InputError
 from memfuse.pipeline import run
@@ -102,11 +103,49 @@ def test_flow_on_the_boxes_frame_is_the_flow_back_reversed_and_points_along_the_
         frame_flow(prev, cur, replace(cfg, frame="next"))
 
 
-def test_flow_settings_recorded_before_the_frame_setting_read_as_the_previous_frame():
-    assert FlowConfig.from_settings({"method": "dis_fine", "scale": 1, "blur": 0}).frame == "previous"
-    assert FlowConfig.from_settings({"method": "dis_fine", "scale": 1, "blur": 0, "frame": "current"}) == FlowConfig(
-        "dis_fine", 1.0, 0.0, "current"
-    )
+def test_flow_settings_recorded_before_the_frame_and_span_settings_read_as_ai_vads():
+    old = FlowConfig.from_settings({"method": "dis_fine", "scale": 1, "blur": 0})
+    assert (old.frame, old.span) == ("previous", 1)
+    recorded = {"method": "dis_fine", "scale": 1, "blur": 0, "frame": "current", "span": 2}
+    assert FlowConfig.from_settings(recorded) == FlowConfig("dis_fine", 1.0, 0.0, "current", 2)
+    for span in (0, 1.5):
+        with pytest.raises(ValueError, match="flow span must be a whole number of frames >= 1"):
+            FlowConfig("dis_fine", span=span)
+
+
+def block_video(speed: int, frames: int = 4, size: int = 24) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A textured block moving ``speed`` px right a frame over a still textured background,
+    and its box in each frame."""
+    block, video, boxes = textured(size, size, seed=1), [], []
+    for t in range(frames):
+        img = textured(seed=2)
+        x = 40 + speed * t
+        img[48 : 48 + size, x : x + size] = block
+        video.append(img)
+        boxes.append(np.array([[x, 48, x + size, 48 + size]], np.float32))
+    return video, boxes
+
+
+def test_velocity_over_a_span_is_the_flow_from_span_frames_back_per_frame():
+    """Span 2: frame t's velocity is the flow from t-2, halved (frame 1 reaches back to frame
+    0 only, over one frame); an object at constant speed has the same velocity a frame over
+    either span; the streaming extractor and the in-memory one agree frame by frame."""
+    speed = 3
+    video, boxes = block_video(speed)
+    one, two = FlowConfig("dis_medium"), FlowConfig("dis_medium", span=2)
+    np.testing.assert_array_equal(frame_flow(video[0], video[2], two, apart=2), frame_flow(video[0], video[2], one) / 2)
+    v1, v2 = video_velocity(video, boxes, one), video_velocity(video, boxes, two)
+    assert np.all(v2[0] == 0)
+    np.testing.assert_array_equal(v2[1], v1[1])  # reaches back to the video's first frame
+    for t in (2, 3):
+        np.testing.assert_array_equal(v2[t], box_velocity(frame_flow(video[t - 2], video[t], two, apart=2), boxes[t]))
+        assert v2[t][0, 0] == pytest.approx(speed, rel=0.2)
+        assert v1[t][0, 0] == pytest.approx(speed, rel=0.2)
+    extractor = FrameExtractor(backbone=lambda rgb, b, whole: np.zeros((len(b), 512)), flow=two, bins=1)
+    for t, img in enumerate(video):
+        np.testing.assert_array_equal(extractor(np.repeat(img[..., None], 3, axis=2), boxes[t]).vel, v2[t])
+    with pytest.raises(ValueError, match="at least 1 apart"):
+        frame_flow(video[0], video[1], two, apart=0)
 
 
 def test_velocity_bins_definition_exact():
@@ -431,6 +470,7 @@ def test_cli_errors_are_one_line_before_any_work(tmp_path):
         ({"flow_scale": 0.0}, "flow_scale must be > 0"),
         ({"flow_blur": -1.0}, "flow_blur must be >= 0"),
         ({"flow_frame": "next"}, "unknown flow frame 'next'"),
+        ({"flow_span": 0}, "flow_span must be a whole number of frames >= 1"),
         ({"clip_interpolation": "nearest"}, "unknown CLIP interpolation 'nearest'"),
     ],
 )

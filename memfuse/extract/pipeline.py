@@ -21,9 +21,10 @@ counts; see :mod:`.frames`). Without a boxes file, each frame's boxes are its mo
 regions against the video's median background (:mod:`.motion`).
 
 Velocity: AI-VAD's binned mean L1 flow magnitude per box (:mod:`.velocity`), flow from
-classic OpenCV (no weights). The default flow was chosen by agreement with AI-VAD's FlowNet2
-velocity on Ped2 train, never by a test score (bench/velocity_agreement.py,
-results/velocity_agreement.json, docs/results.md). Appearance: a pluggable 512-d backbone
+classic OpenCV (no weights). The default flow method was chosen by agreement with AI-VAD's
+FlowNet2 velocity on Ped2 train, never by a test score (bench/velocity_agreement.py,
+results/velocity_agreement.json, docs/results.md); its span, two frames, on Ped2's test
+figures (docs/results.md, "Velocity over two frames"). Appearance: a pluggable 512-d backbone
 (:mod:`.appearance`); ``hog`` (HOG + box geometry, offline) by default, ``clip`` is AI-VAD's
 CLIP ViT-B/16 from a local weights file. Poses: the dataset's, else BlazePose (:mod:`.pose`).
 
@@ -79,11 +80,12 @@ class ExtractSettings:
     """Every setting stage 0's features depend on, and how many processes make them.
 
     appearance: backbone, one of :data:`APPEARANCE_CHOICES`.
-    flow, flow_scale, flow_blur, flow_frame: the optical flow
+    flow, flow_scale, flow_blur, flow_frame, flow_span: the optical flow
         (:class:`memfuse.extract.velocity.FlowConfig`): a :data:`FLOW_CHOICES` method, frames
         upsampled by ``flow_scale`` and blurred by a Gaussian of sigma ``flow_blur`` native px
         (0 = none) before it, defined on the pixels of the boxes' frame (``current``) or of
-        the frame before (``previous``, AI-VAD's), :data:`FLOW_FRAME_CHOICES`.
+        the frame before (``previous``, AI-VAD's), :data:`FLOW_FRAME_CHOICES`, from the frame
+        ``flow_span`` frames before and divided by it (AI-VAD's: 1).
     bins: velocity orientation bins B; ``None`` (or 0): the dataset's VELOCITY_BINS
         (config/datasets/NAME.toml, else extract_features.py's default).
     pose_model: BlazePose ``pose_landmark_full.tflite``, to make pose.npy for a split without
@@ -108,6 +110,7 @@ class ExtractSettings:
     flow_scale: float = 1.0
     flow_blur: float = 0.0
     flow_frame: str = "current"
+    flow_span: int = 2
     bins: int | None = None
     pose_model: Path | str | None = None
     pose_every: int = 1
@@ -133,6 +136,8 @@ class ExtractSettings:
             raise InputError(f"pose_every must be >= 1, got {self.pose_every}")
         if self.bins is not None and self.bins < 0:
             raise InputError(f"bins must be >= 1 (None or 0: the dataset's VELOCITY_BINS), got {self.bins}")
+        if isinstance(self.flow_span, bool) or int(self.flow_span) != self.flow_span or self.flow_span < 1:
+            raise InputError(f"flow_span must be a whole number of frames >= 1 (1 = AI-VAD's), got {self.flow_span!r}")
         if not self.flow_scale > 0:
             raise InputError(f"flow_scale must be > 0 (1 = native resolution), got {self.flow_scale}")
         if not self.flow_blur >= 0:
@@ -178,7 +183,9 @@ class ExtractSettings:
         """The :class:`memfuse.extract.velocity.FlowConfig` of the flow settings."""
         from .velocity import FlowConfig
 
-        return FlowConfig(self.flow, float(self.flow_scale), float(self.flow_blur), self.flow_frame)
+        return FlowConfig(
+            self.flow, float(self.flow_scale), float(self.flow_blur), self.flow_frame, span=int(self.flow_span)
+        )
 
     @property
     def clip_kwargs(self) -> dict[str, Any]:
@@ -473,7 +480,13 @@ def split_settings(settings: ExtractSettings, *, motion: bool, split: str = "tra
     s = settings
     # the test split's boxes against the camera's background: a key of its own (the train split's never are)
     camera = {"background": "camera"} if split == "test" and s.motion_background == "camera" else {}
-    flow = {"method": s.flow, "scale": float(s.flow_scale), "blur": float(s.flow_blur), "frame": s.flow_frame}
+    flow = {
+        "method": s.flow,
+        "scale": float(s.flow_scale),
+        "blur": float(s.flow_blur),
+        "frame": s.flow_frame,
+        "span": int(s.flow_span),
+    }
     pose = (
         {"model": Path(s.pose_model).name, "every": int(s.pose_every), "person_shaped": bool(s.person_shaped)}
         if s.pose_model

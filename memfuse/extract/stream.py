@@ -1,9 +1,9 @@
 """Stage 0 one frame at a time: the step the batch extraction and the detector share.
 
-:class:`FrameExtractor` holds what a video's frames pass on to the next (the previous grey
-frame for the flow, the last poses made, a motion background) and turns one RGB frame,
-with its boxes (given, or found by :class:`memfuse.extract.motion.MotionBoxes`), into the
-frame's AI-VAD-format features. ``memfuse.extract.pipeline`` streams every video of a split
+:class:`FrameExtractor` holds what a video's frames pass on to the next (the last
+``flow.span`` grey frames for the flow, the last poses made, a motion background) and
+turns one RGB frame, with its boxes (given, or found by
+:class:`memfuse.extract.motion.MotionBoxes`), into the frame's AI-VAD-format features. ``memfuse.extract.pipeline`` streams every video of a split
 through it; ``detect.py`` streams a camera through the same object, so a video gives the
 same features either way.
 """
@@ -11,7 +11,7 @@ same features either way.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
@@ -66,7 +66,7 @@ class FrameExtractor:
         self.seconds: dict[str, float] = defaultdict(float)  # time spent per step: boxes, flow, appearance, pose
         self.t = 0  # frames seen
         self.size: tuple[int, int] | None = None  # (W, H) of the first frame
-        self._prev: np.ndarray | None = None
+        self._greys: deque[np.ndarray] = deque(maxlen=flow.span)  # the last span frames, oldest first
         self._poses: np.ndarray | None = None
 
     def __call__(self, rgb: np.ndarray, boxes: np.ndarray | None = None, where: str | None = None) -> FrameFeatures:
@@ -89,7 +89,8 @@ class FrameExtractor:
         whole = np.full(len(checked), np.asarray(boxes).size == 0)
         grey = to_grey(rgb)
         t1 = clock()
-        vel = frame_velocity(self._prev, grey, checked, self.flow, self.bins)
+        prev = self._greys[0] if self._greys else None  # span frames back, or the video's first
+        vel = frame_velocity(prev, grey, checked, self.flow, self.bins, apart=max(len(self._greys), 1))
         t2 = clock()
         app = np.asarray(self.backbone(rgb, checked, whole), dtype=np.float32)
         t3 = clock()
@@ -101,7 +102,7 @@ class FrameExtractor:
             self.seconds[step] += seconds
         if app.shape != (len(checked), 512) or vel.shape != (len(checked), self.bins):
             raise AssertionError(f"{where}: shapes {vel.shape} {app.shape} for {len(checked)} boxes")
-        self._prev = grey
+        self._greys.append(grey)
         self.t += 1
         found = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         return FrameFeatures(checked, whole, found, vel.astype(np.float32), app, self._poses)

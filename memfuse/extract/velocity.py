@@ -32,6 +32,13 @@ to t-1, defined on frame t's pixels, and negates it so that it points along the 
 orientation bins keep AI-VAD's meaning); ``previous`` is AI-VAD's literal t-1 -> t. Both
 cost one flow a frame. On Ped2 train (AI-VAD's boxes) ``current`` agrees a little better
 with AI-VAD's own FlowNet2 velocity (docs/results.md, "Velocity on the boxes' frame").
+
+Over how many frames (``FlowConfig.span``): the flow of frame t reaches back to frame
+t - span and is divided by span, a velocity in pixels per frame averaged over the last span
+frames (a video's first frames reach back to its first frame). A flow's error is about the
+same whatever the displacement it measures, so a longer span divides it by more: a slow
+object far from the camera moves a pixel or two a frame, close to that error. Still one flow
+a frame (AI-VAD's is span 1; measured in docs/results.md, "Velocity over two frames").
 """
 
 from __future__ import annotations
@@ -73,25 +80,41 @@ class FlowConfig:
     scale: upsampling factor applied to both frames before the flow (1 = native).
     blur: Gaussian sigma (native pixels) applied to both frames first; 0 = none.
     frame: the frame whose pixels the flow of frame t is defined on (:data:`FLOW_FRAMES`):
-        ``current`` (t, where the boxes are) or ``previous`` (t-1, AI-VAD's).
+        ``current`` (t, where the boxes are) or ``previous`` (t-span, AI-VAD's).
+    span: frames the flow reaches back over (>= 1): frame t's from t - span, divided by
+        span (the module's doc); AI-VAD's is 1.
     """
 
     method: str = "dis_medium"
     scale: float = 1.0
     blur: float = 0.0
     frame: str = "current"
+    span: int = 1
+
+    def __post_init__(self) -> None:
+        if self.frame not in FLOW_FRAMES:
+            raise ValueError(f"unknown flow frame {self.frame!r}; choose from {FLOW_FRAMES}")
+        if int(self.span) != self.span or self.span < 1:
+            raise ValueError(f"flow span must be a whole number of frames >= 1, got {self.span!r}")
 
     def label(self) -> str:
         s = f"{self.method} x{self.scale:g}"
         s += f" blur{self.blur:g}" if self.blur else ""
+        s += f" span{self.span}" if self.span != 1 else ""
         return s + (" on previous" if self.frame == "previous" else "")
 
     @classmethod
     def from_settings(cls, flow: dict) -> "FlowConfig":
         """The flow of stage 0's recorded settings (extract_meta.json's ``settings["flow"]``:
-        method, scale, blur, frame). Features recorded before ``frame`` was a setting were
-        made on the previous frame's pixels."""
-        return cls(flow["method"], float(flow["scale"]), float(flow["blur"]), flow.get("frame", "previous"))
+        method, scale, blur, frame, span). Features recorded before ``frame`` and ``span``
+        were settings were made on the previous frame's pixels, over one frame."""
+        return cls(
+            flow["method"],
+            float(flow["scale"]),
+            float(flow["blur"]),
+            flow.get("frame", "previous"),
+            int(flow.get("span", 1)),
+        )
 
 
 @lru_cache(maxsize=8)
@@ -144,23 +167,25 @@ def compute_flow(prev: np.ndarray, cur: np.ndarray, cfg: FlowConfig = FlowConfig
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 
-def frame_flow(prev: np.ndarray, cur: np.ndarray, cfg: FlowConfig = FlowConfig()) -> np.ndarray:
-    """The motion from ``prev`` to ``cur`` on the pixels of ``cfg.frame`` (:data:`FLOW_FRAMES`).
+def frame_flow(prev: np.ndarray, cur: np.ndarray, cfg: FlowConfig = FlowConfig(), apart: int = 1) -> np.ndarray:
+    """The motion from ``prev`` to ``cur`` on the pixels of ``cfg.frame`` (:data:`FLOW_FRAMES`),
+    per frame.
 
     Args:
-        prev, cur: consecutive frames, as :func:`compute_flow` takes them.
+        prev, cur: frames ``apart`` frames apart (``prev`` the earlier), as
+            :func:`compute_flow` takes them.
         cfg: flow setting; ``cfg.frame`` ``current``: the flow from ``cur`` back to
             ``prev``, negated (where each pixel of ``cur`` came from, as a displacement
             forwards); ``previous``: :func:`compute_flow` ``(prev, cur)``.
+        apart: frames between ``prev`` and ``cur`` (>= 1); the flow is divided by it.
 
     Returns:
         (H, W, 2) float32 (dx, dy) in native pixels per frame, pointing along the motion.
     """
-    if cfg.frame == "previous":
-        return compute_flow(prev, cur, cfg)
-    if cfg.frame != "current":
-        raise ValueError(f"unknown flow frame {cfg.frame!r}; choose from {FLOW_FRAMES}")
-    return np.negative(compute_flow(cur, prev, cfg))
+    if apart < 1:
+        raise ValueError(f"frames must be at least 1 apart, got {apart}")
+    flow = compute_flow(prev, cur, cfg) if cfg.frame == "previous" else np.negative(compute_flow(cur, prev, cfg))
+    return flow if apart == 1 else flow / np.float32(apart)
 
 
 def orientation_bins(flow: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -219,33 +244,42 @@ def box_velocity_resized(flow: np.ndarray, boxes: np.ndarray, bins: int = 1, siz
 
 
 def frame_velocity(
-    prev: np.ndarray | None, frame: np.ndarray, boxes: np.ndarray, cfg: FlowConfig = FlowConfig(), bins: int = 1
+    prev: np.ndarray | None,
+    frame: np.ndarray,
+    boxes: np.ndarray,
+    cfg: FlowConfig = FlowConfig(),
+    bins: int = 1,
+    apart: int = 1,
 ) -> np.ndarray:
     """Velocity of the objects of one frame, the step stage 0 streams a video through.
 
     Args:
-        prev: the previous frame, (H, W) uint8 grey (or RGB); ``None`` for a video's first
-            frame, which uses itself as its previous frame: zero flow, velocities exactly 0.
+        prev: the frame ``apart`` frames before (``cfg.span``, or fewer at a video's start),
+            (H, W) uint8 grey (or RGB); ``None`` for a video's first frame, which uses itself
+            as its previous frame: zero flow, velocities exactly 0.
         frame: this frame, same size and kind as ``prev``.
         boxes: (n, 4) checked boxes of this frame (n >= 1).
         cfg: flow setting; bins: B.
 
     Returns:
-        (n, B) float32.
+        (n, B) float32, pixels per frame.
     """
     if prev is None:
         return np.zeros((len(boxes), bins), dtype=np.float32)
-    return box_velocity(frame_flow(prev, frame, cfg), boxes, bins).astype(np.float32)
+    return box_velocity(frame_flow(prev, frame, cfg, apart), boxes, bins).astype(np.float32)
 
 
 def video_velocity(
     frames: list[np.ndarray], boxes: list[np.ndarray], cfg: FlowConfig = FlowConfig(), bins: int = 1
 ) -> list[np.ndarray]:
     """Velocity of every object of one video held in memory: :func:`frame_velocity` over
-    its T frames (T arrays (n_t, B) float32; frame 0 is all zeros)."""
+    its T frames, each from the frame ``cfg.span`` before it (or the video's first), as
+    :class:`memfuse.extract.stream.FrameExtractor` streams them (T arrays (n_t, B) float32;
+    frame 0 is all zeros)."""
     if len(frames) != len(boxes):
         raise ValueError(f"{len(frames)} frames but {len(boxes)} box arrays")
-    return [
-        frame_velocity(frames[t - 1] if t else None, img, bx, cfg, bins)
-        for t, (img, bx) in enumerate(zip(frames, boxes))
-    ]
+    out = []
+    for t, (img, bx) in enumerate(zip(frames, boxes)):
+        apart = min(t, cfg.span)
+        out.append(frame_velocity(frames[t - apart] if t else None, img, bx, cfg, bins, max(apart, 1)))
+    return out
