@@ -3,9 +3,9 @@
 :class:`FrameExtractor` holds what a video's frames pass on to the next (the last
 ``flow.span`` grey frames for the flow, the last poses made, a motion background) and
 turns one RGB frame, with its boxes (given, or found by
-:class:`memfuse.extract.motion.MotionBoxes`), into the frame's AI-VAD-format features. ``memfuse.extract.pipeline`` streams every video of a split
-through it; ``detect.py`` streams a camera through the same object, so a video gives the
-same features either way.
+:class:`memfuse.extract.motion.MotionBoxes`), into the frame's AI-VAD-format features.
+``memfuse.extract.pipeline`` streams every video of a split through it; ``detect.py``
+streams a camera through the same object, so a video gives the same features either way.
 """
 
 from __future__ import annotations
