@@ -108,6 +108,7 @@ def test_flow_settings_recorded_before_the_frame_and_span_settings_read_as_ai_va
     assert (old.frame, old.span) == ("previous", 1)
     recorded = {"method": "dis_fine", "scale": 1, "blur": 0, "frame": "current", "span": 2}
     assert FlowConfig.from_settings(recorded) == FlowConfig("dis_fine", 1.0, 0.0, "current", 2)
+    assert FlowConfig("dis_fine", span=2.0).span == 2 and isinstance(FlowConfig("dis_fine", span=2.0).span, int)
     for span in (0, 1.5):
         with pytest.raises(ValueError, match="flow span must be a whole number of frames >= 1"):
             FlowConfig("dis_fine", span=span)

@@ -96,6 +96,7 @@ class FlowConfig:
             raise ValueError(f"unknown flow frame {self.frame!r}; choose from {FLOW_FRAMES}")
         if int(self.span) != self.span or self.span < 1:
             raise ValueError(f"flow span must be a whole number of frames >= 1, got {self.span!r}")
+        object.__setattr__(self, "span", int(self.span))  # 2.0 from a config file: a frame count
 
     def label(self) -> str:
         s = f"{self.method} x{self.scale:g}"
