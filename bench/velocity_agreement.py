@@ -77,8 +77,10 @@ def _video_job(args):
     t0 = time.perf_counter()
     for t in range(len(frames)):
         apart = min(t, cfg.span)  # as stage 0: from the frame span before, or the video's first
-        still = np.zeros(frames[t].shape + (2,), np.float32)
-        flow = frame_flow(frames[t - apart], frames[t], cfg, apart) if t else still
+        if t:
+            flow = frame_flow(frames[t - apart], frames[t], cfg, apart)
+        else:  # a video's first frame: still, as stage 0 has it
+            flow = np.zeros(frames[t].shape + (2,), np.float32)
         out["plain"].append(box_velocity(flow, boxes[t], 1))
         if extra:
             fu = flow * np.asarray(FLOWNET_UNITS, np.float32)
